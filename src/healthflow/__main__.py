@@ -1,0 +1,3 @@
+from healthflow.cli import app
+
+app()

@@ -1,0 +1,75 @@
+"""Analytics routes: the workers' intake and the dashboard summary."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from healthflow.analytics.service import AnalyticsService
+from healthflow.messaging.events import CloudEvent
+from healthflow.patients.domain import Status
+
+router = APIRouter(prefix="/api/analytics", tags=["analytics"])
+
+
+def _service(request: Request) -> AnalyticsService:
+    service: AnalyticsService = request.app.state.analytics
+    return service
+
+
+Service = Annotated[AnalyticsService, Depends(_service)]
+
+
+class PatientEventData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    patient_id: UUID
+    ward: Annotated[str, Field(min_length=1, max_length=50)]
+    bed: str | None = None
+    sex: str
+    age_band: str
+    status: Status
+    version: Annotated[int, Field(ge=1)]
+    registered_at: datetime
+    previous_status: Status | None = None
+    reason: str | None = None
+    source: str | None = None
+
+
+class PatientEventIn(BaseModel):
+    """A CloudEvent 1.0 (structured JSON) carrying a patient event."""
+
+    model_config = ConfigDict(extra="forbid")
+    specversion: Literal["1.0"]
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    source: Annotated[str, Field(min_length=1, max_length=200)]
+    type: Literal["PatientCreated", "PatientStatusUpdated", "PatientCritical"]
+    time: datetime
+    subject: Annotated[str, Field(min_length=1, max_length=64)]
+    datacontenttype: Literal["application/json"] = "application/json"
+    partitionkey: str | None = None
+    data: PatientEventData
+
+    def to_event(self) -> CloudEvent:
+        return CloudEvent.from_dict(self.model_dump(mode="json"))
+
+
+class Recorded(BaseModel):
+    event_id: str
+    duplicate: bool
+
+
+@router.post("/events", response_model=Recorded)
+async def record_event(body: PatientEventIn, service: Service) -> Recorded:
+    first = await service.record(body.to_event())
+    return Recorded(event_id=body.id, duplicate=not first)
+
+
+@router.get("/dashboard")
+async def dashboard(
+    service: Service, days: Annotated[int, Query(ge=1, le=90)] = 7
+) -> dict[str, Any]:
+    return await service.dashboard(days)

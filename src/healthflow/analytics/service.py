@@ -1,0 +1,61 @@
+"""Analytics use cases: record processed events once, answer the dashboard from rollups."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import structlog
+
+from healthflow.messaging.events import CloudEvent
+from healthflow.observability import metrics
+from healthflow.ports import AnalyticsStore, Cache, Clock, Hub
+
+log = structlog.get_logger(__name__)
+DASHBOARD_KEY = "analytics:dashboard:"
+EVENT_PROCESSED = "EventProcessed"
+
+
+class AnalyticsService:
+    def __init__(
+        self, store: AnalyticsStore, cache: Cache, hub: Hub, clock: Clock, *, cache_ttl_s: float
+    ) -> None:
+        self._store = store
+        self._cache = cache
+        self._hub = hub
+        self._clock = clock
+        self._cache_ttl = cache_ttl_s
+
+    async def record(self, event: CloudEvent) -> bool:
+        """Store an event's effect exactly once; True if this delivery was the first."""
+        now = self._clock.now()
+        if not await self._store.record(event, processed_at=now):
+            metrics.EVENTS_DUPLICATE.labels(consumer="analytics").inc()
+            return False
+        await self._cache.delete_prefix(DASHBOARD_KEY)
+        try:
+            await self._hub.broadcast(
+                EVENT_PROCESSED,
+                {"event_id": event.id, "event_type": event.type, "subject": event.subject},
+                now,
+            )
+        except Exception:
+            metrics.HUB_FAILURES.inc()
+            log.exception("hub_broadcast_failed", event_type=EVENT_PROCESSED)
+        return True
+
+    async def dashboard(self, days: int) -> dict[str, Any]:
+        key = f"{DASHBOARD_KEY}{days}"
+        cached = await self._cache.get(key)
+        if cached is not None:
+            summary: dict[str, Any] = orjson.loads(cached)
+            return summary
+        now = self._clock.now()
+        today = now.date()
+        summary = await self._store.dashboard(
+            first_day=today - timedelta(days=days - 1), last_day=today
+        )
+        summary = {"days": days, **summary, "generated_at": now.isoformat()}
+        await self._cache.set(key, orjson.dumps(summary), self._cache_ttl)
+        return summary

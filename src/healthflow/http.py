@@ -1,0 +1,218 @@
+"""The one way HTTP fails (RFC 9457 problem details) and the middleware every request passes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from healthflow.observability import metrics
+from healthflow.patients.domain import (
+    DomainError,
+    MrnTaken,
+    PatientChanged,
+    PatientInvalid,
+    PatientNotFound,
+    TransitionRefused,
+)
+
+PROBLEM_JSON = "application/problem+json"
+log = structlog.get_logger(__name__)
+
+
+class BadRequest(Exception):
+    """A request that is well-formed JSON but unusable, e.g. a cursor that was not ours."""
+
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"/problems/{slug}" if slug else "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+# Domain errors and the problem each becomes; the first matching class wins.
+_DOMAIN_PROBLEMS: list[tuple[type[DomainError], int, str, str]] = [
+    (PatientNotFound, 404, "Patient not found", "patient-not-found"),
+    (TransitionRefused, 409, "Status change refused", "transition-refused"),
+    (MrnTaken, 409, "MRN already registered", "mrn-taken"),
+    (PatientChanged, 409, "Patient changed meanwhile", "patient-changed"),
+]
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or str(loc[0] if loc else "request")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return problem(
+                400, "Malformed JSON", "The request body is not valid JSON.", slug="malformed-json"
+            )
+        listed = [
+            {
+                "field": _field_path(tuple(e.get("loc", ()))),
+                "message": e.get("msg", "invalid"),
+                "type": e.get("type", "invalid"),
+            }
+            for e in errors
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in listed)
+        return problem(422, "Invalid request", detail, slug="validation-error", errors=listed)
+
+    @app.exception_handler(PatientInvalid)
+    async def _invalid(_: Request, exc: PatientInvalid) -> JSONResponse:
+        listed = [
+            {"field": p.field, "message": p.message, "type": "value_error"} for p in exc.problems
+        ]
+        return problem(422, "Invalid request", str(exc), slug="validation-error", errors=listed)
+
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        for cls, status, title, slug in _DOMAIN_PROBLEMS:
+            if isinstance(exc, cls):
+                return problem(status, title, str(exc), slug=slug)
+        return problem(400, "Request refused", str(exc), slug="refused")
+
+    @app.exception_handler(BadRequest)
+    async def _bad_request(_: Request, exc: BadRequest) -> JSONResponse:
+        errors = (
+            [{"field": exc.field, "message": str(exc), "type": "value_error"}]
+            if exc.field
+            else None
+        )
+        return problem(400, "Bad request", str(exc), slug="bad-request", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}.get(
+            exc.status_code, "HTTP error"
+        )
+        headers = dict(exc.headers) if exc.headers else None
+        return problem(exc.status_code, title, str(exc.detail), headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", error_type=type(exc).__name__)
+        return problem(
+            500, "Internal error", "The server failed to handle the request; it has been logged."
+        )
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuse bodies over `max_bytes` with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
+                await self._refuse(scope, receive, send)
+                return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(
+            413,
+            "Request body too large",
+            f"Request bodies are limited to {self.max_bytes} bytes.",
+            slug="body-too-large",
+        )
+        await response(scope, receive, send)
+
+
+class RequestContext:
+    """Request id in and out (X-Request-ID), bound to every log line; access metrics by route."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None
+        )
+        if not request_id or len(request_id) > 128:
+            request_id = uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
+            metrics.HTTP_SECONDS.labels(scope["method"], route).observe(elapsed)
+            structlog.contextvars.unbind_contextvars("request_id")

@@ -1,0 +1,81 @@
+"""CloudEvents 1.0 envelopes (structured JSON mode), the one shape every event travels in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+SPEC_VERSION = "1.0"
+JSON = "application/json"
+
+
+class MalformedEvent(ValueError):
+    """Bytes or a mapping that is not a CloudEvent this service understands."""
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    id: str
+    source: str
+    type: str
+    time: datetime
+    subject: str
+    data: dict[str, Any] = field(default_factory=dict)
+    datacontenttype: str = JSON
+    specversion: str = SPEC_VERSION
+
+    @property
+    def partition_key(self) -> str:
+        """Events of one subject (a patient) are handled in order: they share a partition."""
+        return self.subject
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "specversion": self.specversion,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "time": self.time.isoformat(),
+            "subject": self.subject,
+            "datacontenttype": self.datacontenttype,
+            "partitionkey": self.partition_key,
+            "data": self.data,
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CloudEvent:
+        try:
+            if raw["specversion"] != SPEC_VERSION:
+                raise MalformedEvent(f"unsupported specversion {raw['specversion']!r}")
+            data = raw.get("data", {})
+            if not isinstance(data, dict):
+                raise MalformedEvent("data must be a JSON object")
+            return cls(
+                id=str(raw["id"]),
+                source=str(raw["source"]),
+                type=str(raw["type"]),
+                time=datetime.fromisoformat(raw["time"]),
+                subject=str(raw["subject"]),
+                data=data,
+                datacontenttype=str(raw.get("datacontenttype", JSON)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, MalformedEvent):
+                raise
+            raise MalformedEvent(f"not a CloudEvent: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, payload: bytes | str) -> CloudEvent:
+        try:
+            raw = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedEvent(f"not JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise MalformedEvent("a CloudEvent is a JSON object")
+        return cls.from_dict(raw)

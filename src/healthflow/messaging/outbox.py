@@ -1,0 +1,105 @@
+"""The outbox relay: publishes committed events to the bus, marks them sent once confirmed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import structlog
+
+from healthflow.messaging.events import CloudEvent
+from healthflow.observability import metrics
+from healthflow.ports import Clock, EventBus, Outbox, OutboxEntry
+
+log = structlog.get_logger(__name__)
+
+
+class OutboxRelay:
+    """Reads unpublished outbox rows in commit order and publishes them in batches.
+
+    Up to `max_in_flight` batches wait for confirmation at once. A row is marked published only
+    after the bus confirmed it; a failed batch rewinds the cursor so its rows go out again, and a
+    restart begins from the oldest unpublished row. Consumers dedupe by event id, so the repeats
+    that at-least-once delivery allows have no second effect.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        bus: EventBus,
+        clock: Clock,
+        *,
+        batch_size: int,
+        poll_interval_s: float,
+        max_in_flight: int,
+    ) -> None:
+        self._outbox = outbox
+        self._bus = bus
+        self._clock = clock
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval_s
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._wake = asyncio.Event()
+        self._cursor = 0
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._failures = 0
+
+    def wake(self) -> None:
+        """Called after a commit so new rows go out without waiting for the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                entries = await self._outbox.pending(after_seq=self._cursor, limit=self._batch_size)
+            except Exception:
+                self._slots.release()
+                log.exception("outbox_read_failed")
+                await asyncio.sleep(self._backoff())
+                continue
+            if not entries:
+                self._slots.release()
+                await self._idle()
+                continue
+            self._cursor = entries[-1].seq
+            task = asyncio.create_task(self._deliver(entries))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def stop(self) -> None:
+        for task in list(self._inflight):
+            task.cancel()
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _idle(self) -> None:
+        self._wake.clear()
+        try:
+            async with asyncio.timeout(self._poll_interval):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    async def _deliver(self, entries: list[OutboxEntry]) -> None:
+        try:
+            events: list[CloudEvent] = [e.event for e in entries]
+            await self._bus.publish(events)
+            await self._outbox.mark_published([e.seq for e in entries], self._clock.now())
+            metrics.OUTBOX_RELAYED.inc(len(entries))
+            self._failures = 0
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._failures += 1
+            metrics.OUTBOX_FAILURES.inc()
+            log.exception("outbox_publish_failed", first_seq=entries[0].seq, count=len(entries))
+            await asyncio.sleep(self._backoff())
+            # rows already marked published are skipped by pending(), so rewinding is safe
+            self._cursor = min(self._cursor, entries[0].seq - 1)
+            self._wake.set()
+        finally:
+            self._slots.release()
+
+    def _backoff(self) -> float:
+        # exponential with full jitter, capped: a down broker is retried without a thundering herd
+        return random.uniform(0, min(30.0, 0.1 * 2 ** min(self._failures, 10)))

@@ -1,0 +1,119 @@
+"""Background worker runtime: bounded partitioned queues, N workers, backpressure, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+import structlog
+
+from healthflow.messaging.events import CloudEvent
+from healthflow.observability import metrics
+from healthflow.ports import Delivery
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[CloudEvent], Awaitable[None]]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class WorkerPool:
+    """N workers, each owning one bounded queue; events of one partition key share a worker.
+
+    Sharing a worker per key keeps each patient's events in order while different patients run
+    in parallel. `submit` waits while the target queue is full, which is the backpressure that
+    reaches the publisher. A delivery is acked only after its handler returned.
+    """
+
+    def __init__(self, name: str, handler: Handler, *, workers: int, capacity: int) -> None:
+        if workers < 1 or capacity < workers:
+            raise ValueError("need at least one worker and one queue slot per worker")
+        self.name = name
+        self._handler = handler
+        per_worker = capacity // workers
+        self._queues: list[asyncio.Queue[Delivery]] = [
+            asyncio.Queue(maxsize=per_worker) for _ in range(workers)
+        ]
+        self.capacity = per_worker * workers
+        self._tasks: list[asyncio.Task[None]] = []
+        self._accepting = False
+        self._busy = 0
+        self._cpu = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{name}-cpu")
+
+    @property
+    def depth(self) -> int:
+        return sum(q.qsize() for q in self._queues)
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    def start(self) -> None:
+        self._accepting = True
+        self._tasks = [
+            asyncio.create_task(self._work(i, q), name=f"{self.name}-worker-{i}")
+            for i, q in enumerate(self._queues)
+        ]
+
+    async def submit(self, delivery: Delivery) -> None:
+        """The bus's sink: queue a delivery on its partition's worker, waiting while full."""
+        if not self._accepting:
+            raise RuntimeError(f"worker pool {self.name} is stopping")
+        key = delivery.event.partition_key.encode()
+        await self._queues[zlib.crc32(key) % len(self._queues)].put(delivery)
+        metrics.WORKER_QUEUE_DEPTH.labels(pool=self.name).set(self.depth)
+
+    async def offload(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a CPU-bound step on the pool's threads so the event loop keeps serving."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._cpu, lambda: fn(*args, **kwargs))
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop taking work, let queued and in-flight deliveries finish within grace_s, then end.
+
+        Anything cut off is never acked, so the bus (or the outbox) delivers it again later.
+        """
+        self._accepting = False
+        try:
+            async with asyncio.timeout(grace_s):
+                await asyncio.gather(*(q.join() for q in self._queues))
+        except TimeoutError:
+            log.warning("worker_pool_stop_timeout", pool=self.name, left=self.depth)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._cpu.shutdown(wait=False, cancel_futures=True)
+
+    async def _work(self, index: int, queue: asyncio.Queue[Delivery]) -> None:
+        while True:
+            delivery = await queue.get()
+            self._busy += 1
+            started = time.perf_counter()
+            try:
+                await self._handler(delivery.event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.EVENTS_FAILED.labels(pool=self.name, type=delivery.event.type).inc()
+                log.warning(
+                    "event_handling_failed",
+                    pool=self.name,
+                    event_id=delivery.event.id,
+                    event_type=delivery.event.type,
+                    attempt=delivery.attempt,
+                    error=repr(exc),
+                )
+                await delivery.reject(f"{type(exc).__name__}: {exc}")
+            else:
+                await delivery.ack()
+                metrics.EVENTS_PROCESSED.labels(pool=self.name, type=delivery.event.type).inc()
+                metrics.HANDLE_SECONDS.labels(pool=self.name).observe(time.perf_counter() - started)
+            finally:
+                self._busy -= 1
+                queue.task_done()
+                metrics.WORKER_QUEUE_DEPTH.labels(pool=self.name).set(self.depth)

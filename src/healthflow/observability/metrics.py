@@ -1,0 +1,42 @@
+"""Prometheus metrics, one registry for the process; names follow Prometheus conventions."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "healthflow_http_requests_total", "HTTP requests served", ["method", "route", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "healthflow_http_request_seconds", "HTTP request duration", ["method", "route"]
+)
+EVENTS_PUBLISHED = Counter(
+    "healthflow_events_published_total", "Events confirmed by the bus", ["bus"]
+)
+EVENTS_PROCESSED = Counter(
+    "healthflow_events_processed_total", "Events handled and acked by workers", ["pool", "type"]
+)
+EVENTS_FAILED = Counter(
+    "healthflow_events_failed_total", "Event handling attempts that failed", ["pool", "type"]
+)
+EVENTS_RETRIED = Counter(
+    "healthflow_events_retried_total", "Deliveries scheduled for another attempt", ["group"]
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "healthflow_events_dead_lettered_total", "Events moved to the dead-letter store", ["group"]
+)
+EVENTS_DUPLICATE = Counter(
+    "healthflow_events_duplicate_total", "Deliveries skipped as already recorded", ["consumer"]
+)
+HANDLE_SECONDS = Histogram("healthflow_event_handle_seconds", "Time to handle one event", ["pool"])
+WORKER_QUEUE_DEPTH = Gauge(
+    "healthflow_worker_queue_depth", "Deliveries waiting in a worker pool", ["pool"]
+)
+OUTBOX_RELAYED = Counter("healthflow_outbox_relayed_total", "Outbox rows confirmed and marked")
+OUTBOX_FAILURES = Counter("healthflow_outbox_failures_total", "Outbox batches that failed")
+HUB_CLIENTS = Gauge("healthflow_hub_clients", "Connected live-push clients")
+HUB_MESSAGES = Counter("healthflow_hub_messages_total", "Live-push messages broadcast", ["type"])
+HUB_DROPPED_CLIENTS = Counter(
+    "healthflow_hub_slow_clients_dropped_total", "Clients disconnected for falling behind"
+)
+HUB_FAILURES = Counter("healthflow_hub_failures_total", "Live pushes that failed after commit")

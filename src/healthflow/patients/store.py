@@ -1,0 +1,238 @@
+"""SQLAlchemy patient store: patients, their event history, and the outbox, in one database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    Column,
+    Date,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from healthflow.messaging.events import CloudEvent
+from healthflow.patients.domain import MrnTaken, Patient, PatientChanged, Sex, Status
+from healthflow.ports import Check, OutboxEntry, OutboxStats
+from healthflow.storage.engine import Database, UtcDateTime
+
+metadata = MetaData()
+
+patients = Table(
+    "patients",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("mrn", String(32), nullable=False, unique=True),
+    Column("given_name", String(100), nullable=False),
+    Column("family_name", String(100), nullable=False),
+    Column("birth_date", Date, nullable=False),
+    Column("sex", String(16), nullable=False),
+    Column("ward", String(50), nullable=False),
+    Column("bed", String(20)),
+    Column("status", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("status_since", UtcDateTime, nullable=False),
+    Index("ix_patients_status_id", "status", "id"),
+    Index("ix_patients_ward_id", "ward", "id"),
+)
+
+# The patient's event history doubles as the transactional outbox: a row is written in the same
+# transaction as the state it describes, and `published_at` stays NULL until the bus confirms it.
+patient_events = Table(
+    "patient_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("patient_id", Uuid, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("published_at", UtcDateTime),
+    Index("ix_patient_events_patient", "patient_id", "seq"),
+    Index(
+        "ix_patient_events_unpublished",
+        "seq",
+        sqlite_where=Column("published_at").is_(None),
+        postgresql_where=Column("published_at").is_(None),
+    ),
+)
+
+
+def _row(patient: Patient) -> dict[str, Any]:
+    return {
+        "id": patient.id,
+        "mrn": patient.mrn,
+        "given_name": patient.given_name,
+        "family_name": patient.family_name,
+        "birth_date": patient.birth_date,
+        "sex": patient.sex.value,
+        "ward": patient.ward,
+        "bed": patient.bed,
+        "status": patient.status.value,
+        "version": patient.version,
+        "created_at": patient.created_at,
+        "updated_at": patient.updated_at,
+        "status_since": patient.status_since,
+    }
+
+
+def _patient(row: Any) -> Patient:
+    return Patient(
+        id=row.id,
+        mrn=row.mrn,
+        given_name=row.given_name,
+        family_name=row.family_name,
+        birth_date=row.birth_date,
+        sex=Sex(row.sex),
+        ward=row.ward,
+        bed=row.bed,
+        status=Status(row.status),
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        status_since=row.status_since,
+    )
+
+
+async def _append_events(conn: AsyncConnection, events: Sequence[CloudEvent]) -> None:
+    if events:
+        await conn.execute(
+            insert(patient_events),
+            [
+                {
+                    "id": e.id,
+                    "patient_id": UUID(e.subject),
+                    "type": e.type,
+                    "payload": e.to_json().decode(),
+                    "created_at": e.time,
+                }
+                for e in events
+            ],
+        )
+
+
+class SqlPatientStore:
+    """PatientStore over SQLAlchemy Core: SQLite by default, PostgreSQL by URL."""
+
+    def __init__(self, db: Database, *, on_commit: Callable[[], None] = lambda: None) -> None:
+        self._db = db
+        self._on_commit = on_commit  # wakes the outbox relay: new rows go out without a poll
+
+    async def add(self, patient: Patient, events: Sequence[CloudEvent]) -> None:
+        try:
+            async with self._db.writer.begin() as conn:
+                await conn.execute(insert(patients).values(_row(patient)))
+                await _append_events(conn, events)
+        except IntegrityError as exc:
+            if "mrn" in str(exc.orig).lower():
+                raise MrnTaken(patient.mrn) from exc
+            raise
+        self._on_commit()
+
+    async def save(
+        self, patient: Patient, *, expected_version: int, events: Sequence[CloudEvent]
+    ) -> None:
+        async with self._db.writer.begin() as conn:
+            result = await conn.execute(
+                update(patients)
+                .where(patients.c.id == patient.id, patients.c.version == expected_version)
+                .values(_row(patient))
+            )
+            if result.rowcount != 1:
+                actual = await conn.scalar(
+                    select(patients.c.version).where(patients.c.id == patient.id)
+                )
+                raise PatientChanged(patient.id, expected_version, actual or 0)
+            await _append_events(conn, events)
+        self._on_commit()
+
+    async def get(self, patient_id: UUID) -> Patient | None:
+        async with self._db.reader.connect() as conn:
+            row = (await conn.execute(select(patients).where(patients.c.id == patient_id))).first()
+        return _patient(row) if row else None
+
+    async def page(
+        self, *, status: Status | None, ward: str | None, after: UUID | None, limit: int
+    ) -> list[Patient]:
+        query = select(patients).order_by(patients.c.id).limit(limit)
+        if status is not None:
+            query = query.where(patients.c.status == status.value)
+        if ward is not None:
+            query = query.where(patients.c.ward == ward)
+        if after is not None:
+            query = query.where(patients.c.id > after)
+        async with self._db.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_patient(r) for r in rows]
+
+    async def history(self, patient_id: UUID) -> list[CloudEvent]:
+        query = (
+            select(patient_events.c.payload)
+            .where(patient_events.c.patient_id == patient_id)
+            .order_by(patient_events.c.seq)
+        )
+        async with self._db.reader.connect() as conn:
+            payloads = (await conn.scalars(query)).all()
+        return [CloudEvent.from_json(p) for p in payloads]
+
+    async def count(self) -> int:
+        async with self._db.reader.connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(patients)) or 0)
+
+    async def check(self) -> Check:
+        return await self._db.check()
+
+
+class SqlOutbox:
+    """The Outbox port over the patient_events table."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def pending(self, *, after_seq: int, limit: int) -> list[OutboxEntry]:
+        query = (
+            select(patient_events.c.seq, patient_events.c.payload, patient_events.c.created_at)
+            .where(patient_events.c.published_at.is_(None), patient_events.c.seq > after_seq)
+            .order_by(patient_events.c.seq)
+            .limit(limit)
+        )
+        async with self._db.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [OutboxEntry(r.seq, CloudEvent.from_json(r.payload), r.created_at) for r in rows]
+
+    async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
+        if not seqs:
+            return
+        async with self._db.writer.begin() as conn:
+            await conn.execute(
+                update(patient_events)
+                .where(patient_events.c.seq.in_(list(seqs)))
+                .values(published_at=at)
+            )
+
+    async def stats(self) -> OutboxStats:
+        query = select(func.count(), func.min(patient_events.c.created_at)).where(
+            patient_events.c.published_at.is_(None)
+        )
+        async with self._db.reader.connect() as conn:
+            row = (await conn.execute(query)).one()
+        oldest = row[1]
+        if isinstance(oldest, str):  # SQLite's min() hands back the stored text
+            oldest = datetime.fromisoformat(oldest)
+        return OutboxStats(int(row[0]), oldest)

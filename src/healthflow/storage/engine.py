@@ -1,0 +1,97 @@
+"""Async SQLAlchemy engines: one writer and one reader per database, tuned per backend."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.types import TypeDecorator
+
+from healthflow.ports import Check
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, on SQLite (text) as on PostgreSQL (timestamptz)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are refused: pass timezone-aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Database:
+    """A writer engine and a reader engine (the same server, or a read replica)."""
+
+    writer: AsyncEngine
+    reader: AsyncEngine
+
+    @property
+    def backend(self) -> str:
+        return self.writer.dialect.name
+
+    async def create_schema(self, metadata: MetaData) -> None:
+        async with self.writer.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def check(self, timeout_s: float = 2.0) -> Check:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout_s), self.reader.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure means not ready; the detail says which
+            return Check(False, {"backend": self.backend, "error": type(exc).__name__})
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        return Check(True, {"backend": self.backend, "latency_ms": latency})
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+
+def open_database(
+    url: str, *, read_url: str | None = None, sqlite_synchronous: str = "FULL"
+) -> Database:
+    if make_url(url).get_backend_name() == "sqlite":
+        path = make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # SQLite takes one writer at a time: one pooled writer connection serialises writes in
+        # process instead of failing them with "database is locked"; WAL lets readers run beside it.
+        writer = create_async_engine(url, pool_size=1, max_overflow=0)
+        reader = create_async_engine(read_url or url, pool_size=4, max_overflow=4)
+        for engine in (writer, reader):
+            _tune_sqlite(engine, sqlite_synchronous)
+        return Database(writer, reader)
+    writer = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    reader = create_async_engine(read_url, pool_size=10, pool_pre_ping=True) if read_url else writer
+    return Database(writer, reader)
+
+
+def _tune_sqlite(engine: AsyncEngine, synchronous: str) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
