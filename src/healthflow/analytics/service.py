@@ -26,6 +26,9 @@ class AnalyticsService:
         self._hub = hub
         self._clock = clock
         self._cache_ttl = cache_ttl_s
+        # bumped by every recorded event: a summary computed across a bump is not cached, so an
+        # invalidation can never be undone by a slower read that started before it
+        self._generation = 0
 
     async def record(self, event: CloudEvent) -> bool:
         """Store an event's effect exactly once; True if this delivery was the first."""
@@ -33,6 +36,7 @@ class AnalyticsService:
         if not await self._store.record(event, processed_at=now):
             metrics.EVENTS_DUPLICATE.labels(consumer="analytics").inc()
             return False
+        self._generation += 1
         await self._cache.delete_prefix(DASHBOARD_KEY)
         try:
             await self._hub.broadcast(
@@ -51,11 +55,13 @@ class AnalyticsService:
         if cached is not None:
             summary: dict[str, Any] = orjson.loads(cached)
             return summary
+        generation = self._generation
         now = self._clock.now()
         today = now.date()
         summary = await self._store.dashboard(
             first_day=today - timedelta(days=days - 1), last_day=today
         )
         summary = {"days": days, **summary, "generated_at": now.isoformat()}
-        await self._cache.set(key, orjson.dumps(summary), self._cache_ttl)
+        if generation == self._generation:
+            await self._cache.set(key, orjson.dumps(summary), self._cache_ttl)
         return summary
