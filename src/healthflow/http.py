@@ -116,8 +116,9 @@ def install_error_handlers(app: FastAPI) -> None:
         title = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}.get(
             exc.status_code, "HTTP error"
         )
+        slug = "body-too-large" if exc.status_code == 413 else None
         headers = dict(exc.headers) if exc.headers else None
-        return problem(exc.status_code, title, str(exc.detail), headers=headers)
+        return problem(exc.status_code, title, str(exc.detail), slug=slug, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -127,8 +128,11 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while streaming a body past the limit; an HTTPException so FastAPI lets it through."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"Request bodies are limited to {max_bytes} bytes.")
 
 
 class BodyLimit:
@@ -155,7 +159,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
