@@ -25,6 +25,7 @@ from healthflow.patients.domain import (
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger(__name__)
+access_log = structlog.get_logger("healthflow.access")
 
 
 class BadRequest(Exception):
@@ -219,4 +220,12 @@ class RequestContext:
             elapsed = time.perf_counter() - started
             metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
             metrics.HTTP_SECONDS.labels(scope["method"], route).observe(elapsed)
+            # the route template, never the raw path or query string: those can carry identifiers
+            access_log.info(
+                "http_request",
+                method=scope["method"],
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
             structlog.contextvars.unbind_contextvars("request_id")
