@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -82,21 +83,35 @@ class SqlAnalyticsStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._insert = postgresql.insert if db.backend == "postgresql" else sqlite.insert
+        insert = postgresql.insert if db.backend == "postgresql" else sqlite.insert
+        # Statements are built once and take their values as parameters, so SQLAlchemy compiles
+        # each a single time instead of once per event.
+        self._insert_event = insert(events).on_conflict_do_nothing(index_elements=["id"])
+        state = insert(patient_states)
+        self._upsert_state = state.on_conflict_do_update(
+            index_elements=["patient_id"],
+            set_={c.name: state.excluded[c.name] for c in patient_states.c if not c.primary_key},
+        )
+        self._add: dict[str, Any] = {}
+        for table in (totals, status_counts, daily_counts, daily_waits):
+            stmt = insert(table)
+            self._add[table.name] = stmt.on_conflict_do_update(
+                index_elements=[c.name for c in table.primary_key],
+                set_={c.name: c + stmt.excluded[c.name] for c in table.c if not c.primary_key},
+            )
 
     async def record(self, event: CloudEvent, *, processed_at: datetime) -> bool:
         async with self._db.writer.begin() as conn:
             inserted = await conn.execute(
-                self._insert(events)
-                .values(
-                    id=event.id,
-                    type=event.type,
-                    subject=event.subject,
-                    time=event.time,
-                    document=event.to_json().decode(),
-                    processed_at=processed_at,
-                )
-                .on_conflict_do_nothing(index_elements=["id"])
+                self._insert_event,
+                {
+                    "id": event.id,
+                    "type": event.type,
+                    "subject": event.subject,
+                    "time": event.time,
+                    "document": event.to_json().decode(),
+                    "processed_at": processed_at,
+                },
             )
             if inserted.rowcount == 0:
                 return False  # delivered before: the effect is already stored
@@ -118,39 +133,23 @@ class SqlAnalyticsStore:
 
     async def _apply(self, conn: AsyncConnection, effect: Effect) -> None:
         if effect.state is not None:
-            values: dict[str, Any] = {
-                "patient_id": effect.state.patient_id,
-                "ward": effect.state.ward,
-                "status": effect.state.status,
-                "version": effect.state.version,
-                "registered_at": effect.state.registered_at,
-                "treated_at": effect.state.treated_at,
-            }
-            stmt = self._insert(patient_states).values(values)
-            await conn.execute(
-                stmt.on_conflict_do_update(index_elements=["patient_id"], set_=values)
-            )
-        increments: list[tuple[Table, dict[str, Any], dict[str, float]]] = []
+            await conn.execute(self._upsert_state, dataclasses.asdict(effect.state))
+        adds: dict[str, list[dict[str, Any]]] = {
+            "totals": [{"name": "events", "value": 1}],
+            "status_counts": [{"status": s, "value": n} for s, n in effect.status_delta.items()],
+            "daily_counts": [
+                {"day": day, "metric": metric, "key": name, "value": n}
+                for (day, metric, name), n in effect.daily.items()
+            ],
+        }
         if effect.new_patient:
-            increments.append((totals, {"name": "patients"}, {"value": 1}))
-        increments.append((totals, {"name": "events"}, {"value": 1}))
-        for status, change in effect.status_delta.items():
-            increments.append((status_counts, {"status": status}, {"value": change}))
-        for (day, metric, name), change in effect.daily.items():
-            increments.append(
-                (daily_counts, {"day": day, "metric": metric, "key": name}, {"value": change})
-            )
+            adds["totals"].append({"name": "patients", "value": 1})
         if effect.wait is not None:
             day, minutes = effect.wait
-            increments.append((daily_waits, {"day": day}, {"total_minutes": minutes, "count": 1}))
-        for table, keys, adds in increments:
-            stmt = self._insert(table).values({**keys, **adds})
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=list(keys),
-                    set_={col: table.c[col] + stmt.excluded[col] for col in adds},
-                )
-            )
+            adds["daily_waits"] = [{"day": day, "total_minutes": minutes, "count": 1}]
+        for table, rows in adds.items():
+            if rows:
+                await conn.execute(self._add[table], rows)
 
     async def dashboard(self, *, first_day: date, last_day: date) -> dict[str, Any]:
         async with self._db.reader.connect() as conn:
