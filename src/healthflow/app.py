@@ -131,6 +131,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         batch_size=settings.outbox_batch_size,
         poll_interval_s=settings.outbox_poll_interval_s,
         max_in_flight=settings.outbox_max_in_flight,
+        publish_timeout_s=settings.outbox_publish_timeout_s,
     )
     patient_store = SqlPatientStore(patients_db, on_commit=relay.wake)
     patients = PatientService(patient_store, hub, clock)

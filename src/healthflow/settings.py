@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     outbox_max_in_flight: int = Field(
         4, ge=1, le=64, description="Outbox batches awaiting bus confirmation at once."
     )
+    outbox_publish_timeout_s: float = Field(
+        120.0, gt=0, description="How long a batch may wait for bus confirmation before resending."
+    )
     outbox_degraded_after_s: float = Field(
         30.0, gt=0, description="Oldest unpublished event age at which readiness says degraded."
     )

@@ -50,3 +50,16 @@ async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert "healthflow_http_requests_total" in response.text
     assert 'route="/health"' in response.text
+
+
+async def test_readiness_is_503_not_500_when_the_outbox_cannot_be_read(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    class BrokenOutbox:
+        async def stats(self) -> None:
+            raise ConnectionError("database gone")
+
+    app.state.readiness.outbox = BrokenOutbox()
+    response = await client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"]["outbox"]["status"] == "unknown"

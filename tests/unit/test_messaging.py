@@ -195,3 +195,62 @@ class _Recorded:
 
     async def reject(self, error: str) -> None:
         self.rejections.append(error)
+
+
+class FlakyDeadLetters:
+    """A DeadLetterStore whose writes fail until it is told to recover."""
+
+    def __init__(self, inner: SqlDeadLetterStore) -> None:
+        self.inner = inner
+        self.down = True
+        self.failed_writes = 0
+
+    async def add(self, letter):  # type: ignore[no-untyped-def]
+        if self.down:
+            self.failed_writes += 1
+            raise ConnectionError("dead-letter store unreachable")
+        await self.inner.add(letter)
+
+    async def list(self, *, group, limit):  # type: ignore[no-untyped-def]
+        return await self.inner.list(group=group, limit=limit)
+
+    async def count(self) -> int:
+        return await self.inner.count()
+
+
+async def test_an_event_is_kept_retrying_while_the_dead_letter_store_is_down(
+    db: Database,
+) -> None:
+    letters = FlakyDeadLetters(SqlDeadLetterStore(db))
+    bus = MemoryBus(dead_letters=letters, clock=SteppingClock(), retry_delays_s=(0.01,))
+
+    async def broken(delivery: Delivery) -> None:
+        await delivery.reject("handler down")
+
+    bus.subscribe("g", broken)
+    publishing = asyncio.create_task(bus.publish([event(3)]))
+    await eventually(lambda: _true(letters.failed_writes >= 2))
+    assert not publishing.done()  # not confirmed, so the outbox would keep it
+    letters.down = False
+    await asyncio.wait_for(publishing, 5)
+    assert [d.event.id for d in await bus.dead_letters(group="g", limit=5)] == ["e3"]
+    await bus.close()
+
+
+async def test_a_worker_survives_an_ack_that_fails() -> None:
+    handled: list[str] = []
+
+    async def handler(e: CloudEvent) -> None:
+        handled.append(e.id)
+
+    class AckFails(_Recorded):
+        async def ack(self) -> None:
+            raise ConnectionError("channel closed")
+
+    pool = WorkerPool("t", handler, workers=1, capacity=2)
+    pool.start()
+    await pool.submit(AckFails(event(1), []))
+    acked: list[str] = []
+    await pool.submit(_Recorded(event(2), acked))
+    await pool.stop(grace_s=5)
+    assert handled == ["e1", "e2"] and acked == ["e2"]

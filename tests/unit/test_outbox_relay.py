@@ -101,3 +101,39 @@ async def test_outbox_stats_report_the_oldest_unpublished_row(db: Database) -> N
     stats = await SqlOutbox(db).stats()
     assert stats.pending == 2
     assert stats.oldest_created_at == SteppingClock().now()
+
+
+class SilentBus(RecordingBus):
+    """Never confirms its first publish, as a bus whose consumer hung would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hung = False
+
+    async def publish(self, events: Sequence[CloudEvent]) -> None:
+        if not self.hung:
+            self.hung = True
+            await asyncio.Event().wait()
+        await super().publish(events)
+
+
+async def test_a_publish_never_confirmed_times_out_and_is_sent_again(db: Database) -> None:
+    await register(db, 3)
+    bus = SilentBus()
+    relay = OutboxRelay(
+        SqlOutbox(db),
+        bus,
+        SteppingClock(),  # type: ignore[arg-type]
+        batch_size=10,
+        poll_interval_s=0.01,
+        max_in_flight=1,
+        publish_timeout_s=0.1,
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: _pending_is(db, 0), timeout=20)
+    finally:
+        task.cancel()
+        await relay.stop()
+        await asyncio.gather(task, return_exceptions=True)
+    assert bus.hung and len(bus.published) == 3

@@ -89,6 +89,21 @@ class WorkerPool:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._cpu.shutdown(wait=False, cancel_futures=True)
 
+    async def _settle(self, settling: Awaitable[None], delivery: Delivery) -> None:
+        # A worker must outlive a failed ack or reject: the bus redelivers what was not settled.
+        try:
+            await settling
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            metrics.SETTLE_FAILURES.labels(pool=self.name).inc()
+            log.error(
+                "delivery_settle_failed",
+                pool=self.name,
+                event_id=delivery.event.id,
+                error=repr(exc),
+            )
+
     async def _work(self, index: int, queue: asyncio.Queue[Delivery]) -> None:
         while True:
             delivery = await queue.get()
@@ -108,9 +123,9 @@ class WorkerPool:
                     attempt=delivery.attempt,
                     error=repr(exc),
                 )
-                await delivery.reject(f"{type(exc).__name__}: {exc}")
+                await self._settle(delivery.reject(f"{type(exc).__name__}: {exc}"), delivery)
             else:
-                await delivery.ack()
+                await self._settle(delivery.ack(), delivery)
                 metrics.EVENTS_PROCESSED.labels(pool=self.name, type=delivery.event.type).inc()
                 metrics.HANDLE_SECONDS.labels(pool=self.name).observe(time.perf_counter() - started)
             finally:
