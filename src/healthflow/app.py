@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -143,8 +143,16 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
     async def handle(event: CloudEvent) -> None:
         await analytics.record(event)
 
+    async def handle_batch(batch: Sequence[CloudEvent]) -> None:
+        await analytics.record_many(batch)
+
     pool = WorkerPool(
-        ANALYTICS_GROUP, handle, workers=settings.worker_count, capacity=settings.worker_queue_size
+        ANALYTICS_GROUP,
+        handle,
+        workers=settings.worker_count,
+        capacity=settings.worker_queue_size,
+        batch_handler=handle_batch,
+        max_batch=settings.worker_batch_size,
     )
     bus.subscribe(ANALYTICS_GROUP, pool.submit)
     readiness = Readiness(

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     worker_queue_size: int = Field(
         1000, ge=1, le=1_000_000, description="Capacity of the worker queues, all workers together."
     )
+    worker_batch_size: int = Field(
+        200, ge=1, le=10_000, description="Most events a worker stores in one transaction."
+    )
     worker_shutdown_grace_s: float = Field(
         10.0, ge=0, description="On shutdown, how long queued work may take to finish."
     )

@@ -113,3 +113,39 @@ async def test_empty_store_reports_zeroes_for_every_day_and_status(
     assert s["patients_total"] == 0 and s["average_wait_minutes"] is None
     assert len(s["registrations_by_day"]) == 7
     assert set(s["patients_by_status"]) == {st.value for st in Status}
+
+
+async def test_a_batch_has_the_same_effect_as_one_by_one(
+    store: SqlAnalyticsStore, tmp_path: Path
+) -> None:
+    stories = [
+        story((Status.WAITING, 3), (Status.IN_TREATMENT, 25), (Status.CRITICAL, 40)),
+        story((Status.IN_TREATMENT, 5), (Status.STABLE, 9)),
+        story((Status.DISCHARGED, 2)),
+    ]
+    interleaved = [
+        e
+        for group in zip(*[s + [None] * 3 for s in stories], strict=False)
+        for e in group
+        if e is not None
+    ]
+    one_db = open_database(f"sqlite+aiosqlite:///{tmp_path}/one.db")
+    await one_db.create_schema(analytics_schema.metadata)
+    one_by_one = SqlAnalyticsStore(one_db)
+    for e in interleaved:
+        await one_by_one.record(e, processed_at=T0)
+    flags = await store.record_many(interleaved, processed_at=T0)
+    assert all(flags)
+    assert await summary(store) == await summary(one_by_one)
+    await one_db.dispose()
+
+
+async def test_a_batch_skips_events_seen_before_and_repeats_within_it(
+    store: SqlAnalyticsStore,
+) -> None:
+    created, waiting = story((Status.WAITING, 3))
+    await store.record(created, processed_at=T0)
+    flags = await store.record_many([created, waiting, waiting], processed_at=T0)
+    assert flags == [False, True, False]
+    s = await summary(store)
+    assert s["events_processed_total"] == 2 and s["patients_by_status"]["waiting"] == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -254,3 +254,48 @@ async def test_a_worker_survives_an_ack_that_fails() -> None:
     await pool.submit(_Recorded(event(2), acked))
     await pool.stop(grace_s=5)
     assert handled == ["e1", "e2"] and acked == ["e2"]
+
+
+async def test_a_worker_hands_waiting_events_over_as_one_batch() -> None:
+    batches: list[list[str]] = []
+
+    async def one(e: CloudEvent) -> None:
+        batches.append([e.id])
+
+    async def many(events: Sequence[CloudEvent]) -> None:
+        batches.append([e.id for e in events])
+
+    pool = WorkerPool("t", one, workers=1, capacity=10, batch_handler=many, max_batch=3)
+    pool.start()
+    acked: list[str] = []
+    for n in range(7):  # queued before the worker first runs
+        await pool.submit(_Recorded(event(n), acked))
+    await pool.stop(grace_s=5)
+    assert batches == [["e0", "e1", "e2"], ["e3", "e4", "e5"], ["e6"]]
+    assert acked == [f"e{n}" for n in range(7)]
+
+
+async def test_a_failed_batch_is_retried_singly_so_only_the_bad_event_fails() -> None:
+    gate = asyncio.Event()
+    singles: list[str] = []
+
+    async def one(e: CloudEvent) -> None:
+        if e.id == "e0":
+            await gate.wait()
+        if e.id == "e2":
+            raise ValueError("poison")
+        singles.append(e.id)
+
+    async def many(events: Sequence[CloudEvent]) -> None:
+        raise ValueError("batch contains poison")
+
+    pool = WorkerPool("t", one, workers=1, capacity=10, batch_handler=many, max_batch=10)
+    pool.start()
+    acked: list[str] = []
+    deliveries = [_Recorded(event(n), acked) for n in range(4)]
+    for d in deliveries:
+        await pool.submit(d)
+    gate.set()
+    await pool.stop(grace_s=5)
+    assert singles == ["e0", "e1", "e3"] and acked == ["e0", "e1", "e3"]
+    assert deliveries[2].rejections == ["ValueError: poison"]
