@@ -59,8 +59,7 @@ async def test_a_batch_is_accepted_and_duplicates_are_processed_once(
         client,
         "mon-1",
         key,
-        [{"ts": at(3), **NORMAL}, {"ts": at(4), **NORMAL}, {"ts": at(5), **NORMAL}]
-        + [{"ts": at(5), **NORMAL}],
+        [{"ts": at(i), **NORMAL} for i in (3, 4, 5, 5)],
     )
     assert again.status_code == 202
     assert again.json() == {"accepted": 1, "duplicates": 3, "rejected": 0, "rejections": []}
