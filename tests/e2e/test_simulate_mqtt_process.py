@@ -78,6 +78,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        asyncio.run(_forget_session(env["HEALTHFLOW_MQTT_CLIENT_ID"]))
 
 
 async def _wait_until_subscribed(client: httpx.AsyncClient, env: dict[str, str]) -> None:
@@ -150,7 +151,6 @@ async def test_simulated_deterioration_over_mqtt_end_to_end(
         assert patient["status"] == "critical"
         critical = (await client.get("/api/patients?status=critical")).json()["items"]
         assert [p["id"] for p in critical] == [alert["patient_id"]]
-        await _forget_session(env["HEALTHFLOW_MQTT_CLIENT_ID"])
 
 
 async def _forget_session(client_id: str) -> None:
