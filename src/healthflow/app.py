@@ -37,8 +37,8 @@ from healthflow.settings import Settings
 from healthflow.storage.cache import MemoryCache
 from healthflow.storage.engine import Database, open_database
 from healthflow.vitals import api as vitals_api
-from healthflow.vitals import ingest_http
-from healthflow.vitals import store as vitals_schema
+from healthflow.vitals import ingest_http, intake_store
+from healthflow.vitals import store as vitals_store
 from healthflow.vitals.ingest_mqtt import Broker, MqttIngest
 from healthflow.vitals.monitor import VitalsMonitor
 from healthflow.vitals.service import DeviceService, TelemetryService
@@ -130,8 +130,8 @@ class Telemetry:
     async def start(
         self, patients_db: Database, analytics_db: Database
     ) -> list[asyncio.Task[None]]:
-        await patients_db.create_schema(vitals_schema.intake_metadata)
-        await analytics_db.create_schema(vitals_schema.series_metadata)
+        await patients_db.create_schema(intake_store.intake_metadata)
+        await analytics_db.create_schema(vitals_store.series_metadata)
         self.pool.start()
         tasks = [asyncio.create_task(self.relay.run(), name="telemetry-relay")]
         if self.mqtt is not None:
@@ -157,21 +157,21 @@ def _build_telemetry(
     patients: PatientService,
 ) -> Telemetry:
     relay = OutboxRelay(
-        vitals_schema.SqlTelemetryOutbox(patients_db),
+        intake_store.SqlTelemetryOutbox(patients_db),
         bus,
         clock,
         batch_size=settings.outbox_batch_size,
         poll_interval_s=settings.outbox_poll_interval_s,
         max_in_flight=1,  # one batch at a time keeps each patient's readings in order
     )
-    devices = DeviceService(vitals_schema.SqlDeviceRegistry(patients_db), patients, clock)
+    devices = DeviceService(intake_store.SqlDeviceRegistry(patients_db), patients, clock)
     intake = TelemetryService(
         devices,
-        vitals_schema.SqlTelemetryIntake(patients_db, on_commit=relay.wake),
+        intake_store.SqlTelemetryIntake(patients_db, on_commit=relay.wake),
         clock,
         backlog_limit=settings.telemetry_backlog_limit,
     )
-    monitor = VitalsMonitor(vitals_schema.SqlVitalsStore(analytics_db), patients, hub, clock)
+    monitor = VitalsMonitor(vitals_store.SqlVitalsStore(analytics_db), patients, hub, clock)
     pool = WorkerPool(
         VITALS_GROUP,
         monitor.handle,

@@ -16,6 +16,7 @@ import pytest
 
 from healthflow.patients.domain import Patient, PatientNotFound, Sex, Status
 from healthflow.storage.engine import Database, open_database
+from healthflow.vitals import intake_store
 from healthflow.vitals import store as schema
 from healthflow.vitals.alerts import AlertChanged, AlertStatus
 from healthflow.vitals.domain import Consciousness, QuarantinedReading, Reading
@@ -47,7 +48,7 @@ def _postgres_up() -> bool:
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     if request.param == "sqlite":
         database = open_database(f"sqlite+aiosqlite:///{tmp_path / 'vitals.db'}")
-        await database.create_schema(schema.intake_metadata)
+        await database.create_schema(intake_store.intake_metadata)
         await database.create_schema(schema.series_metadata)
         yield database
         await database.dispose()
@@ -66,7 +67,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         await conn.execute(text(f'CREATE DATABASE "{name}"'))
     database = open_database(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
     try:
-        await database.create_schema(schema.intake_metadata)
+        await database.create_schema(intake_store.intake_metadata)
         await database.create_schema(schema.series_metadata)
         yield database
     finally:
@@ -193,7 +194,7 @@ async def test_saving_a_stale_alert_is_refused(
 
 
 async def test_intake_counts_duplicates_and_pages_the_quarantine(db: Database) -> None:
-    intake = schema.SqlTelemetryIntake(db)
+    intake = intake_store.SqlTelemetryIntake(db)
     patient = uuid4()
     batch = [recorded(patient, i, heart_rate=70.0) for i in range(3)]
     assert await intake.accept(batch, []) == 0
