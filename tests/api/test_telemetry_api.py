@@ -287,3 +287,13 @@ async def test_a_full_backlog_answers_503_with_retry_after(stalled_app: FastAPI)
         assert int(busy.headers["retry-after"]) > 0
         assert await backlog(stalled_app) == 2
         assert await quarantine(client) == []
+
+
+async def test_a_batch_out_of_time_order_is_scored_in_time_order(
+    client: httpx.AsyncClient,
+) -> None:
+    patient_id, key = await admit_with_device(client)
+    readings = [{"ts": at(i), **NORMAL} for i in (4, 2, 0, 3, 1)]
+    assert (await post_readings(client, "mon-1", key, readings)).json()["accepted"] == 5
+    stored = await wait_for_vitals(client, patient_id, 5)
+    assert all(item["news2"] is not None for item in stored)

@@ -143,6 +143,8 @@ class TelemetryService:
                 accepted.append(
                     RecordedReading(str(uuid7(now)), device_id, patient_id, reading, now)
                 )
+        # a batch sent out of order is queued in time order, so none of it is scored as late
+        accepted.sort(key=lambda r: r.reading.ts)
         already_stored = await self._intake.accept(accepted, quarantined)
         fresh = len(accepted) - already_stored
         duplicates = already_stored + duplicates_in_request
