@@ -142,9 +142,10 @@ async def test_a_redelivered_reading_has_its_effect_once(
 ) -> None:
     monitor, patients, hub = parts
     reading = recorded(patient_id, 0, **CRITICAL)
-    first = await monitor.record(reading)
+    first, _ = await monitor.record(reading)
     pushed = len(hub.messages)
-    again = await monitor.record(reading)
+    again, repeated = await monitor.record(reading)
+    assert repeated is False
     assert again.alert is not None
     assert first.alert is not None
     assert again.alert.id == first.alert.id
@@ -170,7 +171,7 @@ async def test_a_late_reading_is_stored_but_not_scored(
 ) -> None:
     monitor, _, _ = parts
     await monitor.record(recorded(patient_id, 10, heart_rate=70.0))
-    late = await monitor.record(recorded(patient_id, 5, **CRITICAL))
+    late, _ = await monitor.record(recorded(patient_id, 5, **CRITICAL))
     assert (late.assessment, late.alert) == (None, None)
     series = await schema.SqlVitalsStore(db).series(patient_id, since=None, limit=10)
     assert [s.assessment is None for s in series] == [True, False]
@@ -181,7 +182,7 @@ async def test_saving_a_stale_alert_is_refused(
     parts: tuple[VitalsMonitor, FakePatients, FakeHub], patient_id: UUID, db: Database
 ) -> None:
     monitor, _, _ = parts
-    outcome = await monitor.record(recorded(patient_id, 0, **CRITICAL))
+    outcome, _ = await monitor.record(recorded(patient_id, 0, **CRITICAL))
     assert outcome.alert is not None
     store = schema.SqlVitalsStore(db)
     acked, _ = outcome.alert.acknowledge(by="a", at=T0)

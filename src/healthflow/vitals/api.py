@@ -42,8 +42,10 @@ from healthflow.vitals.schemas import (
     QuarantineOut,
     QuarantinePage,
     RegisteredOut,
+    VitalSignsEventIn,
     VitalsList,
     VitalsOut,
+    VitalsRecordedOut,
 )
 from healthflow.vitals.service import DeviceService, TelemetryService
 
@@ -155,6 +157,18 @@ async def list_alerts(
 @router.post("/api/alerts/{alert_id}/ack", response_model=AlertOut)
 async def acknowledge_alert(alert_id: UUID, body: AckIn, monitor: Monitor) -> AlertOut:
     return AlertOut.of(await monitor.acknowledge(alert_id, by=body.by))
+
+
+@router.post("/api/analytics/vitals", response_model=VitalsRecordedOut)
+async def record_vitals(body: VitalSignsEventIn, monitor: Monitor) -> VitalsRecordedOut:
+    """A worker hands in a VitalSignsRecorded event: stored, scored and alerted on once."""
+    outcome, first = await monitor.record(body.to_recorded())
+    return VitalsRecordedOut(
+        reading_id=body.id,
+        duplicate=not first,
+        news2=outcome.assessment.to_dict() if outcome.assessment else None,
+        alert=AlertOut.of(outcome.alert) if outcome.alert else None,
+    )
 
 
 # Telemetry errors and the problem each becomes; the first matching class wins.

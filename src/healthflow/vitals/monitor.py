@@ -21,7 +21,7 @@ from healthflow.vitals import alerts as alert_rules
 from healthflow.vitals import events, metrics
 from healthflow.vitals.alerts import Alert, AlertChange, AlertNotFound, AlertStatus, Severity
 from healthflow.vitals.assessment import Assessment, PatientVitals, assess
-from healthflow.vitals.domain import DomainError
+from healthflow.vitals.domain import DomainError, ReadingsRefused, check_reading
 from healthflow.vitals.events import RecordedReading
 from healthflow.vitals.ports import Outcome, Patients, StoredReading, VitalsStore
 
@@ -47,7 +47,11 @@ class VitalsMonitor:
         if event.type == events.VITAL_SIGNS_RECORDED:
             await self.record(events.recorded_from_event(event))
 
-    async def record(self, recorded: RecordedReading) -> Outcome:
+    async def record(self, recorded: RecordedReading) -> tuple[Outcome, bool]:
+        """Store, score and alert on one reading; False when it was handled before."""
+        problems = check_reading(recorded.reading, now=recorded.received_at)
+        if problems:  # the intake refuses these; anything handing in events directly is held too
+            raise ReadingsRefused([(0, p) for p in problems])
         patient = await self._patients.get(recorded.patient_id)
         new_alert_id = uuid7(recorded.reading.ts)
 
@@ -73,7 +77,7 @@ class VitalsMonitor:
             await self._mark_critical(recorded.patient_id, outcome)
         if first:
             await self._push(recorded, outcome)
-        return outcome
+        return outcome, first
 
     async def acknowledge(self, alert_id: UUID, *, by: str) -> Alert:
         alert = await self._store.alert(alert_id)

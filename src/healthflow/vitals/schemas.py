@@ -7,10 +7,19 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
 from healthflow.vitals.alerts import MAX_ACKNOWLEDGER_LENGTH, Alert
 from healthflow.vitals.domain import (
+    DEVICE_ID_PATTERN,
     MAX_BATCH,
     MAX_KIND_LENGTH,
     Consciousness,
@@ -19,6 +28,7 @@ from healthflow.vitals.domain import (
     Reading,
     ReadingProblem,
 )
+from healthflow.vitals.events import RecordedReading
 from healthflow.vitals.monitor import alert_to_dict
 from healthflow.vitals.ports import StoredReading
 
@@ -61,6 +71,48 @@ def parse_readings(payload: dict[str, Any]) -> list[Reading]:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         ) from exc
+
+
+class VitalSignsData(_Body):
+    device_id: Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]
+    patient_id: UUID
+    reading: ReadingIn
+
+
+class VitalSignsEventIn(_Body):
+    """A VitalSignsRecorded CloudEvent 1.0 (structured JSON), as the bus carries it."""
+
+    specversion: Literal["1.0"]
+    id: Annotated[str, Field(min_length=1, max_length=36)]
+    source: Annotated[str, Field(min_length=1, max_length=200)]
+    type: Literal["VitalSignsRecorded"]
+    time: AwareDatetime
+    subject: Annotated[str, Field(min_length=1, max_length=64)]
+    datacontenttype: Literal["application/json"] = "application/json"
+    partitionkey: str | None = None
+    data: VitalSignsData
+
+    @model_validator(mode="after")
+    def _subject_is_the_patient(self) -> VitalSignsEventIn:
+        if self.subject != str(self.data.patient_id):
+            raise ValueError("subject must be the patient id in data.patient_id")
+        return self
+
+    def to_recorded(self) -> RecordedReading:
+        return RecordedReading(
+            reading_id=self.id,
+            device_id=self.data.device_id,
+            patient_id=self.data.patient_id,
+            reading=self.data.reading.to_domain(),
+            received_at=self.time,
+        )
+
+
+class VitalsRecordedOut(BaseModel):
+    reading_id: str
+    duplicate: bool
+    news2: dict[str, Any] | None
+    alert: AlertOut | None
 
 
 class Rejection(BaseModel):
@@ -206,3 +258,6 @@ class AlertOut(BaseModel):
 
 class AlertList(BaseModel):
     items: list[AlertOut]
+
+
+VitalsRecordedOut.model_rebuild()
