@@ -297,3 +297,27 @@ async def test_a_batch_out_of_time_order_is_scored_in_time_order(
     assert (await post_readings(client, "mon-1", key, readings)).json()["accepted"] == 5
     stored = await wait_for_vitals(client, patient_id, 5)
     assert all(item["news2"] is not None for item in stored)
+
+
+async def test_refusals_are_counted_in_the_metrics(client: httpx.AsyncClient) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    quarantined = sample("healthflow_telemetry_quarantined_total", reason="out_of_range")
+    auth_failed = sample(
+        "healthflow_telemetry_refused_total", transport="http", reason="auth_failed"
+    )
+    _, key = await admit_with_device(client)
+    await post_readings(client, "mon-1", key, [{"ts": at(0), **NORMAL, "spo2": 101}])
+    await post_readings(client, "mon-1", "wrong", [{"ts": at(0), **NORMAL}])
+    assert (
+        sample("healthflow_telemetry_quarantined_total", reason="out_of_range") == quarantined + 1
+    )
+    assert (
+        sample("healthflow_telemetry_refused_total", transport="http", reason="auth_failed")
+        == auth_failed + 1
+    )
+    exposed = (await client.get("/metrics")).text
+    assert 'healthflow_telemetry_quarantined_total{reason="out_of_range"}' in exposed

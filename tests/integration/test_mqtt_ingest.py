@@ -156,3 +156,76 @@ async def test_messages_sent_while_the_subscriber_is_down_arrive_after_it_return
     async with running(mqtt_settings) as (_, client):
         stored = await wait_for_vitals(client, patient_id, 2)
         assert len(stored) == 2
+
+
+class FlakyLink:
+    """A TCP proxy to the broker that can cut every connection and refuse new ones."""
+
+    def __init__(self) -> None:
+        self.accepting = True
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.accepting:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*BROKER)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        self.accepting = False
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def test_the_subscriber_reconnects_and_gets_what_was_sent_meanwhile(
+    mqtt_settings: Settings, forget_session: None
+) -> None:
+    link = FlakyLink()
+    port = await link.start()
+    settings = mqtt_settings.model_copy(update={"mqtt_url": f"mqtt://127.0.0.1:{port}"})
+    try:
+        async with running(settings) as (app, client):
+            mqtt = app.state.platform.telemetry.mqtt
+            patient_id, key = await admit_with_device(client)
+            await publish(settings, "mon-1", {"device_key": key, "ts": at(0), **NORMAL})
+            await wait_for_vitals(client, patient_id, 1)
+
+            link.cut()
+
+            async def disconnected() -> bool:
+                return not mqtt.subscribed.is_set()
+
+            await eventually(disconnected)
+            await publish(settings, "mon-1", {"device_key": key, "ts": at(1), **NORMAL})
+            link.accepting = True
+            stored = await wait_for_vitals(client, patient_id, 2)
+            assert len(stored) == 2
+            assert mqtt.subscribed.is_set()
+    finally:
+        await link.close()
