@@ -229,3 +229,25 @@ async def test_the_subscriber_reconnects_and_gets_what_was_sent_meanwhile(
             assert mqtt.subscribed.is_set()
     finally:
         await link.close()
+
+
+async def test_a_message_not_yet_stored_when_the_process_stops_is_delivered_again(
+    mqtt_settings: Settings, forget_session: None
+) -> None:
+    async with running(mqtt_settings) as (app, client):
+        patient_id, key = await admit_with_device(client)
+        intake = app.state.platform.telemetry.intake._intake
+        arrived = asyncio.Event()
+
+        async def stuck(*args: object) -> int:
+            arrived.set()
+            await asyncio.Event().wait()  # the process "dies" while storing: no PUBACK
+            return 0
+
+        intake.accept = stuck
+        await publish(mqtt_settings, "mon-1", {"device_key": key, "ts": at(0), **NORMAL})
+        async with asyncio.timeout(10):
+            await arrived.wait()
+    async with running(mqtt_settings) as (_, client):
+        [stored] = await wait_for_vitals(client, patient_id, 1)
+        assert stored["ts"].startswith(at(0)[:19])
