@@ -125,7 +125,7 @@ class Telemetry:
     pool: WorkerPool
     relay: OutboxRelay
     mqtt: MqttIngest | None
-    _mqtt_task: asyncio.Task[None] | None = None
+    _intake_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(
         self, patients_db: Database, analytics_db: Database
@@ -133,16 +133,16 @@ class Telemetry:
         await patients_db.create_schema(intake_store.intake_metadata)
         await analytics_db.create_schema(vitals_store.series_metadata)
         self.pool.start()
-        tasks = [asyncio.create_task(self.relay.run(), name="telemetry-relay")]
+        self._intake_tasks = [asyncio.create_task(self.relay.run(), name="telemetry-relay")]
         if self.mqtt is not None:
-            self._mqtt_task = asyncio.create_task(self.mqtt.run(), name="mqtt-ingest")
-            tasks.append(self._mqtt_task)
-        return tasks
+            self._intake_tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt-ingest"))
+        return list(self._intake_tasks)
 
     async def stop(self, grace_s: float) -> None:
-        if self._mqtt_task is not None:
-            self._mqtt_task.cancel()
-            await asyncio.gather(self._mqtt_task, return_exceptions=True)
+        # no new messages or batches; queued readings finish; the outbox keeps the rest
+        for task in self._intake_tasks:
+            task.cancel()
+        await asyncio.gather(*self._intake_tasks, return_exceptions=True)
         await self.pool.stop(grace_s)
         await self.relay.stop()
 
