@@ -40,9 +40,13 @@ CRITICAL: dict[str, Any] = {
 }
 
 
-def at(second: int, start: datetime | None = None) -> str:
-    base = start or datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
-    return (base + timedelta(seconds=second)).isoformat()
+# One base for the whole run, so at(n) names the same instant every time it is called.
+BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+
+
+def at(second: int) -> str:
+    """An ISO timestamp `second` seconds after the run's base (half an hour ago)."""
+    return (BASE + timedelta(seconds=second)).isoformat()
 
 
 async def admit_with_device(
