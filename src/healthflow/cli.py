@@ -73,6 +73,10 @@ def simulate(
         float | None,
         typer.Option(min=0.1, help="Seconds a deterioration takes (default 60% of duration)."),
     ] = None,
+    recover_at: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Second at which deteriorating patients recover (treated)."),
+    ] = None,
     url: Annotated[str, typer.Option(help="HealthFlow base URL.")] = "http://127.0.0.1:8000",
     mqtt_url: Annotated[
         str, typer.Option(envvar="HEALTHFLOW_MQTT_URL", help="Broker for --via mqtt.")
@@ -98,6 +102,7 @@ def simulate(
             via=via,
             deteriorate=deteriorate,
             ramp=ramp,
+            recover_at=recover_at,
             url=url,
             mqtt_url=mqtt_url,
             topic_prefix=topic_prefix,
@@ -128,6 +133,7 @@ async def _simulate(
     via: str,
     deteriorate: int,
     ramp: float | None,
+    recover_at: float | None,
     url: str,
     mqtt_url: str,
     topic_prefix: str,
@@ -148,6 +154,7 @@ async def _simulate(
             deteriorate=deteriorate,
             duration_s=duration,
             ramp_s=ramp,
+            recover_at_s=recover_at,
             ward=ward,
             seed=seed,
         )

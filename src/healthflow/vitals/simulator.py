@@ -65,17 +65,26 @@ class VitalsGenerator:
     """One patient's vitals over time: baseline with noise, maybe sliding into deterioration."""
 
     def __init__(
-        self, rng: random.Random, *, deteriorates: bool, onset_s: float, ramp_s: float
+        self,
+        rng: random.Random,
+        *,
+        deteriorates: bool,
+        onset_s: float,
+        ramp_s: float,
+        recover_at_s: float | None = None,
     ) -> None:
         self._rng = rng
         self.deteriorates = deteriorates
         self._onset = onset_s
         self._ramp = max(ramp_s, 1e-6)
+        self._recover_at = recover_at_s
         self._offset = {name: rng.uniform(-0.3, 0.3) * NOISE[name] for name in BASELINE}
 
     def progress(self, elapsed_s: float) -> float:
-        """0 at baseline, 1 fully deteriorated."""
+        """0 at baseline, 1 fully deteriorated; back to 0 once treatment worked (recover_at_s)."""
         if not self.deteriorates:
+            return 0.0
+        if self._recover_at is not None and elapsed_s >= self._recover_at:
             return 0.0
         return min(max((elapsed_s - self._onset) / self._ramp, 0.0), 1.0)
 
@@ -186,6 +195,7 @@ async def register(
     deteriorate: int,
     duration_s: float,
     ramp_s: float | None,
+    recover_at_s: float | None = None,
     ward: str,
     seed: int | None,
 ) -> list[SimulatedDevice]:
@@ -218,6 +228,7 @@ async def register(
             deteriorates=i < deteriorate,
             onset_s=duration_s * 0.1,
             ramp_s=ramp,
+            recover_at_s=recover_at_s,
         )
         out.append(SimulatedDevice(device_id, patient_id, device.json()["key"], vitals))
     return out

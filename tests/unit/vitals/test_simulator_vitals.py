@@ -43,3 +43,10 @@ def test_the_same_seed_gives_the_same_vitals() -> None:
     a = VitalsGenerator(random.Random(7), deteriorates=True, onset_s=0, ramp_s=10)
     b = VitalsGenerator(random.Random(7), deteriorates=True, onset_s=0, ramp_s=10)
     assert [a.reading(t, T0) for t in range(20)] == [b.reading(t, T0) for t in range(20)]
+
+
+def test_a_treated_patient_returns_to_baseline() -> None:
+    vitals = VitalsGenerator(
+        random.Random(1), deteriorates=True, onset_s=0, ramp_s=10, recover_at_s=20
+    )
+    assert [vitals.progress(t) for t in (5, 15, 20, 30)] == [0.5, 1.0, 0.0, 0.0]
