@@ -237,11 +237,13 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         ANALYTICS_GROUP, handle, workers=settings.worker_count, capacity=settings.worker_queue_size
     )
     bus.subscribe(ANALYTICS_GROUP, pool.submit)
+    telemetry = _build_telemetry(settings, clock, patients_db, analytics_db, bus, hub, patients)
     readiness = Readiness(
         critical={
             "database": patient_store.check,
             "event_bus": bus.check,
             "analytics_store": analytics_store.check,
+            "telemetry_intake": telemetry.intake.check,
         },
         outbox=outbox,
         queue=lambda: {"depth": pool.depth, "capacity": pool.capacity, "busy": pool.busy},
@@ -261,7 +263,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         pool,
         relay,
         readiness,
-        telemetry=_build_telemetry(settings, clock, patients_db, analytics_db, bus, hub, patients),
+        telemetry=telemetry,
     )
 
 

@@ -226,3 +226,23 @@ async def test_a_resolved_alert_cannot_be_acknowledged(client: httpx.AsyncClient
     assert (await client.get(f"/api/alerts?patient_id={patient_id}")).json()["items"][0][
         "acknowledged_by"
     ] is None
+
+
+async def test_no_device_can_be_bound_to_a_discharged_patient(client: httpx.AsyncClient) -> None:
+    patient_id, _ = await admit_with_device(client)
+    gone = (await client.post("/api/patients", json=patient_body())).json()["id"]
+    await client.put(f"/api/patients/{gone}/status", json={"status": "discharged"})
+    registered = await client.post(
+        "/api/devices", json={"device_id": "mon-2", "patient_id": gone, "kind": "monitor"}
+    )
+    rebound = await client.put("/api/devices/mon-1/binding", json={"patient_id": gone})
+    assert (registered.status_code, rebound.status_code) == (409, 409)
+    assert registered.json()["type"] == "/problems/patient-discharged"
+    assert (await client.get("/api/devices/mon-2")).status_code == 404
+    assert (await client.get("/api/devices/mon-1")).json()["patient_id"] == patient_id
+
+
+async def test_readiness_reports_the_telemetry_backlog(client: httpx.AsyncClient) -> None:
+    report = (await client.get("/health/ready")).json()
+    assert report["checks"]["telemetry_intake"]["status"] == "up"
+    assert report["checks"]["telemetry_intake"]["backlog"] == 0

@@ -26,6 +26,7 @@ from healthflow.vitals.domain import (
     DeviceTaken,
     DeviceUnbound,
     DomainError,
+    PatientNotMonitored,
     ReadingsRefused,
     TelemetryBusy,
 )
@@ -177,6 +178,7 @@ _PROBLEMS: list[tuple[type[DomainError], int, str, str]] = [
     (DeviceNotFound, 404, "Device not found", "device-not-found"),
     (DeviceTaken, 409, "Device already registered", "device-taken"),
     (DeviceUnbound, 409, "Device not bound to a patient", "device-unbound"),
+    (PatientNotMonitored, 409, "Patient discharged", "patient-discharged"),
     (AlertNotFound, 404, "Alert not found", "alert-not-found"),
     (AlertResolved, 409, "Alert already resolved", "alert-resolved"),
     (AlertChanged, 409, "Alert changed meanwhile", "alert-changed"),

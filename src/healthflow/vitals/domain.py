@@ -69,6 +69,14 @@ class DeviceUnbound(DomainError):
         self.quarantined = quarantined
 
 
+class PatientNotMonitored(DomainError):
+    """A discharged patient's stay is over: no device may be bound to them."""
+
+    def __init__(self, patient_id: UUID) -> None:
+        super().__init__(f"patient {patient_id} is discharged; devices cannot be bound to them")
+        self.patient_id = patient_id
+
+
 class ReadingsRefused(DomainError):
     """Every reading of a request broke a physiological rule; all went to quarantine."""
 

@@ -10,13 +10,15 @@ from uuid import UUID
 import structlog
 
 from healthflow.ids import uuid7
-from healthflow.ports import Clock
+from healthflow.patients.domain import Status
+from healthflow.ports import Check, Clock
 from healthflow.vitals import keys, metrics
 from healthflow.vitals.domain import (
     Device,
     DeviceAuthFailed,
     DeviceNotFound,
     DeviceUnbound,
+    PatientNotMonitored,
     QuarantinedReading,
     Reading,
     ReadingProblem,
@@ -54,7 +56,7 @@ class DeviceService:
 
     async def register(self, device_id: str, *, patient_id: UUID, kind: str) -> RegisteredDevice:
         check_device(device_id, kind)
-        await self._patients.get(patient_id)  # PatientNotFound for an unknown patient
+        await self._monitorable(patient_id)
         key = keys.new_key()
         device = Device(device_id, kind, patient_id, self._clock.now())
         await self._registry.add(device, keys.hash_key(key))
@@ -62,7 +64,7 @@ class DeviceService:
         return RegisteredDevice(device, key)
 
     async def bind(self, device_id: str, patient_id: UUID) -> Device:
-        await self._patients.get(patient_id)
+        await self._monitorable(patient_id)
         return await self._registry.bind(device_id, patient_id)
 
     async def unbind(self, device_id: str) -> Device:
@@ -76,6 +78,11 @@ class DeviceService:
 
     async def list(self, *, patient_id: UUID | None, limit: int) -> list[Device]:
         return await self._registry.list(patient_id=patient_id, limit=limit)
+
+    async def _monitorable(self, patient_id: UUID) -> None:
+        patient = await self._patients.get(patient_id)  # PatientNotFound for an unknown patient
+        if patient.status is Status.DISCHARGED:
+            raise PatientNotMonitored(patient_id)
 
     async def authenticate(self, device_id: str, key: str | None) -> Device:
         """The device whose key this is; raises DeviceAuthFailed for any mismatch."""
@@ -158,6 +165,14 @@ class TelemetryService:
         if rejected and len(rejected) == len(readings):
             raise ReadingsRefused(rejected)
         return IngestResult(fresh, duplicates, rejected)
+
+    async def check(self) -> Check:
+        """Readiness: the intake's backlog against its limit; down when it cannot be read."""
+        try:
+            backlog = await self._intake.backlog()
+        except Exception as exc:  # any failure means not ready; the detail says which
+            return Check(False, {"error": type(exc).__name__})
+        return Check(True, {"backlog": backlog, "limit": self._backlog_limit})
 
     async def quarantined(
         self, *, device_id: str | None, reason: str | None, before: UUID | None, limit: int
