@@ -26,6 +26,7 @@ from healthflow.messaging.worker import WorkerPool
 from healthflow.observability import health
 from healthflow.observability.health import Readiness
 from healthflow.patients import api as patients_api
+from healthflow.patients import events as patient_events
 from healthflow.patients import store as patient_schema
 from healthflow.patients.service import PatientService
 from healthflow.patients.store import SqlOutbox, SqlPatientStore
@@ -35,9 +36,16 @@ from healthflow.realtime.hub import MemoryHub
 from healthflow.settings import Settings
 from healthflow.storage.cache import MemoryCache
 from healthflow.storage.engine import Database, open_database
+from healthflow.vitals import api as vitals_api
+from healthflow.vitals import ingest_http, intake_store
+from healthflow.vitals import store as vitals_store
+from healthflow.vitals.ingest_mqtt import Broker, MqttIngest
+from healthflow.vitals.monitor import VitalsMonitor
+from healthflow.vitals.service import DeviceService, TelemetryService
 
 log = structlog.get_logger(__name__)
 ANALYTICS_GROUP = "analytics"
+VITALS_GROUP = "vitals"
 
 
 def backends(settings: Settings) -> dict[str, str]:
@@ -79,6 +87,7 @@ class Platform:
     relay: OutboxRelay
     readiness: Readiness
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    telemetry: Telemetry | None = None
 
     async def start(self) -> None:
         await self.patients_db.create_schema(patient_schema.metadata)
@@ -87,11 +96,15 @@ class Platform:
         await self.bus.start()
         self.pool.start()
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        if self.telemetry is not None:
+            self._tasks.extend(await self.telemetry.start(self.patients_db, self.analytics_db))
         for task in self._tasks:
             task.add_done_callback(_report_crash)
 
     async def stop(self) -> None:
         # stop intake first, let workers finish what they hold, then release connections
+        if self.telemetry is not None:
+            await self.telemetry.stop(self.settings.worker_shutdown_grace_s)
         await self.pool.stop(self.settings.worker_shutdown_grace_s)
         for task in self._tasks:
             task.cancel()
@@ -100,6 +113,83 @@ class Platform:
         await self.bus.close()
         await self.patients_db.dispose()
         await self.analytics_db.dispose()
+
+
+@dataclass
+class Telemetry:
+    """Device telemetry (issue 4): intake, its outbox relay, the vitals workers, MQTT."""
+
+    devices: DeviceService
+    intake: TelemetryService
+    monitor: VitalsMonitor
+    pool: WorkerPool
+    relay: OutboxRelay
+    mqtt: MqttIngest | None
+    _intake_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(
+        self, patients_db: Database, analytics_db: Database
+    ) -> list[asyncio.Task[None]]:
+        await patients_db.create_schema(intake_store.intake_metadata)
+        await analytics_db.create_schema(vitals_store.series_metadata)
+        self.pool.start()
+        self._intake_tasks = [asyncio.create_task(self.relay.run(), name="telemetry-relay")]
+        if self.mqtt is not None:
+            self._intake_tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt-ingest"))
+        return list(self._intake_tasks)
+
+    async def stop(self, grace_s: float) -> None:
+        # no new messages or batches; queued readings finish; the outbox keeps the rest
+        for task in self._intake_tasks:
+            task.cancel()
+        await asyncio.gather(*self._intake_tasks, return_exceptions=True)
+        await self.pool.stop(grace_s)
+        await self.relay.stop()
+
+
+def _build_telemetry(
+    settings: Settings,
+    clock: Clock,
+    patients_db: Database,
+    analytics_db: Database,
+    bus: EventBus,
+    hub: MemoryHub,
+    patients: PatientService,
+) -> Telemetry:
+    relay = OutboxRelay(
+        intake_store.SqlTelemetryOutbox(patients_db),
+        bus,
+        clock,
+        batch_size=settings.outbox_batch_size,
+        poll_interval_s=settings.outbox_poll_interval_s,
+        max_in_flight=1,  # one batch at a time keeps each patient's readings in order
+    )
+    devices = DeviceService(intake_store.SqlDeviceRegistry(patients_db), patients, clock)
+    intake = TelemetryService(
+        devices,
+        intake_store.SqlTelemetryIntake(patients_db, on_commit=relay.wake),
+        clock,
+        backlog_limit=settings.telemetry_backlog_limit,
+    )
+    monitor = VitalsMonitor(vitals_store.SqlVitalsStore(analytics_db), patients, hub, clock)
+    pool = WorkerPool(
+        VITALS_GROUP,
+        monitor.handle,
+        workers=settings.worker_count,
+        capacity=settings.worker_queue_size,
+    )
+    bus.subscribe(VITALS_GROUP, pool.submit)
+    mqtt = None
+    if settings.mqtt_url:
+        mqtt = MqttIngest(
+            intake,
+            Broker.from_url(settings.mqtt_url),
+            client_id=settings.mqtt_client_id,
+            topic_prefix=settings.mqtt_topic_prefix,
+            max_message_bytes=settings.max_body_bytes,
+            queue_size=settings.worker_queue_size,
+        )
+    return Telemetry(devices, intake, monitor, pool, relay, mqtt)
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:
@@ -141,10 +231,13 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
     )
 
     async def handle(event: CloudEvent) -> None:
-        await analytics.record(event)
+        if event.type in patient_events.TYPES:  # telemetry events have their own consumers
+            await analytics.record(event)
 
     async def handle_batch(batch: Sequence[CloudEvent]) -> None:
-        await analytics.record_many(batch)
+        ours = [e for e in batch if e.type in patient_events.TYPES]
+        if ours:
+            await analytics.record_many(ours)
 
     pool = WorkerPool(
         ANALYTICS_GROUP,
@@ -155,11 +248,13 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         max_batch=settings.worker_batch_size,
     )
     bus.subscribe(ANALYTICS_GROUP, pool.submit)
+    telemetry = _build_telemetry(settings, clock, patients_db, analytics_db, bus, hub, patients)
     readiness = Readiness(
         critical={
             "database": patient_store.check,
             "event_bus": bus.check,
             "analytics_store": analytics_store.check,
+            "telemetry_intake": telemetry.intake.check,
         },
         outbox=outbox,
         queue=lambda: {"depth": pool.depth, "capacity": pool.capacity, "busy": pool.busy},
@@ -179,6 +274,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         pool,
         relay,
         readiness,
+        telemetry=telemetry,
     )
 
 
@@ -207,11 +303,18 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.analytics = platform.analytics
     app.state.hub = platform.hub
     app.state.readiness = platform.readiness
+    if platform.telemetry is not None:
+        app.state.devices = platform.telemetry.devices
+        app.state.telemetry = platform.telemetry.intake
+        app.state.vitals_monitor = platform.telemetry.monitor
+        vitals_api.install_error_handlers(app)
     install_error_handlers(app)
     app.include_router(patients_api.router)
     app.include_router(analytics_api.router)
     app.include_router(health.router)
     app.include_router(websocket.router)
+    app.include_router(ingest_http.router)
+    app.include_router(vitals_api.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
     return app

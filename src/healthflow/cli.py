@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -98,3 +98,140 @@ def bench(
     console.print(table)
     if json_out:
         json_out.write_text(json.dumps(result, indent=2))
+
+
+# --- device telemetry simulator (issue 4) ---
+@app.command()
+def simulate(
+    devices: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Patients, one monitor each.")
+    ] = 10,
+    rate: Annotated[
+        float, typer.Option(min=0.01, max=100, help="Readings per second per device.")
+    ] = 1.0,
+    duration: Annotated[float, typer.Option(min=0.1, help="Seconds to stream.")] = 60.0,
+    via: Annotated[str, typer.Option(help="Transport: http or mqtt.")] = "http",
+    deteriorate: Annotated[
+        int, typer.Option(min=0, help="How many patients slide into a high NEWS2.")
+    ] = 0,
+    ramp: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Seconds a deterioration takes (default 60% of duration)."),
+    ] = None,
+    recover_at: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Second at which deteriorating patients recover (treated)."),
+    ] = None,
+    url: Annotated[str, typer.Option(help="HealthFlow base URL.")] = "http://127.0.0.1:8000",
+    mqtt_url: Annotated[
+        str, typer.Option(envvar="HEALTHFLOW_MQTT_URL", help="Broker for --via mqtt.")
+    ] = "mqtt://127.0.0.1:1883",
+    topic_prefix: Annotated[
+        str, typer.Option(envvar="HEALTHFLOW_MQTT_TOPIC_PREFIX", help="MQTT topic prefix.")
+    ] = "",
+    ward: Annotated[str, typer.Option(help="Ward the simulated patients are in.")] = "SIM",
+    seed: Annotated[int | None, typer.Option(help="Seed for reproducible vitals.")] = None,
+) -> None:
+    """Register patients and monitors, stream realistic vitals, print a summary."""
+    import asyncio
+
+    if via not in ("http", "mqtt"):
+        raise typer.BadParameter("must be http or mqtt", param_hint="--via")
+    if deteriorate > devices:
+        raise typer.BadParameter("cannot exceed --devices", param_hint="--deteriorate")
+    summary = asyncio.run(
+        _simulate(
+            devices=devices,
+            rate=rate,
+            duration=duration,
+            via=via,
+            deteriorate=deteriorate,
+            ramp=ramp,
+            recover_at=recover_at,
+            url=url,
+            mqtt_url=mqtt_url,
+            topic_prefix=topic_prefix,
+            ward=ward,
+            seed=seed,
+        )
+    )
+    table = Table(title="simulation", show_header=False)
+    table.add_row("devices", str(summary.devices))
+    table.add_row("deteriorating patients", ", ".join(summary.deteriorating) or "none")
+    table.add_row("sent", str(summary.sent))
+    table.add_row("acknowledged", str(summary.acknowledged))
+    table.add_row("refused or failed", str(summary.refused))
+    table.add_row("seconds", f"{summary.elapsed_s:.1f}")
+    table.add_row("acknowledged per second", f"{summary.rate:.1f}")
+    for error in summary.errors:
+        table.add_row("error", error)
+    console.print(table)
+    if summary.refused:
+        raise typer.Exit(1)
+
+
+async def _simulate(
+    *,
+    devices: int,
+    rate: float,
+    duration: float,
+    via: str,
+    deteriorate: int,
+    ramp: float | None,
+    recover_at: float | None,
+    url: str,
+    mqtt_url: str,
+    topic_prefix: str,
+    ward: str,
+    seed: int | None,
+) -> Any:
+    import httpx
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from healthflow.vitals import simulator
+    from healthflow.vitals.ingest_mqtt import Broker
+
+    limits = httpx.Limits(max_connections=min(devices, 200))
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        fleet = await simulator.register(
+            client,
+            devices=devices,
+            deteriorate=deteriorate,
+            duration_s=duration,
+            ramp_s=ramp,
+            recover_at_s=recover_at,
+            ward=ward,
+            seed=seed,
+        )
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn(
+                "sent {task.fields[sent]}  acked {task.fields[acked]}  {task.fields[rate]}/s"
+            ),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(
+                f"streaming via {via}", total=duration, sent=0, acked=0, rate=0
+            )
+
+            def show(tally: simulator.Tally, elapsed: float) -> None:
+                per_s = round(tally.acknowledged / elapsed) if elapsed > 0 else 0
+                progress.update(
+                    task, completed=elapsed, sent=tally.sent, acked=tally.acknowledged, rate=per_s
+                )
+
+            if via == "mqtt":
+                sender = simulator.MqttSender(Broker.from_url(mqtt_url), topic_prefix=topic_prefix)
+                async with sender:
+                    return await simulator.stream(
+                        fleet, sender, rate=rate, duration_s=duration, on_progress=show
+                    )
+            return await simulator.stream(
+                fleet,
+                simulator.HttpSender(client),
+                rate=rate,
+                duration_s=duration,
+                on_progress=show,
+            )

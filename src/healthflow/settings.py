@@ -78,6 +78,27 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = Field(
         "json", description="Log lines as JSON (production) or for people (console)."
     )
+    # --- device telemetry (issue 4) ---
+    mqtt_url: str = Field(
+        "",
+        description="MQTT broker for device telemetry (mqtt:// or mqtts://); empty keeps the "
+        "subscriber off.",
+    )
+    mqtt_topic_prefix: str = Field(
+        "",
+        description="Text before `devices/{id}/messages/events/` in telemetry topics.",
+    )
+    mqtt_client_id: str = Field(
+        "healthflow-ingest",
+        min_length=1,
+        max_length=64,
+        description="MQTT client id of the subscriber; its persistent session survives restarts.",
+    )
+    telemetry_backlog_limit: int = Field(
+        10_000,
+        ge=1,
+        description="Accepted readings not yet handed to workers at which intake answers 503.",
+    )
 
     @model_validator(mode="after")
     def _default_urls(self) -> Settings:
