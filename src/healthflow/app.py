@@ -35,6 +35,7 @@ from healthflow.realtime.hub import MemoryHub
 from healthflow.settings import Settings
 from healthflow.storage.cache import MemoryCache
 from healthflow.storage.engine import Database, open_database
+from healthflow.web_dashboard import DEFAULT_DIST, mount_dashboard
 
 log = structlog.get_logger(__name__)
 ANALYTICS_GROUP = "analytics"
@@ -203,6 +204,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(analytics_api.router)
     app.include_router(health.router)
     app.include_router(websocket.router)
+    mount_dashboard(app, settings.web_dir or DEFAULT_DIST)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
     return app

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = Field(
         "json", description="Log lines as JSON (production) or for people (console)."
     )
+    web_dir: Path | None = Field(
+        None,
+        description="Built dashboard served at `/`; unset means `web/dist` of the source checkout.",
+    )
 
     @model_validator(mode="after")
     def _default_urls(self) -> Settings:
