@@ -133,7 +133,8 @@ export class LiveClient {
       return;
     }
     if (typeof parsed !== "object" || parsed === null) return;
-    const message = parsed as Partial<LiveMessage>;
+    // parsed JSON: every field is checked before use, nothing about its shape is trusted
+    const message = parsed as { [K in keyof LiveMessage]?: unknown };
     if (message.type === "Resync") {
       this.resync("server asked for a resync");
       return;
@@ -145,7 +146,10 @@ export class LiveClient {
       seq: message.seq,
       type: message.type,
       time: typeof message.time === "string" ? message.time : new Date().toISOString(),
-      data: typeof message.data === "object" && message.data !== null ? message.data : {},
+      data:
+        typeof message.data === "object" && message.data !== null
+          ? (message.data as Record<string, unknown>)
+          : {},
       ...(typeof message.topic === "string" ? { topic: message.topic } : {}),
     });
   }
@@ -153,8 +157,9 @@ export class LiveClient {
   /** Decide whether a message is new; resync when the sequence shows state was lost. */
   private acceptSeq(seq: number): boolean {
     const previous = this.lastSeq;
-    const firstOnConnection = this.seqThisConnection === null;
-    if (!firstOnConnection && this.seqThisConnection !== null && seq <= this.seqThisConnection) {
+    const lastOnConnection = this.seqThisConnection;
+    const firstOnConnection = lastOnConnection === null;
+    if (lastOnConnection !== null && seq <= lastOnConnection) {
       return false; // a duplicate within one connection
     }
     this.seqThisConnection = seq;

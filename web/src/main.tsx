@@ -1,0 +1,30 @@
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { StrictMode } from "react";
+import { createRoot } from "react-dom/client";
+import { BrowserRouter } from "react-router";
+
+import { App } from "./App";
+import { BoardProvider } from "./board/BoardProvider";
+import { LiveProvider } from "./live/LiveProvider";
+import "./styles.css";
+
+// Live messages keep data fresh; refetching on focus would only add load.
+const queries = new QueryClient({
+  defaultOptions: { queries: { refetchOnWindowFocus: false, retry: 1 } },
+});
+
+const root = document.getElementById("root");
+if (!root) throw new Error("index.html has no #root");
+createRoot(root).render(
+  <StrictMode>
+    <QueryClientProvider client={queries}>
+      <LiveProvider>
+        <BoardProvider>
+          <BrowserRouter>
+            <App />
+          </BrowserRouter>
+        </BoardProvider>
+      </LiveProvider>
+    </QueryClientProvider>
+  </StrictMode>,
+);
