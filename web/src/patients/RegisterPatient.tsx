@@ -1,5 +1,5 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
-import { useId, useRef, useState, type SyntheticEvent } from "react";
+import { useEffect, useId, useRef, useState, type SyntheticEvent } from "react";
 import { useNavigate } from "react-router";
 
 import { ApiError, registerPatient } from "../api/client";
@@ -37,12 +37,12 @@ export function RegisterPatient() {
       queries.setQueryData(["patient", patient.id], patient);
       void navigate(`/patients/${patient.id}`);
     },
-    onError: () => {
-      // move focus to the summary so keyboard and screen-reader users learn what went wrong
-      setTimeout(() => summary.current?.focus(), 0);
-    },
   });
   const error = mutation.error instanceof ApiError ? mutation.error : null;
+  useEffect(() => {
+    // move focus to the summary so keyboard and screen-reader users learn what went wrong
+    if (mutation.error) summary.current?.focus();
+  }, [mutation.error]);
   const submit = (e: SyntheticEvent) => {
     e.preventDefault();
     mutation.mutate();
