@@ -70,7 +70,7 @@ def openapi(
 
     with tempfile.TemporaryDirectory() as data_dir:
         # building the app opens nothing yet; the temporary data dir keeps it from touching ours
-        schema = build_app(Settings(data_dir=Path(data_dir))).openapi()
+        schema = build_app(Settings.model_validate({"data_dir": data_dir})).openapi()
     text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     if output is None:
         typer.echo(text, nl=False)
