@@ -165,8 +165,16 @@ describe("ward board and patient flow", () => {
     await waitForStatus(board, patient.id, "registered");
     await board.getByRole("link", { name: `${patient.family_name}, Ada` }).waitFor();
 
+    const detail = await open(`/patients/${patient.id}`);
+    await detail.locator('[data-live-state="open"]').waitFor();
+    await detail.locator("h1 + [data-status='registered']").waitFor();
+
     await api("POST", `/api/patients/${patient.id}/critical`, { reason: "NEWS2 7", source: "e2e" });
     await waitForStatus(board, patient.id, "critical");
+    // the open detail view follows too: new status, new timeline entry with its reason and source
+    await detail.locator("h1 + [data-status='critical']").waitFor();
+    await detail.getByText("— NEWS2 7").waitFor();
+    await detail.getByText("(by e2e)").waitFor();
     await api("PUT", `/api/patients/${patient.id}/status`, { status: "discharged" });
     // the default filter hides discharged patients: the row leaves the board
     await row(board, patient.id).waitFor({ state: "detached" });

@@ -141,10 +141,19 @@ describe("LiveClient", () => {
     ]);
   });
 
+  it("reloads once connected, since nothing can be resumed yet", () => {
+    const { client, last, resyncs } = harness();
+    client.start();
+    expect(resyncs).toEqual([]);
+    last().open();
+    expect(resyncs).toEqual(["connected: nothing to resume from"]);
+  });
+
   it("takes the replay of a topic-aware server without a resync, dropping duplicates", () => {
     const { client, last, messages, resyncs } = harness();
     client.start();
     last().open();
+    resyncs.length = 0;
     last().deliver(topical(1));
     last().deliver(topical(2));
     last().drop();
@@ -162,11 +171,12 @@ describe("LiveClient", () => {
     client.start();
     last().open();
     last().deliver(legacy(1));
+    resyncs.length = 0;
     last().drop();
     vi.advanceTimersByTime(100);
     expect(resyncs).toEqual([]);
     last().open();
-    expect(resyncs).toHaveLength(1);
+    expect(resyncs).toEqual(["reconnected to a server without replay"]);
   });
 
   it("resyncs when a legacy server's sequence skips", () => {
@@ -174,6 +184,7 @@ describe("LiveClient", () => {
     client.start();
     last().open();
     last().deliver(legacy(1));
+    resyncs.length = 0;
     last().deliver(legacy(4));
     expect(resyncs).toEqual(["missed messages 2..3"]);
     expect(messages.map((m) => m.seq)).toEqual([1, 4]);
@@ -184,6 +195,7 @@ describe("LiveClient", () => {
     client.start();
     last().open();
     last().deliver(topical(10));
+    resyncs.length = 0;
     last().deliver({ type: "Resync" });
     expect(resyncs).toEqual(["server asked for a resync"]);
     expect(messages).toHaveLength(1);
@@ -194,6 +206,7 @@ describe("LiveClient", () => {
     client.start();
     last().open();
     last().deliver(topical(40));
+    resyncs.length = 0;
     last().drop();
     vi.advanceTimersByTime(100);
     last().open();
@@ -208,6 +221,7 @@ describe("LiveClient", () => {
     const { client, last, messages, resyncs } = harness();
     client.start();
     last().open();
+    resyncs.length = 0;
     last().deliver("not json");
     last().deliver({ hello: "world" });
     last().deliver(legacy(1));

@@ -114,15 +114,17 @@ export class LiveClient {
   }
 
   private opened(socket: SocketLike): void {
-    const reconnected = this.connections > 0;
     this.connections += 1;
     this.attempt = 0;
     this.seqThisConnection = null;
     socket.send(JSON.stringify({ op: "subscribe", topics: this.options.topics }));
     if (this.lastSeq !== null) socket.send(JSON.stringify({ op: "resume", after: this.lastSeq }));
     this.setState("open");
-    // a legacy server cannot replay: whatever happened while we were away is lost to the socket
-    if (reconnected && !this.topicAware) this.resync("reconnected to a server without replay");
+    // Every connection that cannot resume starts with a reload: the first one, because what
+    // happened between the HTTP load and the subscription would otherwise be lost; a legacy
+    // server's, because it cannot replay what happened while we were away.
+    if (this.lastSeq === null) this.resync("connected: nothing to resume from");
+    else if (!this.topicAware) this.resync("reconnected to a server without replay");
   }
 
   private received(text: string): void {

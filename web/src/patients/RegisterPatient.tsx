@@ -3,12 +3,11 @@ import { useEffect, useId, useRef, useState, type SyntheticEvent } from "react";
 import { useNavigate } from "react-router";
 
 import { ApiError, registerPatient } from "../api/client";
-import { SEXES, type PatientIn } from "../api/types";
+import { SEXES } from "../api/types";
 import { useBoard } from "../board/BoardProvider";
 import { wardNames } from "../board/boardState";
+import { EMPTY, type Fields, toBody } from "./registration";
 
-type Fields = Record<"given_name" | "family_name" | "birth_date" | "sex" | "ward" | "bed" | "mrn", string>;
-const EMPTY: Fields = { given_name: "", family_name: "", birth_date: "", sex: "", ward: "", bed: "", mrn: "" };
 
 const LABELS: Record<keyof Fields, string> = {
   given_name: "Given name",
@@ -115,13 +114,4 @@ export function RegisterPatient() {
       </form>
     </section>
   );
-}
-
-/** Empty optional fields are left out; empty required ones are sent so the API names them. */
-function toBody(fields: Fields): PatientIn {
-  const body: Record<string, string> = {};
-  for (const [name, value] of Object.entries(fields)) {
-    if (value !== "" || !["bed", "mrn", "sex", "birth_date"].includes(name)) body[name] = value;
-  }
-  return body as unknown as PatientIn;
 }
