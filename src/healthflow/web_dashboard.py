@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import structlog
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+log = structlog.get_logger(__name__)
 
 # Paths the server owns: never answered with the dashboard, so an unknown API path stays a 404
 # problem+json instead of a 200 HTML page a client would misread.
@@ -66,6 +69,7 @@ def mount_dashboard(app: FastAPI, dist: Path) -> bool:
     route included after it, so the order of `include_router` lines would start to matter.
     """
     if not (dist / "index.html").is_file():
+        log.info("dashboard_not_built", web_dir=str(dist), hint="make run builds it")
         return False
     files = DashboardFiles(directory=dist, html=True)
     app.router.default = DashboardFallback(files, app.router.default)

@@ -317,7 +317,10 @@ describe("keyboard only", () => {
     await tabTo(page, "Register");
     await page.keyboard.press("Enter");
     await page.getByRole("heading", { name: "Register patient" }).waitFor();
-    await tabTo(page, "Given name");
+    // like a page load, a navigation puts the keyboard at the start of the new page's content
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe("main");
+    await page.keyboard.press("Tab");
+    expect(await page.evaluate(() => document.activeElement?.getAttribute("name"))).toBe("given_name");
     await page.keyboard.type("Emmy");
     await tabTo(page, "Family name");
     await page.keyboard.type(family);

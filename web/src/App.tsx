@@ -1,4 +1,5 @@
-import { NavLink, Outlet, Route, Routes } from "react-router";
+import { useEffect, useRef } from "react";
+import { NavLink, Outlet, Route, Routes, useLocation } from "react-router";
 
 import { Analytics } from "./analytics/Analytics";
 import { WardBoard } from "./board/WardBoard";
@@ -24,7 +25,21 @@ function LiveIndicator() {
   );
 }
 
+/** After a client-side navigation, focus the new page's content, as a page load would. */
+function useFocusOnNavigation() {
+  const { pathname } = useLocation();
+  const first = useRef(true);
+  useEffect(() => {
+    if (first.current) {
+      first.current = false;
+      return;
+    }
+    document.getElementById("main")?.focus();
+  }, [pathname]);
+}
+
 function Layout() {
+  useFocusOnNavigation();
   return (
     <>
       <a className="skip" href="#main">Skip to content</a>
