@@ -73,7 +73,10 @@ export async function startServer(name: string): Promise<Server> {
   const launch = async () => {
     child = spawn(HEALTHFLOW, ["serve", "--port", String(port), "--data-dir", dataDir], {
       env: {
-        ...process.env,
+        // the embedded default, whatever HEALTHFLOW_* the calling shell or CI has set
+        ...Object.fromEntries(
+          Object.entries(process.env).filter(([name]) => !name.startsWith("HEALTHFLOW_")),
+        ),
         HEALTHFLOW_WEB_DIR: DIST,
         HEALTHFLOW_LOG_LEVEL: "warning",
         HEALTHFLOW_WORKER_SHUTDOWN_GRACE_S: "1",
