@@ -42,6 +42,7 @@ from healthflow.vitals import store as vitals_store
 from healthflow.vitals.ingest_mqtt import Broker, MqttIngest
 from healthflow.vitals.monitor import VitalsMonitor
 from healthflow.vitals.service import DeviceService, TelemetryService
+from healthflow.web_dashboard import DEFAULT_DIST, mount_dashboard
 
 log = structlog.get_logger(__name__)
 ANALYTICS_GROUP = "analytics"
@@ -315,6 +316,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(websocket.router)
     app.include_router(ingest_http.router)
     app.include_router(vitals_api.router)
+    mount_dashboard(app, settings.web_dir or DEFAULT_DIST)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
     return app

@@ -235,3 +235,26 @@ async def _simulate(
                 duration_s=duration,
                 on_progress=show,
             )
+
+
+@app.command()
+def openapi(
+    output: Annotated[
+        Path | None, typer.Option(help="Write the schema here instead of standard output.")
+    ] = None,
+) -> None:
+    """Print the HTTP API's OpenAPI schema (JSON) without starting the server."""
+    import json
+    import tempfile
+
+    from healthflow.app import build_app
+    from healthflow.settings import Settings
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        # building the app opens nothing yet; the temporary data dir keeps it from touching ours
+        schema = build_app(Settings.model_validate({"data_dir": data_dir})).openapi()
+    text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)

@@ -99,6 +99,10 @@ class Settings(BaseSettings):
         ge=1,
         description="Accepted readings not yet handed to workers at which intake answers 503.",
     )
+    web_dir: Path | None = Field(
+        None,
+        description="Built dashboard served at `/`; unset means `web/dist` of the source checkout.",
+    )
 
     @model_validator(mode="after")
     def _default_urls(self) -> Settings:
