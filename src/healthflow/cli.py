@@ -88,7 +88,8 @@ def db_upgrade() -> None:
     from healthflow.app import migrate_databases
     from healthflow.settings import Settings
 
-    for schema, revision in asyncio.run(migrate_databases(Settings())).items():
+    settings = Settings()  # type: ignore[call-arg]  # every field comes from the environment
+    for schema, revision in asyncio.run(migrate_databases(settings)).items():
         typer.echo(f"{schema}: at revision {revision}")
 
 
