@@ -161,6 +161,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
             "database": patient_store.check,
             "event_bus": bus.check,
             "analytics_store": analytics_store.check,
+            **_critical_checks(cache),
         },
         outbox=outbox,
         queue=lambda: {"depth": pool.depth, "capacity": pool.capacity, "busy": pool.busy},
