@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 import structlog
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from healthflow import __version__
 from healthflow.analytics import api as analytics_api
@@ -533,17 +535,23 @@ def cluster_plan(settings: Settings) -> list[tuple[str, dict[str, str]]]:
     def url(role: str) -> str:
         return f"http://{settings.host}:{ports[role]}"
 
-    shared = {
-        "HEALTHFLOW_HOST": settings.host,
-        "HEALTHFLOW_DATA_DIR": str(settings.data_dir),
-        "HEALTHFLOW_DATABASE_URL": settings.database_url,
-        "HEALTHFLOW_ANALYTICS_URL": settings.analytics_url,
-        "HEALTHFLOW_BROKER_URL": settings.broker_url,
-        "HEALTHFLOW_CACHE_URL": settings.cache_url,
-        "HEALTHFLOW_PATIENTS_SERVICE_URL": url("patients"),
-        "HEALTHFLOW_ANALYTICS_SERVICE_URL": url("analytics"),
-        "HEALTHFLOW_WORKER_SERVICE_URL": url("worker"),
-    }
+    # every setting travels to the children, so they run with exactly the parent's configuration
+    dumped = settings.model_dump(mode="json")
+    shared: dict[str, str] = {}
+    for name, value in dumped.items():
+        raw = getattr(settings, name)
+        if isinstance(raw, SecretStr):
+            value = raw.get_secret_value()
+        if value is not None:
+            text = value if isinstance(value, str) else orjson.dumps(value).decode()
+            shared[f"HEALTHFLOW_{name.upper()}"] = text
+    shared.update(
+        {
+            "HEALTHFLOW_PATIENTS_SERVICE_URL": url("patients"),
+            "HEALTHFLOW_ANALYTICS_SERVICE_URL": url("analytics"),
+            "HEALTHFLOW_WORKER_SERVICE_URL": url("worker"),
+        }
+    )
     return [
         (role, {**shared, "HEALTHFLOW_ROLE": role, "HEALTHFLOW_PORT": str(ports[role])})
         for role in ("patients", "analytics", "worker", "gateway")

@@ -22,7 +22,9 @@ async def service_readiness(upstream: Upstream) -> Check:
     except (httpx.HTTPError, ValueError) as exc:
         return Check(False, {"error": type(exc).__name__})
     status = str(body.get("status", "unhealthy"))
-    return Check(answer.status_code == 200, {"service_status": status, **body})
+    return Check(
+        answer.status_code == 200, {"service_status": status, "checks": body.get("checks", {})}
+    )
 
 
 class GatewayReadiness:
@@ -50,6 +52,7 @@ class GatewayReadiness:
             status = str(check.detail.get("service_status", "unhealthy")) if check.up else "down"
             checks[upstream.name] = {
                 "status": "up" if check.up else "down",
+                "readiness": status,
                 **{k: v for k, v in check.detail.items() if k != "service_status"},
             }
             level = "unhealthy" if not check.up else status

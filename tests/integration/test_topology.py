@@ -1,0 +1,213 @@
+"""The multi-process topology against the real servers: gateway, patients, analytics and worker as
+separate `healthflow serve --role ...` processes, each store its own PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import websockets
+from tests.conftest import eventually, patient_body
+from tests.integration.conftest import RABBIT_URL, REDIS_URL, Rabbit
+
+from healthflow import cluster
+from healthflow.app import cluster_plan
+from healthflow.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+def free_port_block(size: int = 4) -> int:
+    """A base port with `size` consecutive free ports after it (the cluster's layout)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + size > 65535:
+            continue
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + size):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no block of free ports")
+
+
+@pytest.fixture
+def topology_settings(
+    make_settings: Callable[..., Settings], rabbit: Rabbit, redis_prefix: str, request: Any
+) -> Settings:
+    patients_db: str = request.getfixturevalue("postgres_url")
+    # a second database for analytics: each service owns its store
+    analytics_db: str = request.getfixturevalue("second_postgres_url")
+    rabbit.groups.append("analytics")
+    return make_settings(
+        port=free_port_block(),
+        database_url=patients_db,
+        analytics_url=analytics_db,
+        broker_url=RABBIT_URL,
+        broker_exchange=rabbit.exchange,
+        cache_url=REDIS_URL,
+        cache_prefix=redis_prefix,
+        worker_count=2,
+        service_timeout_s=2.0,
+        outbox_poll_interval_s=0.1,
+        dashboard_cache_ttl_s=0.5,
+        log_level="warning",
+    )
+
+
+@pytest.fixture
+def second_postgres_url(postgres_url: str) -> Iterator[str]:
+    from tests.integration.conftest import _create_database, _drop_database, unique
+
+    name = unique("db")
+    asyncio.run(_create_database(name))
+    try:
+        yield postgres_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(_drop_database(name))
+
+
+@pytest.fixture
+def topology(topology_settings: Settings) -> Iterator[dict[str, cluster.Child]]:
+    plan = cluster_plan(topology_settings)
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "healthflow", "db", "upgrade"],
+        env={**os.environ, **plan[0][1]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    children = cluster.start(plan, ready_timeout_s=90, say=lambda _: None)
+    by_role = {c.role: c for c in children}
+    try:
+        yield by_role
+    finally:
+        cluster.stop(list(by_role.values()))
+
+
+def gateway(topology: dict[str, cluster.Child]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=topology["gateway"].url, timeout=10)
+
+
+async def dashboard(client: httpx.AsyncClient) -> dict[str, Any]:
+    summary: dict[str, Any] = (await client.get("/api/analytics/dashboard")).json()
+    return summary
+
+
+async def test_a_registration_through_the_gateway_reaches_the_dashboard(
+    topology: dict[str, cluster.Child],
+) -> None:
+    async with gateway(topology) as client:
+        created = await client.post("/api/patients", json=patient_body())
+        assert created.status_code == 201
+        assert created.headers["location"] == f"/api/patients/{created.json()['id']}"
+
+        async def counted() -> bool:
+            return (await dashboard(client))["patients_total"] == 1
+
+        await eventually(counted, timeout=30)
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 200
+        assert {n: c["status"] for n, c in ready.json()["checks"].items()} == {
+            "event_bus": "up",
+            "patients": "up",
+            "analytics": "up",
+            "worker": "up",
+        }
+
+
+async def test_bad_input_through_the_gateway_gets_the_services_problem(
+    topology: dict[str, cluster.Child],
+) -> None:
+    async with gateway(topology) as client:
+        refused = await client.post("/api/patients", json=patient_body(sex="unknown-value"))
+        missing = await client.get("/api/patients/not-a-uuid")
+
+        assert refused.status_code == 422
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert missing.status_code == 422
+        assert (await client.get("/api/patients")).json()["items"] == []
+
+
+async def test_the_gateway_websocket_pushes_patient_events(
+    topology: dict[str, cluster.Child],
+) -> None:
+    ws_url = topology["gateway"].url.replace("http://", "ws://") + "/ws"
+    async with websockets.connect(ws_url) as ws, gateway(topology) as client:
+        created = await client.post("/api/patients", json=patient_body())
+        async with asyncio.timeout(20):
+            while True:
+                message = orjson.loads(await ws.recv())
+                if message["type"] == "PatientCreated":
+                    break
+        assert message["data"]["patient_id"] == created.json()["id"]
+        assert "given_name" not in message["data"]
+
+
+async def test_killing_the_worker_mid_stream_loses_no_event(
+    topology: dict[str, cluster.Child], topology_settings: Settings
+) -> None:
+    worker = topology["worker"]
+    async with gateway(topology) as client:
+
+        async def register(n: int) -> None:
+            for _ in range(n):
+                answer = await client.post("/api/patients", json=patient_body())
+                assert answer.status_code == 201
+
+        first = asyncio.create_task(register(30))
+
+        async def some_processed() -> bool:
+            return (await dashboard(client))["events_processed_total"] >= 3
+
+        await eventually(some_processed, timeout=30)
+        worker.process.send_signal(signal.SIGKILL)
+        worker.process.wait()
+        await first
+        await register(10)  # accepted while no worker runs: they wait in RabbitMQ
+        worker_env = dict(cluster_plan(topology_settings))["worker"]
+        [restarted] = await asyncio.to_thread(
+            cluster.start, [("worker", worker_env)], ready_timeout_s=90, say=lambda _: None
+        )
+        topology["worker"] = restarted
+
+        async def all_processed() -> bool:
+            return (await dashboard(client))["events_processed_total"] == 40
+
+        await eventually(all_processed, timeout=60)
+        summary = await dashboard(client)
+        assert summary["patients_total"] == 40
+        assert summary["patients_by_status"]["registered"] == 40
+
+
+async def test_a_stopped_service_makes_the_gateway_answer_503(
+    topology: dict[str, cluster.Child],
+) -> None:
+    cluster.stop([topology["analytics"]])
+    async with gateway(topology) as client:
+        down = await client.get("/api/analytics/dashboard")
+        ready = await client.get("/health/ready")
+        patients = await client.get("/api/patients")
+
+    assert down.status_code == 503
+    assert down.headers["content-type"] == "application/problem+json"
+    assert "analytics" in down.json()["detail"]
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["analytics"]["status"] == "down"
+    assert patients.status_code == 200
