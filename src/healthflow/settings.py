@@ -88,7 +88,8 @@ class Settings(BaseSettings):
         "healthflow:", description="Prefix of every Redis key the cache writes."
     )
     role: Literal["all", "gateway", "patients", "analytics", "worker"] = Field(
-        "all", description="Which part of the platform `healthflow serve` runs."
+        "all",
+        description="What `healthflow serve` runs: all, gateway, patients, analytics, worker.",
     )
     patients_service_url: str = Field(
         "http://127.0.0.1:8001", description="Base URL of the patients service (gateway role)."
