@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import aio_pika
 import pytest
 from tests.conftest import eventually
 from tests.integration.conftest import Rabbit, migrated
@@ -21,6 +22,7 @@ from healthflow.messaging.events import CloudEvent
 from healthflow.messaging.worker import WorkerPool
 from healthflow.patients import events as patient_events
 from healthflow.patients.domain import NewPatient, Patient, Sex
+from healthflow.ports import Delivery
 from healthflow.storage import migrations
 from healthflow.storage.engine import Database
 
@@ -173,3 +175,36 @@ async def _at_least(value: int, floor: int) -> bool:
 async def _equals(value: object, expected: int) -> bool:
     got = await value if asyncio.iscoroutine(value) else value
     return got == expected
+
+
+async def test_a_message_that_is_not_a_cloudevent_goes_to_the_dlq_and_blocks_nothing(
+    rabbit: Rabbit,
+) -> None:
+    bus = rabbit.bus(groups=["analytics"])
+    seen: list[str] = []
+
+    async def sink(delivery: Delivery) -> None:
+        seen.append(delivery.event.id)
+        await delivery.ack()
+
+    bus.subscribe("analytics", sink)
+    await bus.start()
+    [good] = registrations(1)
+    connection = await aio_pika.connect(rabbit.url)
+    try:
+        async with connection:
+            channel = await connection.channel()
+            exchange = await channel.get_exchange(rabbit.exchange)
+            await exchange.publish(aio_pika.Message(b"{not json"), routing_key="PatientCreated")
+            await bus.publish([good])
+            await eventually(lambda: _equals(len(seen), 1))
+
+            async def in_dlq() -> bool:
+                dlq = await channel.declare_queue(bus.dead_letter_queue, passive=True)
+                return dlq.declaration_result.message_count == 1
+
+            await eventually(in_dlq)
+        assert seen == [good.id]
+        assert await bus.dead_letters(group=None, limit=10) == []  # not an event: not listed
+    finally:
+        await bus.close()

@@ -105,15 +105,38 @@ def gateway(topology: dict[str, cluster.Child]) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=topology["gateway"].url, timeout=10)
 
 
+@pytest.fixture(params=["role-all", "topology"])
+def entry_url(request: pytest.FixtureRequest, topology_settings: Settings) -> Iterator[str]:
+    """The public URL of one deployment shape: one `--role all` process, or the four roles."""
+    if request.param == "topology":
+        topology: dict[str, cluster.Child] = request.getfixturevalue("topology")
+        yield topology["gateway"].url
+        return
+    env = {**dict(cluster_plan(topology_settings))["gateway"], "HEALTHFLOW_ROLE": "all"}
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "healthflow", "db", "upgrade"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    children = cluster.start([("all", env)], ready_timeout_s=90, say=lambda _: None)
+    try:
+        yield children[0].url
+    finally:
+        cluster.stop(children)
+
+
 async def dashboard(client: httpx.AsyncClient) -> dict[str, Any]:
     summary: dict[str, Any] = (await client.get("/api/analytics/dashboard")).json()
     return summary
 
 
-async def test_a_registration_through_the_gateway_reaches_the_dashboard(
-    topology: dict[str, cluster.Child],
+async def test_a_registration_through_the_entry_point_reaches_the_dashboard(
+    entry_url: str,
 ) -> None:
-    async with gateway(topology) as client:
+    async with httpx.AsyncClient(base_url=entry_url, timeout=10) as client:
         created = await client.post("/api/patients", json=patient_body())
         assert created.status_code == 201
         assert created.headers["location"] == f"/api/patients/{created.json()['id']}"
@@ -124,18 +147,27 @@ async def test_a_registration_through_the_gateway_reaches_the_dashboard(
         await eventually(counted, timeout=30)
         ready = await client.get("/health/ready")
         assert ready.status_code == 200
-        assert {n: c["status"] for n, c in ready.json()["checks"].items()} == {
-            "event_bus": "up",
-            "patients": "up",
-            "analytics": "up",
-            "worker": "up",
-        }
+        assert ready.json()["status"] == "healthy"
 
 
-async def test_bad_input_through_the_gateway_gets_the_services_problem(
+async def test_the_gateway_readiness_covers_every_service(
     topology: dict[str, cluster.Child],
 ) -> None:
     async with gateway(topology) as client:
+        ready = await client.get("/health/ready")
+    assert ready.status_code == 200
+    assert {n: c["status"] for n, c in ready.json()["checks"].items()} == {
+        "event_bus": "up",
+        "patients": "up",
+        "analytics": "up",
+        "worker": "up",
+    }
+
+
+async def test_bad_input_through_the_entry_point_gets_a_problem_and_changes_nothing(
+    entry_url: str,
+) -> None:
+    async with httpx.AsyncClient(base_url=entry_url, timeout=10) as client:
         refused = await client.post("/api/patients", json=patient_body(sex="unknown-value"))
         missing = await client.get("/api/patients/not-a-uuid")
 
@@ -145,11 +177,12 @@ async def test_bad_input_through_the_gateway_gets_the_services_problem(
         assert (await client.get("/api/patients")).json()["items"] == []
 
 
-async def test_the_gateway_websocket_pushes_patient_events(
-    topology: dict[str, cluster.Child],
-) -> None:
-    ws_url = topology["gateway"].url.replace("http://", "ws://") + "/ws"
-    async with websockets.connect(ws_url) as ws, gateway(topology) as client:
+async def test_the_entry_point_websocket_pushes_patient_events(entry_url: str) -> None:
+    ws_url = entry_url.replace("http://", "ws://") + "/ws"
+    async with (
+        websockets.connect(ws_url) as ws,
+        httpx.AsyncClient(base_url=entry_url, timeout=10) as client,
+    ):
         created = await client.post("/api/patients", json=patient_body())
         async with asyncio.timeout(20):
             while True:

@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 ATTEMPT = "x-attempt"
 MAX_DEAD_LETTER_SCAN = 10_000
+REQUEUE_PAUSE_S = 1.0
 
 
 class _RabbitDelivery:
@@ -306,10 +307,13 @@ class RabbitBus:
                     error=error,
                 )
         except Exception as exc:
-            # not moved on: leave the original unacked so the broker delivers it again
+            # not moved on: hand the original back (after a pause, so a broker that refuses the
+            # republish is not hammered) and the broker delivers it again, same attempt count
             log.error(
                 "rabbitmq_retry_publish_failed", group=group, event_id=event.id, error=repr(exc)
             )
+            await asyncio.sleep(REQUEUE_PAUSE_S)
+            await self._quietly(message.nack(requeue=True))
             return
         # acked only once its next home (delay queue or DLQ) confirmed it
         await self._quietly(message.ack())
