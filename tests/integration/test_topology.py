@@ -10,7 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -244,3 +246,55 @@ async def test_a_stopped_service_makes_the_gateway_answer_503(
     assert ready.status_code == 503
     assert ready.json()["checks"]["analytics"]["status"] == "down"
     assert patients.status_code == 200
+
+
+def test_the_cluster_command_starts_every_role_and_stops_them_on_ctrl_c(
+    topology_settings: Settings,
+) -> None:
+    env = {**os.environ, **dict(cluster_plan(topology_settings))["gateway"]}
+    del env["HEALTHFLOW_ROLE"]
+    base = topology_settings.port
+    command = subprocess.Popen(
+        [sys.executable, "-m", "healthflow", "cluster"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        ready = None
+        for _ in range(600):
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{base}/health/ready", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert command.poll() is None, "cluster exited early"
+            time.sleep(0.2)
+        assert ready is not None
+        assert ready.status_code == 200
+        assert set(ready.json()["checks"]) == {"event_bus", "patients", "analytics", "worker"}
+
+        command.send_signal(signal.SIGINT)
+        assert command.wait(timeout=60) == 0
+        for port in range(base, base + 4):
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+    finally:
+        if command.poll() is None:
+            os.killpg(command.pid, signal.SIGKILL)
+            command.wait()
+
+
+def test_the_cluster_command_refuses_an_in_process_broker(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHFLOW_")}
+    refused = subprocess.run(
+        [sys.executable, "-m", "healthflow", "cluster", "--data-dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "HEALTHFLOW_BROKER_URL=amqp://" in refused.stderr
