@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -13,12 +14,14 @@ from pathlib import Path
 
 import aio_pika
 import pytest
-from tests.conftest import eventually
+from aio_pika.exceptions import AMQPConnectionError
+from tests.conftest import SteppingClock, eventually
 from tests.integration.conftest import Rabbit, migrated
 
 from healthflow.analytics.store import SqlAnalyticsStore
 from healthflow.ids import uuid7
 from healthflow.messaging.events import CloudEvent
+from healthflow.messaging.rabbitmq import RabbitBus
 from healthflow.messaging.worker import WorkerPool
 from healthflow.patients import events as patient_events
 from healthflow.patients.domain import NewPatient, Patient, Sex
@@ -208,3 +211,20 @@ async def test_a_message_that_is_not_a_cloudevent_goes_to_the_dlq_and_blocks_not
         assert await bus.dead_letters(group=None, limit=10) == []  # not an event: not listed
     finally:
         await bus.close()
+
+
+async def test_a_broker_that_never_answers_fails_the_start_after_retrying() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bus = RabbitBus(
+        f"amqp://guest:guest@127.0.0.1:{port}/",
+        clock=SteppingClock(),
+        exchange="unused",
+        retry_delays_s=(1.0,),
+        prefetch=1,
+        connect_timeout_s=0.5,
+    )
+    with pytest.raises((ConnectionError, OSError, AMQPConnectionError)):
+        await bus.start()
+    assert not (await bus.check()).up

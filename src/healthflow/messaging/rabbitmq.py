@@ -32,6 +32,13 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     ExchangeType,
 )
+from aio_pika.exceptions import AMQPConnectionError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from healthflow.messaging.events import CloudEvent, MalformedEvent
 from healthflow.observability import metrics
@@ -100,6 +107,7 @@ class RabbitBus:
         declare_groups: Sequence[str] = (),
         live_groups: Sequence[str] = (),
         connection_name: str = "healthflow",
+        connect_timeout_s: float = 30.0,
     ) -> None:
         self._url = url
         self._clock = clock
@@ -110,6 +118,7 @@ class RabbitBus:
         # live groups feed one process's live push: a private queue that dies with the connection
         self._live_groups = frozenset(live_groups)
         self._connection_name = connection_name
+        self._connect_timeout_s = connect_timeout_s
         self._groups: dict[str, Sink] = {}
         self._connection: AbstractRobustConnection | None = None
         self._publisher: AbstractChannel | None = None
@@ -139,15 +148,24 @@ class RabbitBus:
         return f"{self._prefix}.{group}"
 
     async def start(self) -> None:
-        # connect_robust reconnects with backoff and restores channels, queues and consumers
-        self._connection = await aio_pika.connect_robust(
-            self._url,
-            client_properties={"connection_name": self._connection_name},
-            reconnect_interval=1.0,
+        # the first connection is retried with growing, jittered waits (a broker still starting);
+        # after that connect_robust reconnects by itself and restores channels and consumers
+        retrying = AsyncRetrying(
+            stop=stop_after_delay(self._connect_timeout_s),
+            wait=wait_random_exponential(multiplier=0.2, max=5.0),
+            retry=retry_if_exception_type((ConnectionError, OSError, AMQPConnectionError)),
+            reraise=True,
         )
-        self._publisher = await self._connection.channel(
-            publisher_confirms=True, on_return_raises=True
-        )
+        async for attempt in retrying:
+            with attempt:
+                self._connection = await aio_pika.connect_robust(
+                    self._url,
+                    client_properties={"connection_name": self._connection_name},
+                    reconnect_interval=1.0,
+                    timeout=5.0,
+                )
+        connection = self._require(self._connection)
+        self._publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
         self._exchange = await self._publisher.declare_exchange(
             self._prefix, ExchangeType.TOPIC, durable=True
         )
