@@ -38,7 +38,7 @@ from healthflow.observability.health import Readiness
 from healthflow.patients import api as patients_api
 from healthflow.patients.service import PatientService
 from healthflow.patients.store import SqlOutbox, SqlPatientStore
-from healthflow.ports import Cache, Check, Clock, Delivery, EventBus
+from healthflow.ports import Cache, Check, Clock, DeadLetter, Delivery, EventBus
 from healthflow.realtime import websocket
 from healthflow.realtime.hub import MemoryHub
 from healthflow.settings import Settings
@@ -556,3 +556,17 @@ def cluster_plan(settings: Settings) -> list[tuple[str, dict[str, str]]]:
         (role, {**shared, "HEALTHFLOW_ROLE": role, "HEALTHFLOW_PORT": str(ports[role])})
         for role in ("patients", "analytics", "worker", "gateway")
     ]
+
+
+async def dead_letters(settings: Settings, *, group: str | None, limit: int) -> list[DeadLetter]:
+    """`healthflow dlq`: read the configured bus's dead letters without consuming them."""
+    db = _patients_database(settings)
+    bus = _event_bus(settings, SystemClock(), db, declare_groups=())
+    try:
+        if isinstance(bus, MemoryBus):  # the embedded bus keeps them in the patients database
+            await _migrate(db, migrations.PATIENTS)
+        await bus.start()
+        return await bus.dead_letters(group=group, limit=limit)
+    finally:
+        await bus.close()
+        await db.dispose()

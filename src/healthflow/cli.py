@@ -112,3 +112,27 @@ def cluster(
     children = supervisor.start(cluster_plan(settings), say=console.print)
     console.print(f"gateway ready on http://{settings.host}:{settings.port}; Ctrl-C stops all")
     raise typer.Exit(supervisor.supervise(children))
+
+
+@app.command()
+def dlq(
+    group: Annotated[str | None, typer.Option(help="Only this consumer group.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Newest N dead letters.")] = 50,
+) -> None:
+    """List dead letters (newest first) from the configured bus, without removing any."""
+    from healthflow.app import dead_letters
+    from healthflow.settings import Settings
+
+    settings = Settings()  # type: ignore[call-arg]  # every field comes from the environment
+    letters = asyncio.run(dead_letters(settings, group=group, limit=limit))
+    table = Table("failed at", "group", "event", "type", "attempts", "error")
+    for letter in letters:
+        table.add_row(
+            letter.failed_at.isoformat(),
+            letter.group,
+            letter.event.id,
+            letter.event.type,
+            str(letter.attempts),
+            letter.error,
+        )
+    Console().print(table)
