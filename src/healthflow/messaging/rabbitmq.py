@@ -50,6 +50,7 @@ T = TypeVar("T")
 ATTEMPT = "x-attempt"
 MAX_DEAD_LETTER_SCAN = 10_000
 REQUEUE_PAUSE_S = 1.0
+LIVE_QUEUE_MAX = 10_000
 
 
 class _RabbitDelivery:
@@ -237,7 +238,13 @@ class RabbitBus:
         exchange = self._require(self._exchange)
         names = self.queue_names(group)
         if group in self._live_groups:
-            live = await channel.declare_queue(names[0], exclusive=True, auto_delete=True)
+            # bounded: a gateway that falls behind loses the oldest live pushes, never memory
+            live = await channel.declare_queue(
+                names[0],
+                exclusive=True,
+                auto_delete=True,
+                arguments={"x-max-length": LIVE_QUEUE_MAX, "x-overflow": "drop-head"},
+            )
             await live.bind(exchange, routing_key="#")
             return live
         queue = await channel.declare_queue(
