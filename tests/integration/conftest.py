@@ -73,6 +73,17 @@ def postgres_url() -> Iterator[str]:
         asyncio.run(_drop_database(name))
 
 
+@pytest.fixture
+def second_postgres_url(postgres_url: str) -> Iterator[str]:
+    """Another fresh database on the same server, e.g. a second service's own store."""
+    name = unique("db")
+    asyncio.run(_create_database(name))
+    try:
+        yield postgres_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(_drop_database(name))
+
+
 async def migrated(url: str, *schemas: migrations.Schema) -> Database:
     db = open_database(url)
     for schema in schemas:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, MetaData
+from sqlalchemy import Connection, MetaData, func, select
 from tests.integration.conftest import migrated
 
 from healthflow.analytics import store as analytics_schema
@@ -29,10 +29,10 @@ from healthflow.patients.domain import (
     Sex,
     Status,
 )
-from healthflow.patients.store import SqlOutbox, SqlPatientStore
+from healthflow.patients.store import SqlOutbox, SqlPatientStore, patients
 from healthflow.ports import DeadLetter
 from healthflow.storage import migrations
-from healthflow.storage.engine import Database
+from healthflow.storage.engine import Database, open_database
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -230,3 +230,22 @@ async def test_dead_letters_are_listed_newest_first(db: Database) -> None:
     assert [d.error for d in listed] == ["error 2", "error 1"]
     assert await store.count() == 3
     assert await store.list(group="other", limit=10) == []
+
+
+async def test_reads_go_to_the_read_url_and_writes_to_the_primary(
+    postgres_url: str, second_postgres_url: str
+) -> None:
+    # a "replica" that never receives the write shows which engine each call used
+    for url in (postgres_url, second_postgres_url):
+        await (await migrated(url, migrations.PATIENTS)).dispose()
+    db = open_database(postgres_url, read_url=second_postgres_url)
+    store = SqlPatientStore(db)
+    patient = admitted("MRN-R")
+    try:
+        await store.add(patient, [patient_events.created(patient)])
+
+        assert await store.get(patient.id) is None  # read from the replica, which lags
+        async with db.writer.connect() as conn:
+            assert await conn.scalar(select(func.count()).select_from(patients)) == 1
+    finally:
+        await db.dispose()

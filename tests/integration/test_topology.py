@@ -73,18 +73,6 @@ def topology_settings(
 
 
 @pytest.fixture
-def second_postgres_url(postgres_url: str) -> Iterator[str]:
-    from tests.integration.conftest import _create_database, _drop_database, unique
-
-    name = unique("db")
-    asyncio.run(_create_database(name))
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        asyncio.run(_drop_database(name))
-
-
-@pytest.fixture
 def topology(topology_settings: Settings) -> Iterator[dict[str, cluster.Child]]:
     plan = cluster_plan(topology_settings)
     upgrade = subprocess.run(
