@@ -286,3 +286,43 @@ def test_the_cluster_command_refuses_an_in_process_broker(tmp_path: Path) -> Non
     )
     assert refused.returncode == 2
     assert "HEALTHFLOW_BROKER_URL=amqp://" in refused.stderr
+
+
+async def test_killing_the_patients_service_mid_burst_loses_no_committed_event(
+    topology: dict[str, cluster.Child], topology_settings: Settings
+) -> None:
+    patients = topology["patients"]
+    async with gateway(topology) as client:
+        accepted: list[str] = []
+
+        async def register(n: int) -> None:
+            for _ in range(n):
+                answer = await client.post("/api/patients", json=patient_body())
+                if answer.status_code == 201:
+                    accepted.append(answer.json()["id"])
+
+        burst = asyncio.create_task(register(40))
+        await eventually(lambda: _true(len(accepted) >= 5), timeout=30)
+        patients.process.send_signal(signal.SIGKILL)  # commits may be unpublished in the outbox
+        patients.process.wait()
+        await burst
+        env = dict(cluster_plan(topology_settings))["patients"]
+        [restarted] = await asyncio.to_thread(
+            cluster.start, [("patients", env)], ready_timeout_s=90, say=lambda _: None
+        )
+        topology["patients"] = restarted
+
+        listed = (await client.get("/api/patients", params={"limit": 500})).json()["items"]
+        stored = {p["id"] for p in listed}
+        assert set(accepted) <= stored  # every 201 was committed
+
+        async def all_counted() -> bool:
+            summary = await dashboard(client)
+            return bool(summary["events_processed_total"] == len(stored))
+
+        await eventually(all_counted, timeout=60)
+        assert (await dashboard(client))["patients_total"] == len(stored)
+
+
+async def _true(value: bool) -> bool:
+    return value
