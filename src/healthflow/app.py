@@ -336,8 +336,12 @@ class Lifecycle:
         self.stops.append(stop)
 
     async def start(self) -> None:
-        for step in self.starts:
-            await step()
+        try:
+            for step in self.starts:
+                await step()
+        except BaseException:
+            await self.stop()  # release what the steps before the failure opened
+            raise
 
     async def stop(self) -> None:
         for step in reversed(self.stops):

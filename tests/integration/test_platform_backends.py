@@ -134,3 +134,19 @@ async def test_a_server_database_without_migrations_refuses_to_start(
     with pytest.raises(SchemaBehind, match="healthflow db upgrade"):
         async with app.router.lifespan_context(app):
             pass
+
+
+async def test_a_role_on_a_database_without_migrations_refuses_to_start(
+    postgres_url: str, rabbit: Rabbit, make_settings: Callable[..., Settings]
+) -> None:
+    rabbit.groups.append("analytics")
+    settings = make_settings(
+        role="patients",
+        database_url=postgres_url,
+        broker_url=RABBIT_URL,
+        broker_exchange=rabbit.exchange,
+    )
+    app = build_app(settings)
+    with pytest.raises(SchemaBehind, match="healthflow db upgrade"):
+        async with app.router.lifespan_context(app):
+            pass
