@@ -109,9 +109,8 @@ def cluster(
         console.print("cluster needs a shared broker: set HEALTHFLOW_BROKER_URL=amqp://...")
         raise typer.Exit(2)
     asyncio.run(migrate_databases(settings))
-    children = supervisor.start(cluster_plan(settings), say=console.print)
-    console.print(f"gateway ready on http://{settings.host}:{settings.port}; Ctrl-C stops all")
-    raise typer.Exit(supervisor.supervise(children))
+    console.print(f"gateway will listen on http://{settings.host}:{settings.port}")
+    raise typer.Exit(supervisor.run(cluster_plan(settings), say=console.print))
 
 
 @app.command()

@@ -27,11 +27,16 @@ class Child:
     url: str
 
 
+class Interrupted(Exception):
+    """A stop was asked for while the cluster was still starting."""
+
+
 def start(
     plan: list[tuple[str, dict[str, str]]],
     *,
     ready_timeout_s: float = 60.0,
     say: Callable[[str], None] = print,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> list[Child]:
     """Start each role in plan order and wait until it answers `/health` before the next."""
     children: list[Child] = []
@@ -44,7 +49,7 @@ def start(
                 start_new_session=True,
             )
             children.append(Child(role, process, url))
-            _wait_alive(children[-1], ready_timeout_s)
+            _wait_alive(children[-1], ready_timeout_s, stopping)
             say(f"{role:<10} {url}  (pid {process.pid})")
     except BaseException:
         stop(children)
@@ -52,9 +57,11 @@ def start(
     return children
 
 
-def _wait_alive(child: Child, timeout_s: float) -> None:
+def _wait_alive(child: Child, timeout_s: float, stopping: Callable[[], bool]) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if stopping():
+            raise Interrupted
         if child.process.poll() is not None:
             raise RuntimeError(f"{child.role} exited with {child.process.returncode} on start")
         try:
@@ -80,8 +87,17 @@ def stop(children: list[Child], grace_s: float = 20.0) -> None:
             child.process.wait()
 
 
-def supervise(children: list[Child]) -> int:
-    """Block until a signal arrives or a child dies; then stop all and return an exit code."""
+def run(
+    plan: list[tuple[str, dict[str, str]]],
+    *,
+    say: Callable[[str], None] = print,
+    ready_timeout_s: float = 60.0,
+) -> int:
+    """Start the plan, block until Ctrl-C/SIGTERM or a child's death, stop everything.
+
+    The signal handlers go in before the first child starts, so a stop asked for at any moment,
+    even halfway through start-up, still reaches every child that was started.
+    """
     stopping = False
 
     def on_signal(_signum: int, _frame: object) -> None:
@@ -90,10 +106,17 @@ def supervise(children: list[Child]) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        try:
+            children = start(
+                plan, ready_timeout_s=ready_timeout_s, say=say, stopping=lambda: stopping
+            )
+        except Interrupted:
+            return 0
+        say("all services ready; Ctrl-C stops them")
         while not stopping:
             dead = [c for c in children if c.process.poll() is not None]
             if dead:
-                print(f"{dead[0].role} exited with {dead[0].process.returncode}; stopping all")
+                say(f"{dead[0].role} exited with {dead[0].process.returncode}; stopping all")
                 stop(children)
                 return 1
             time.sleep(0.2)

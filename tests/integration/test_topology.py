@@ -236,8 +236,22 @@ async def test_a_stopped_service_makes_the_gateway_answer_503(
     assert patients.status_code == 200
 
 
-def test_the_cluster_command_starts_every_role_and_stops_them_on_ctrl_c(
-    topology_settings: Settings,
+def wait_until(url: str, command: subprocess.Popen[bytes]) -> httpx.Response:
+    for _ in range(600):
+        try:
+            answer = httpx.get(url, timeout=2)
+            if answer.status_code == 200:
+                return answer
+        except httpx.HTTPError:
+            pass
+        assert command.poll() is None, "cluster exited early"
+        time.sleep(0.2)
+    raise AssertionError(f"{url} never answered 200")
+
+
+@pytest.mark.parametrize("moment", ["when-ready", "during-start-up"])
+def test_the_cluster_command_stops_every_role_on_ctrl_c(
+    moment: str, topology_settings: Settings
 ) -> None:
     env = {**os.environ, **dict(cluster_plan(topology_settings))["gateway"]}
     del env["HEALTHFLOW_ROLE"]
@@ -250,19 +264,11 @@ def test_the_cluster_command_starts_every_role_and_stops_them_on_ctrl_c(
         start_new_session=True,
     )
     try:
-        ready = None
-        for _ in range(600):
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{base}/health/ready", timeout=2)
-                if ready.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert command.poll() is None, "cluster exited early"
-            time.sleep(0.2)
-        assert ready is not None
-        assert ready.status_code == 200
-        assert set(ready.json()["checks"]) == {"event_bus", "patients", "analytics", "worker"}
+        if moment == "when-ready":
+            ready = wait_until(f"http://127.0.0.1:{base}/health/ready", command)
+            assert set(ready.json()["checks"]) == {"event_bus", "patients", "analytics", "worker"}
+        else:
+            wait_until(f"http://127.0.0.1:{base + 1}/health", command)  # patients is up
 
         command.send_signal(signal.SIGINT)
         assert command.wait(timeout=60) == 0
