@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +20,14 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
+class Role(enum.StrEnum):
+    ALL = "all"
+    GATEWAY = "gateway"
+    PATIENTS = "patients"
+    ANALYTICS = "analytics"
+    WORKER = "worker"
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
@@ -25,13 +35,26 @@ def serve(
     data_dir: Annotated[
         Path | None, typer.Option(help="Folder for the embedded databases (HEALTHFLOW_DATA_DIR).")
     ] = None,
+    role: Annotated[
+        Role | None,
+        typer.Option(help="Which part to run (HEALTHFLOW_ROLE); `all` is the whole platform."),
+    ] = None,
 ) -> None:
-    """Run the whole platform in this process."""
+    """Run the whole platform in this process, or one role of the multi-process topology."""
     from healthflow.app import backends, build_app
     from healthflow.observability.logs import configure
     from healthflow.settings import Settings
 
-    overrides = {k: v for k, v in {"host": host, "port": port, "data_dir": data_dir}.items() if v}
+    overrides = {
+        k: v
+        for k, v in {
+            "host": host,
+            "port": port,
+            "data_dir": data_dir,
+            "role": role.value if role else None,
+        }.items()
+        if v
+    }
     settings = Settings(**overrides)  # type: ignore[arg-type]
     configure(settings.log_level, settings.log_format)
     table = Table(title=f"HealthFlow {__version__}", show_header=False)
@@ -258,3 +281,62 @@ def openapi(
         typer.echo(text, nl=False)
     else:
         output.write_text(text)
+
+
+db_app = typer.Typer(help="Database schemas (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the patients and analytics schemas to the newest revision."""
+    from healthflow.app import migrate_databases
+    from healthflow.settings import Settings
+
+    settings = Settings()  # type: ignore[call-arg]  # every field comes from the environment
+    for schema, revision in asyncio.run(migrate_databases(settings)).items():
+        typer.echo(f"{schema}: at revision {revision}")
+
+
+@app.command()
+def cluster(
+    port: Annotated[int | None, typer.Option(help="Gateway port; services use the next 3.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder for embedded databases.")] = None,
+) -> None:
+    """Run gateway, patients, analytics and worker as separate processes until Ctrl-C."""
+    from healthflow import cluster as supervisor
+    from healthflow.app import cluster_plan, migrate_databases
+    from healthflow.settings import Settings
+
+    overrides = {k: v for k, v in {"port": port, "data_dir": data_dir}.items() if v}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if not settings.broker_url.startswith("amqp"):
+        console.print("cluster needs a shared broker: set HEALTHFLOW_BROKER_URL=amqp://...")
+        raise typer.Exit(2)
+    asyncio.run(migrate_databases(settings))
+    console.print(f"gateway will listen on http://{settings.host}:{settings.port}")
+    raise typer.Exit(supervisor.run(cluster_plan(settings), say=console.print))
+
+
+@app.command()
+def dlq(
+    group: Annotated[str | None, typer.Option(help="Only this consumer group.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Newest N dead letters.")] = 50,
+) -> None:
+    """List dead letters (newest first) from the configured bus, without removing any."""
+    from healthflow.app import dead_letters
+    from healthflow.settings import Settings
+
+    settings = Settings()  # type: ignore[call-arg]  # every field comes from the environment
+    letters = asyncio.run(dead_letters(settings, group=group, limit=limit))
+    table = Table("failed at", "group", "event", "type", "attempts", "error")
+    for letter in letters:
+        table.add_row(
+            letter.failed_at.isoformat(),
+            letter.group,
+            letter.event.id,
+            letter.event.type,
+            str(letter.attempts),
+            letter.error,
+        )
+    Console().print(table)
