@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import structlog
 from fastapi import FastAPI
+from prometheus_client import Counter
 
 from healthflow import __version__
 from healthflow.analytics import api as analytics_api
@@ -23,15 +26,18 @@ from healthflow.messaging.events import CloudEvent
 from healthflow.messaging.memory import MemoryBus
 from healthflow.messaging.outbox import OutboxRelay
 from healthflow.messaging.worker import WorkerPool
-from healthflow.observability import health
+from healthflow.observability import health, metrics
 from healthflow.observability.health import Readiness
 from healthflow.patients import api as patients_api
 from healthflow.patients import store as patient_schema
 from healthflow.patients.service import PatientService
 from healthflow.patients.store import SqlOutbox, SqlPatientStore
 from healthflow.ports import Clock, EventBus
-from healthflow.realtime import websocket
-from healthflow.realtime.hub import MemoryHub
+from healthflow.realtime import sse, websocket
+from healthflow.realtime.fanout import Fanout
+from healthflow.realtime.hub import LiveHub, MemoryHub
+from healthflow.realtime.metrics_feed import MetricsFeed, MetricsSources
+from healthflow.realtime.redis_backplane import RedisHub
 from healthflow.settings import Settings
 from healthflow.storage.cache import MemoryCache
 from healthflow.storage.engine import Database, open_database
@@ -51,7 +57,7 @@ def backends(settings: Settings) -> dict[str, str]:
         "analytics": scheme(settings.analytics_url),
         "bus": scheme(settings.broker_url),
         "cache": scheme(settings.cache_url),
-        "hub": "memory",
+        "hub": "redis" if _hub_backplane_url(settings) else "memory",
     }
 
 
@@ -71,7 +77,7 @@ class Platform:
     patients_db: Database
     analytics_db: Database
     bus: EventBus
-    hub: MemoryHub
+    hub: LiveHub
     patient_store: SqlPatientStore
     patients: PatientService
     analytics: AnalyticsService
@@ -79,14 +85,18 @@ class Platform:
     relay: OutboxRelay
     readiness: Readiness
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    metrics_feed: MetricsFeed | None = None
 
     async def start(self) -> None:
         await self.patients_db.create_schema(patient_schema.metadata)
         await self.patients_db.create_schema(dead_letter_schema.metadata)
         await self.analytics_db.create_schema(analytics_schema.metadata)
         await self.bus.start()
+        await self.hub.start()
         self.pool.start()
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        if self.metrics_feed is not None:
+            self._tasks.append(asyncio.create_task(self.metrics_feed.run(), name="metrics-feed"))
         for task in self._tasks:
             task.add_done_callback(_report_crash)
 
@@ -97,6 +107,7 @@ class Platform:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.relay.stop()
+        await self.hub.close()
         await self.bus.close()
         await self.patients_db.dispose()
         await self.analytics_db.dispose()
@@ -116,7 +127,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
     analytics_db = open_database(
         settings.analytics_url, sqlite_synchronous=settings.sqlite_synchronous
     )
-    hub = MemoryHub(send_queue_size=settings.hub_send_queue_size)
+    hub = _build_hub(settings)
     cache = MemoryCache(max_entries=settings.cache_max_entries)
     bus = MemoryBus(
         dead_letters=SqlDeadLetterStore(patients_db),
@@ -170,6 +181,79 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         pool,
         relay,
         readiness,
+        metrics_feed=_build_metrics_feed(settings, hub, analytics, pool, clock),
+    )
+
+
+# --- live push (realtime/): which hub, and where MetricsUpdated takes its figures from ---
+
+
+def _hub_backplane_url(settings: Settings) -> str:
+    """The Redis URL the hub shares messages through, or "" for a hub local to this process."""
+    if settings.hub_backplane_url:
+        return settings.hub_backplane_url
+    if settings.cache_url.startswith(("redis://", "rediss://")):
+        return settings.cache_url
+    return ""
+
+
+def _build_hub(settings: Settings) -> LiveHub:
+    fanout = Fanout(
+        replay_size=settings.hub_replay_size,
+        send_queue_size=settings.hub_send_queue_size,
+        max_clients=settings.hub_max_clients,
+    )
+    url = _hub_backplane_url(settings)
+    if not url:
+        return MemoryHub(
+            fanout,
+            vitals_min_interval_s=settings.hub_vitals_min_interval_s,
+            heartbeat_s=settings.hub_heartbeat_s,
+            idle_timeout_s=settings.hub_idle_timeout_s,
+        )
+    if not url.startswith(("redis://", "rediss://")):
+        raise ValueError(f"unsupported hub_backplane_url {url!r}: redis:// or empty")
+    return RedisHub(
+        fanout,
+        url=url,
+        prefix=settings.hub_redis_prefix,
+        replay_size=settings.hub_replay_size,
+        publish_timeout_s=settings.hub_publish_timeout_s,
+        vitals_min_interval_s=settings.hub_vitals_min_interval_s,
+        heartbeat_s=settings.hub_heartbeat_s,
+        idle_timeout_s=settings.hub_idle_timeout_s,
+    )
+
+
+def _counter_total(counter: Counter) -> float:
+    return sum(
+        sample.value
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
+def _build_metrics_feed(
+    settings: Settings, hub: LiveHub, analytics: AnalyticsService, pool: WorkerPool, clock: Clock
+) -> MetricsFeed:
+    async def patients_by_status() -> dict[str, int]:
+        by_status: dict[str, int] = (await analytics.dashboard(1))["patients_by_status"]
+        return by_status
+
+    sources = MetricsSources(
+        events_in_total=lambda: _counter_total(metrics.EVENTS_PUBLISHED),
+        events_processed_total=lambda: _counter_total(metrics.EVENTS_PROCESSED),
+        worker_queue=lambda: {"depth": pool.depth, "capacity": pool.capacity},
+        connected_clients=lambda: hub.fanout.clients,
+        patients_by_status=patients_by_status,
+    )
+    return MetricsFeed(
+        hub,
+        sources,
+        clock,
+        interval_s=settings.hub_metrics_interval_s,
+        instance=f"{socket.gethostname()}:{os.getpid()}",
     )
 
 
@@ -203,6 +287,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(analytics_api.router)
     app.include_router(health.router)
     app.include_router(websocket.router)
+    app.include_router(sse.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
     return app
