@@ -11,7 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from starlette.requests import HTTPConnection
 
+from healthflow.realtime.access import LiveAccessDenied
+from healthflow.realtime.fanout import TopicFilter
 from healthflow.settings import Settings
 from tests.conftest import eventually, patient_body
 from tests.e2e.live import now, patient_data, serving, ws_client
@@ -368,3 +371,33 @@ async def test_metrics_updated_reports_the_platform(
             "instance",
         }
         assert any(m["type"] == "EventProcessed" for m in client.messages)
+
+
+async def test_the_access_hook_can_refuse_a_connection_or_filter_its_topics(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async def icu_only(connection: HTTPConnection) -> TopicFilter:
+        if connection.query_params.get("token") != "nurse":
+            raise LiveAccessDenied("no valid token")
+        return lambda topic: topic == "ward:ICU"
+
+    async with serving(make_settings(**QUIET)) as server:
+        server.app.state.live_access = icu_only
+        async with ws_client(server.ws) as stranger:
+            assert await stranger.read_until_closed() == 4001
+        async with ws_client(server.ws + "?token=nurse") as nurse:
+            ack = await nurse.subscribe("ward:ICU", "ward:B2", "alerts")
+            assert ack["topics"] == ["ward:ICU"]
+            assert ack["refused"] == ["ward:B2", "alerts"]
+            await server.hub.broadcast("AlertRaised", patient_data("B2"), now())
+            await server.hub.broadcast("AlertRaised", patient_data("ICU"), now())
+            assert kinds(await nurse.fence())[0][1] == "ward:ICU"
+            assert len(nurse.messages) == 1
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            unauthorized = await http.get("/api/stream", params={"topics": "ward:ICU"})
+            forbidden = await http.get(
+                "/api/stream", params={"topics": "ward:B2", "token": "nurse"}
+            )
+        assert unauthorized.status_code == 401
+        assert forbidden.status_code == 403
+        assert forbidden.headers["content-type"] == "application/problem+json"
