@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import json
 import multiprocessing as mp
 import os
@@ -72,9 +73,18 @@ async def serve(args: argparse.Namespace) -> None:
         if command == "rss":
             print(json.dumps({"rss_kib": rss_kib()}), flush=True)
         elif command == "go":
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            profile = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
+            if profile:
+                profile.enable()
             published = await publish(hub, args.rate, args.duration, args.wards)
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            print(json.dumps({"published": published, "peak_rss_kib": peak}), flush=True)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            if profile:
+                profile.disable()
+                profile.dump_stats(os.environ["BENCH_PROFILE"])
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            reply = {"published": published, "peak_rss_kib": after.ru_maxrss, "cpu_s": cpu}
+            print(json.dumps(reply), flush=True)
         else:
             break
     server.should_exit = True
@@ -170,7 +180,13 @@ def main() -> None:
     parser.add_argument("--data-dir", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        asyncio.run(serve(args))
+        # the loop `healthflow serve` gets from uvicorn when uvloop is installed
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(serve(args))
+        else:
+            uvloop.run(serve(args))
         return
     run(args)
 
@@ -277,6 +293,7 @@ def summarise(
         "server_rss_start_mib": round(hello["rss_kib"] / 1024, 1),
         "server_rss_idle_clients_mib": round(idle_rss / 1024, 1),
         "server_peak_rss_mib": round(result["peak_rss_kib"] / 1024, 1),
+        "server_cpu_s_while_publishing": round(result["cpu_s"], 1),
         "kib_per_idle_connection": round((idle_rss - hello["rss_kib"]) / args.clients, 1),
         "connect_s": round(connect_s, 1),
     }

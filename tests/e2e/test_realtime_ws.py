@@ -281,11 +281,11 @@ async def test_a_client_that_never_answers_pings_is_closed_4010(
 async def test_a_client_answering_pings_stays_connected(
     make_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(hub_heartbeat_s=0.05, hub_idle_timeout_s=0.3, **QUIET)
+    settings = make_settings(hub_heartbeat_s=0.1, hub_idle_timeout_s=1.5, **QUIET)
     async with serving(settings) as server, ws_client(server.ws) as client:
         await client.subscribe("alerts")
         pings = 0
-        while pings < 20:  # well past the idle timeout
+        while pings < 30:  # twice the idle timeout
             await client.next_control("Ping")
             await client.send(op="pong")
             pings += 1

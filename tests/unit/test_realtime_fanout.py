@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from healthflow.realtime import protocol
-from healthflow.realtime.fanout import CLOSE_TOO_SLOW, Connection, Fanout, Message
+from healthflow.realtime.fanout import CLOSE_IDLE, CLOSE_TOO_SLOW, Connection, Fanout, Message
 
 
 def message(seq: int, *topics: str, n: int = 0) -> Message:
@@ -110,3 +110,18 @@ def test_a_restart_tells_live_connections_to_resync() -> None:
     [(position, frame)] = connection.take()
     assert position == -41
     assert orjson.loads(frame) == {"type": "Resync", "head": 41}
+
+
+def test_heartbeat_pings_everyone_and_hangs_up_only_silent_talkers() -> None:
+    fanout = Fanout(replay_size=10, send_queue_size=10, max_clients=10)
+    silent = fanout.connect(heard=100.0)
+    chatty = fanout.connect(heard=100.0)
+    listener = fanout.connect()  # SSE: cannot answer, never idle
+    assert silent is not None
+    assert chatty is not None
+    assert listener is not None
+    chatty.heard = 140.0
+    fanout.heartbeat(now=150.0, idle_timeout_s=45.0)
+    assert silent.close_code == CLOSE_IDLE
+    assert [f["type"] for f in frames(chatty)] == ["Ping"]
+    assert [f["type"] for f in frames(listener)] == ["Ping"]

@@ -32,6 +32,14 @@ def allow_all(_: str) -> bool:
     return True
 
 
+def control(type: str, **fields: Any) -> str:
+    """A control frame (acks, Resync, Ping, errors): it has no seq and is not replayed."""
+    return orjson.dumps({"type": type, **fields}).decode()
+
+
+PING = control("Ping")
+
+
 @dataclass(eq=False, slots=True)
 class Message:
     """One numbered message of the hub's stream; frames are rendered once per topic and shared."""
@@ -54,11 +62,6 @@ class Message:
         return frame
 
 
-def control(type: str, **fields: Any) -> str:
-    """A control frame (acks, Resync, Ping, errors): it has no seq and is not replayed."""
-    return orjson.dumps({"type": type, **fields}).decode()
-
-
 class Connection:
     """One client's topics and bounded send queue; `close_code` says why it must hang up."""
 
@@ -70,14 +73,17 @@ class Connection:
         "close_reason",
         "delivered",
         "finished",
+        "heard",
         "live",
         "queue",
         "streamed",
         "topics",
     )
 
-    def __init__(self, capacity: int, allow: TopicFilter) -> None:
+    def __init__(self, capacity: int, allow: TopicFilter, heard: float | None) -> None:
         self.capacity = capacity
+        # monotonic time of the client's last frame; None: a client that cannot talk (SSE)
+        self.heard = heard
         self.allow = allow
         self.topics: set[str] = set()
         # (seq, frame): seq > 0 a stream message, 0 a control frame, -head a Resync to that head
@@ -112,17 +118,13 @@ class Connection:
             self._wake.set()
             self.finished.set()
 
-    async def wait(self, within_s: float) -> bool:
-        """Wait until there is something to send or a reason to close; False on timeout."""
+    async def wait(self) -> None:
+        """Wait until there is something to send or a reason to close."""
+        # no timer per wait: heartbeats come from one hub-wide ticker (Fanout.heartbeat)
         if self.queue or self.close_code is not None:
-            return True
+            return
         self._wake.clear()
-        try:
-            async with asyncio.timeout(within_s):
-                await self._wake.wait()
-        except TimeoutError:
-            return False
-        return True
+        await self._wake.wait()
 
     def take(self) -> list[tuple[int, str]]:
         """Everything queued, for the writer to send now."""
@@ -161,11 +163,16 @@ class Fanout:
     def clients(self) -> int:
         return len(self._connections)
 
-    def connect(self, allow: TopicFilter = allow_all) -> Connection | None:
-        """A new connection with no topics yet, or None when this process is at capacity."""
+    def connect(
+        self, allow: TopicFilter = allow_all, *, heard: float | None = None
+    ) -> Connection | None:
+        """A new connection with no topics yet, or None when this process is at capacity.
+
+        `heard` (monotonic now) for clients that answer pings; they are held to the idle timeout.
+        """
         if len(self._connections) >= self.max_clients:
             return None
-        connection = Connection(self._send_queue_size, allow)
+        connection = Connection(self._send_queue_size, allow, heard)
         self._connections.add(connection)
         metrics.HUB_CLIENTS.set(len(self._connections))
         return connection
@@ -243,6 +250,14 @@ class Fanout:
             if connection.live:
                 connection.delivered = self.head
                 connection.push(-self.head, control("Resync", head=self.head))
+
+    def heartbeat(self, now: float, idle_timeout_s: float) -> None:
+        """Queue a Ping for every connection; hang up on those silent past the idle timeout."""
+        for connection in tuple(self._connections):
+            if connection.heard is not None and now - connection.heard > idle_timeout_s:
+                connection.hang_up(CLOSE_IDLE, "idle: no frame from the client, not even a pong")
+            elif not connection.push(0, PING):
+                self.disconnect_from_topics(connection)
 
     def hang_up_all(self, code: int, reason: str) -> None:
         for connection in tuple(self._connections):

@@ -43,6 +43,7 @@ class LiveHub:
         self.fanout = fanout
         self.heartbeat_s = heartbeat_s
         self.idle_timeout_s = idle_timeout_s
+        self._monotonic = monotonic
         self._vitals_interval = vitals_min_interval_s
         self._coalescer: Coalescer[Pending] = Coalescer(vitals_min_interval_s, monotonic)
         self._tasks: list[asyncio.Task[None]] = []
@@ -69,6 +70,7 @@ class LiveHub:
         }
 
     async def start(self) -> None:
+        self._keep(asyncio.create_task(self._heartbeat(), name="hub-heartbeat"))
         if self._vitals_interval > 0:
             self._keep(asyncio.create_task(self._release_vitals(), name="hub-vitals"))
 
@@ -87,6 +89,11 @@ class LiveHub:
     def _keep(self, task: asyncio.Task[None]) -> None:
         self._tasks.append(task)
         task.add_done_callback(_report_crash)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            self.fanout.heartbeat(self._monotonic(), self.idle_timeout_s)
 
     async def _release_vitals(self) -> None:
         # a quarter interval keeps the trailing value at most 1.25 intervals behind

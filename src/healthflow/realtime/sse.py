@@ -3,7 +3,6 @@ that cannot open a WebSocket; `Last-Event-ID` (or `?after=`) resumes like the `r
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -13,7 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 from healthflow.http import BadRequest, problem
 from healthflow.realtime import protocol
 from healthflow.realtime.access import LiveAccessDenied, topic_filter_for
-from healthflow.realtime.fanout import TopicFilter
+from healthflow.realtime.fanout import PING, TopicFilter
 from healthflow.realtime.hub import LiveHub
 from healthflow.realtime.topics import MAX_TOPICS, TopicInvalid, parse_topics
 
@@ -79,23 +78,20 @@ async def _events(
         else:
             protocol.resume(hub.fanout, connection, after, topics)
         yield f"retry: {RETRY_MS}\n\n".encode()
-        last_ping = time.monotonic()
         while True:
-            await connection.wait(max(hub.heartbeat_s - (time.monotonic() - last_ping), 0.0))
+            await connection.wait()
             if connection.close_code is not None:
                 return
-            chunk = "".join(_event(seq, frame) for seq, frame in connection.take())
-            if time.monotonic() - last_ping >= hub.heartbeat_s:
-                last_ping = time.monotonic()
-                chunk += ": ping\n\n"
-            if chunk:
-                yield chunk.encode()
+            yield "".join(_event(seq, frame) for seq, frame in connection.take()).encode()
     finally:
         hub.fanout.disconnect(connection)
 
 
 def _event(seq: int, frame: str) -> str:
-    # stream messages carry their seq as the event id, a Resync the head to resume after
+    # stream messages carry their seq as the event id, a Resync the head to resume after;
+    # pings are comments, which EventSource ignores but which find a dead peer
+    if frame is PING:
+        return ": ping\n\n"
     if seq > 0:
         return f"id: {seq}\ndata: {frame}\n\n"
     if seq < 0:

@@ -12,12 +12,10 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from healthflow.realtime import protocol
 from healthflow.realtime.access import LiveAccessDenied, topic_filter_for
 from healthflow.realtime.fanout import (
-    CLOSE_IDLE,
     CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
     Connection,
-    control,
 )
 from healthflow.realtime.hub import LiveHub
 
@@ -36,7 +34,7 @@ async def live(websocket: WebSocket) -> None:
     except LiveAccessDenied as denied:
         await websocket.close(CLOSE_UNAUTHORIZED, str(denied) or "unauthorized")
         return
-    connection = hub.fanout.connect(allow)
+    connection = hub.fanout.connect(allow, heard=time.monotonic())
     if connection is None:
         await websocket.close(CLOSE_TRY_AGAIN_LATER, "hub at capacity: retry later")
         return
@@ -47,10 +45,9 @@ async def live(websocket: WebSocket) -> None:
 
 
 async def _serve(websocket: WebSocket, hub: LiveHub, connection: Connection) -> None:
-    heard = [time.monotonic()]
     tasks = [
-        asyncio.create_task(_read(websocket, hub, connection, heard)),
-        asyncio.create_task(_write(websocket, hub, connection, heard)),
+        asyncio.create_task(_read(websocket, hub, connection)),
+        asyncio.create_task(_write(websocket, connection)),
     ]
     for task in tasks:
         task.add_done_callback(lambda _: connection.finished.set())
@@ -69,9 +66,7 @@ async def _serve(websocket: WebSocket, hub: LiveHub, connection: Connection) -> 
                 await websocket.close(connection.close_code, connection.close_reason)
 
 
-async def _read(
-    websocket: WebSocket, hub: LiveHub, connection: Connection, heard: list[float]
-) -> None:
+async def _read(websocket: WebSocket, hub: LiveHub, connection: Connection) -> None:
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -82,24 +77,15 @@ async def _read(
         if len(raw) > MAX_CLIENT_FRAME:
             connection.hang_up(CLOSE_TOO_BIG, f"client frames are limited to {MAX_CLIENT_FRAME}")
             return
-        heard[0] = time.monotonic()
+        connection.heard = time.monotonic()
         protocol.handle(hub.fanout, connection, raw)
 
 
-async def _write(
-    websocket: WebSocket, hub: LiveHub, connection: Connection, heard: list[float]
-) -> None:
-    last_ping = time.monotonic()
+async def _write(websocket: WebSocket, connection: Connection) -> None:
+    send = websocket.send
     while True:
-        await connection.wait(max(hub.heartbeat_s - (time.monotonic() - last_ping), 0.0))
+        await connection.wait()
         if connection.close_code is not None:
             return
-        now = time.monotonic()
-        if now - heard[0] > hub.idle_timeout_s:
-            connection.hang_up(CLOSE_IDLE, "idle: no frame from the client, not even a pong")
-            return
-        if now - last_ping >= hub.heartbeat_s:
-            last_ping = now
-            await websocket.send_text(control("Ping"))
         for _, frame in connection.take():
-            await websocket.send_text(frame)
+            await send({"type": "websocket.send", "text": frame})
