@@ -124,6 +124,7 @@ async def clients(
     latencies: list[float] = []
     delivered: dict[int, int] = {}
     closed: dict[int, int | None] = {}
+    subscribed: set[int] = set()
 
     async def one(i: int) -> None:
         delivered[i] = 0
@@ -140,6 +141,8 @@ async def clients(
                             latencies.append(time.time() - frame["data"]["sent_at"])
                     elif frame["type"] == "Ping":
                         await ws.send(b'{"op":"pong"}')
+                    elif frame["type"] == "Subscribed":
+                        subscribed.add(i)
         except Exception as exc:
             closed[i] = getattr(getattr(exc, "rcvd", None), "code", None)
 
@@ -148,10 +151,9 @@ async def clients(
         tasks.append(asyncio.create_task(one(i)))
         if len(tasks) % 100 == 0:
             await asyncio.sleep(0.05)
-    # subscribe frames are sent right after connect; give them a moment, then report ready
-    while len(delivered) < count:  # noqa: ASYNC110
+    # ready once every client's subscription is acknowledged (or it failed to connect)
+    while len(subscribed) + len(closed) < count:  # noqa: ASYNC110
         await asyncio.sleep(0.1)
-    await asyncio.sleep(1.0)
     ready.set()
     while not stop.is_set():  # noqa: ASYNC110 (a multiprocessing event: polled)
         await asyncio.sleep(0.2)
@@ -162,7 +164,12 @@ async def clients(
 
 
 def client_process(*args: Any) -> None:
-    asyncio.run(clients(*args))
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(clients(*args))
+    else:
+        uvloop.run(clients(*args))
 
 
 # ----------------------------------------------------------------------------- driver
