@@ -33,10 +33,10 @@ async def test_a_registration_reaches_a_websocket_client_of_a_serve_process(
                 return {"EventProcessed", "MetricsUpdated"} <= types
 
             await eventually(saw_processing_and_metrics)
-            first = client.messages[0]
-            assert first["type"] == "PatientCreated"
-            assert first["data"]["patient_id"] == created["id"]
-            assert "given_name" not in first["data"]  # de-identified, like the events
+            [registered] = [m for m in client.messages if m["type"] == "PatientCreated"]
+            assert registered["topic"] == "patients"
+            assert registered["data"]["patient_id"] == created["id"]
+            assert "given_name" not in registered["data"]  # de-identified, like the events
 
 
 @needs_redis
