@@ -219,6 +219,7 @@ def _build_hub(settings: Settings) -> LiveHub:
         prefix=settings.hub_redis_prefix,
         replay_size=settings.hub_replay_size,
         publish_timeout_s=settings.hub_publish_timeout_s,
+        publish_queue_size=settings.hub_publish_queue_size,
         vitals_min_interval_s=settings.hub_vitals_min_interval_s,
         heartbeat_s=settings.hub_heartbeat_s,
         idle_timeout_s=settings.hub_idle_timeout_s,

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     hub_publish_timeout_s: float = Field(
         2.0, gt=0, description="How long a publish to the backplane may take before it fails."
     )
+    hub_publish_queue_size: int = Field(
+        10_000, ge=1, description="Messages waiting for the backplane; more are dropped."
+    )
 
     @model_validator(mode="after")
     def _default_urls(self) -> Settings:

@@ -8,7 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
-from redis.exceptions import RedisError
+import redis.asyncio
+from prometheus_client import REGISTRY
 
 from healthflow.realtime import protocol
 from healthflow.realtime.fanout import Connection, Fanout
@@ -166,6 +167,11 @@ async def test_an_instance_started_later_can_serve_resume(redis_prefix: str) -> 
     await early.start()
     for n in range(5):
         await early.broadcast("AlertRaised", patient_data("ICU", n=n), now())
+
+    async def published() -> bool:
+        return early.fanout.head == 5
+
+    await eventually(published)
     late = make()
     await late.start()
     try:
@@ -180,7 +186,7 @@ async def test_an_instance_started_later_can_serve_resume(redis_prefix: str) -> 
         await late.close()
 
 
-async def test_a_hub_whose_redis_is_down_fails_publishes_but_starts_and_stops() -> None:
+async def test_a_hub_whose_redis_is_down_drops_publishes_but_starts_and_stops() -> None:
     hub = RedisHub(
         fanout(),
         url="redis://127.0.0.1:1/0",
@@ -190,10 +196,56 @@ async def test_a_hub_whose_redis_is_down_fails_publishes_but_starts_and_stops() 
         vitals_min_interval_s=0,
         block_s=0.5,
     )
+    failed = (
+        REGISTRY.get_sample_value("healthflow_hub_backplane_errors_total", {"op": "publish"}) or 0.0
+    )
     await hub.start()
     try:
-        with pytest.raises((RedisError, OSError, TimeoutError)):
-            await hub.broadcast("AlertRaised", patient_data("ICU"), now())
+        await hub.broadcast("AlertRaised", patient_data("ICU"), now())  # returns at once
+
+        async def counted_as_lost() -> bool:
+            lost = REGISTRY.get_sample_value(
+                "healthflow_hub_backplane_errors_total", {"op": "publish"}
+            )
+            return (lost or 0.0) > failed
+
+        await eventually(counted_as_lost)
         assert hub.fanout.head == 0
+    finally:
+        await hub.close()
+
+
+@needs_redis
+async def test_entries_an_instance_never_read_make_its_clients_resync(redis_prefix: str) -> None:
+    hub = RedisHub(
+        fanout(),
+        url=REDIS_URL,
+        prefix=redis_prefix,
+        replay_size=100,
+        publish_timeout_s=2,
+        vitals_min_interval_s=0,
+        block_s=0.5,
+    )
+    await hub.start()
+    try:
+        watcher = listen(hub, "alerts")
+        await hub.broadcast("AlertRaised", patient_data("ICU"), now())
+        await received(watcher, 1)
+        # as if seqs 2..9 had been trimmed before this instance read them
+        raw = redis.asyncio.Redis.from_url(REDIS_URL)
+        meta = {"type": "AlertRaised", "time": now().isoformat(), "topics": ["alerts"]}
+        await raw.xadd(hub.stream, {"m": orjson.dumps(meta), "d": b"{}"}, id="10-0")
+        await raw.aclose()
+        got: list[tuple[int, dict[str, Any]]] = []
+
+        async def saw_the_jump() -> bool:
+            got.extend((seq, orjson.loads(frame)) for seq, frame in watcher.take())
+            return any(seq == 10 for seq, _ in got)
+
+        await eventually(saw_the_jump)
+        assert [(seq, frame.get("type")) for seq, frame in got] == [
+            (-9, "Resync"),
+            (10, "AlertRaised"),
+        ]
     finally:
         await hub.close()

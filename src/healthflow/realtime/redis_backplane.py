@@ -48,6 +48,7 @@ class RedisHub(LiveHub):
         replay_size: int,
         publish_timeout_s: float,
         vitals_min_interval_s: float,
+        publish_queue_size: int = 10_000,
         heartbeat_s: float = 15.0,
         idle_timeout_s: float = 45.0,
         block_s: float = 5.0,
@@ -65,6 +66,9 @@ class RedisHub(LiveHub):
         self._redis = Redis.from_url(url, socket_timeout=block_s + 5, socket_connect_timeout=5)
         self._script = self._redis.register_script(_PUBLISH)
         self._last_id: bytes | None = None
+        # publishing is decoupled from the caller (a request that already committed): bounded,
+        # one sender keeps this instance's order, and a slow or dead Redis never slows writes
+        self._outgoing: asyncio.Queue[tuple[bytes, bytes]] = asyncio.Queue(publish_queue_size)
 
     async def start(self) -> None:
         try:
@@ -75,6 +79,7 @@ class RedisHub(LiveHub):
             metrics.HUB_BACKPLANE_ERRORS.labels(op="prime").inc()
             log.warning("hub_backplane_unavailable", error=repr(exc))
         self._keep(asyncio.create_task(self._read(), name="hub-backplane-reader"))
+        self._keep(asyncio.create_task(self._send(), name="hub-backplane-sender"))
         await super().start()
 
     async def close(self) -> None:
@@ -86,13 +91,32 @@ class RedisHub(LiveHub):
     ) -> None:
         meta = orjson.dumps({"type": type, "time": time.isoformat(), "topics": topics})
         try:
-            async with asyncio.timeout(self._publish_timeout):
-                await self._script(
-                    keys=[self.stream], args=[self._replay_size, meta, orjson.dumps(data)]
-                )
-        except (RedisError, OSError, TimeoutError):
-            metrics.HUB_BACKPLANE_ERRORS.labels(op="publish").inc()
-            raise
+            self._outgoing.put_nowait((meta, orjson.dumps(data)))
+        except asyncio.QueueFull:
+            metrics.HUB_BACKPLANE_ERRORS.labels(op="queue_full").inc()
+            log.warning("hub_backplane_queue_full", type=type)
+
+    def stats(self) -> dict[str, int]:
+        return {**super().stats(), "backplane_queue": self._outgoing.qsize()}
+
+    async def _send(self) -> None:
+        """Append queued messages in batches, one pipeline round trip each, in queue order."""
+        while True:
+            batch = [await self._outgoing.get()]
+            while len(batch) < READ_BATCH and not self._outgoing.empty():
+                batch.append(self._outgoing.get_nowait())
+            try:
+                async with asyncio.timeout(self._publish_timeout):
+                    pipe = self._redis.pipeline(transaction=False)
+                    for meta, data in batch:
+                        await self._script(
+                            keys=[self.stream], args=[self._replay_size, meta, data], client=pipe
+                        )
+                    await pipe.execute()
+            except (RedisError, OSError, TimeoutError) as exc:
+                # dropped, not retried: a late live message is worth less than a fresh one
+                metrics.HUB_BACKPLANE_ERRORS.labels(op="publish").inc(len(batch))
+                log.warning("hub_backplane_publish_failed", lost=len(batch), error=repr(exc))
 
     async def _prime(self) -> None:
         """Fill the local ring from the stream's tail and read on from its last entry."""
