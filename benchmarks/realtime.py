@@ -89,6 +89,12 @@ async def serve(args: argparse.Namespace) -> None:
             break
     server.should_exit = True
     await task
+    if args.backplane:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(args.backplane)
+        await client.delete(hub.stream)
+        await client.aclose()
 
 
 async def publish(hub: Any, rate: int, duration: float, wards: int) -> list[int]:
@@ -210,8 +216,11 @@ def run(args: argparse.Namespace) -> None:
             hello = answer(server, "port")
             report = drive(args, server, hello)
         finally:
-            server.kill()
-            server.wait()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
     print(json.dumps(report, indent=2))
 
 
