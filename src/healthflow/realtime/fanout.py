@@ -232,13 +232,20 @@ class Fanout:
         self.head = message.seq
         self._ring.append(message)
         metrics.HUB_MESSAGES.labels(type=message.type).inc()
+        too_slow: list[Connection] = []
         for topic in message.topics:
-            for connection in tuple(self._index.get(topic, ())):
+            members = self._index.get(topic)
+            if not members:
+                continue
+            frame = message.frame(topic)
+            for connection in members:
                 if connection.delivered >= message.seq:
                     continue
                 connection.delivered = message.seq
-                if not connection.push(message.seq, message.frame(topic)):
-                    self.disconnect_from_topics(connection)
+                if not connection.push(message.seq, frame):
+                    too_slow.append(connection)
+        for connection in too_slow:
+            self.disconnect_from_topics(connection)
 
     def restart(self, head: int, messages: Iterable[Message] = ()) -> None:
         """Forget the ring (the stream jumped): every live connection must reload and is told so."""
