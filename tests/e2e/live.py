@@ -20,6 +20,7 @@ import httpx
 import orjson
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -75,6 +76,11 @@ async def serving(settings: Settings) -> AsyncIterator[LiveServer]:
         server.should_exit = True
         await task
         sock.close()
+
+
+def dropped_clients() -> float:
+    """How many live clients this process has dropped as too slow so far."""
+    return REGISTRY.get_sample_value("healthflow_hub_slow_clients_dropped_total") or 0.0
 
 
 def now() -> datetime:

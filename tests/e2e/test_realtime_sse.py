@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 
 import httpx
@@ -9,7 +11,7 @@ import pytest
 
 from healthflow.settings import Settings
 from tests.conftest import eventually
-from tests.e2e.live import now, patient_data, serving, sse_client, ws_client
+from tests.e2e.live import dropped_clients, now, patient_data, serving, sse_client, ws_client
 
 pytestmark = pytest.mark.e2e
 QUIET = {"hub_metrics_interval_s": 3600.0}
@@ -107,3 +109,42 @@ async def test_bad_stream_requests_get_problem_json_and_open_nothing(
         assert reply.status_code == status
         assert reply.headers["content-type"] == "application/problem+json"
         assert server.hub.fanout.clients == 0
+
+
+async def test_a_stalled_sse_reader_is_cut_off_while_websocket_clients_keep_receiving(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(hub_send_queue_size=32, **QUIET)
+    async with serving(settings) as server, ws_client(server.ws) as fast:
+        await fast.subscribe("patients")
+        # a raw HTTP client with a tiny receive window that stops reading after the request
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", server.port))
+        stalled.sendall(
+            b"GET /api/stream?topics=patients HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream"
+            b"\r\n\r\n"
+        )
+
+        async def streaming() -> bool:
+            return server.hub.fanout.clients == 2
+
+        await eventually(streaming)
+        dropped_before = dropped_clients()
+        pad = os.urandom(4096).hex()
+        for batch in range(500):
+            for n in range(8):
+                data = patient_data("ICU", n=batch * 8 + n, pad=pad)
+                await server.hub.broadcast("PatientStatusUpdated", data, now())
+            await fast.until_seq(server.hub.fanout.head)
+            if dropped_clients() > dropped_before:
+                break
+        assert dropped_clients() == dropped_before + 1, "the stalled stream was never dropped"
+        head = server.hub.fanout.head
+        assert [m["seq"] for m in fast.messages] == list(range(1, head + 1))
+        stalled.close()
+
+        async def released() -> bool:
+            return server.hub.fanout.clients == 1
+
+        await eventually(released)

@@ -10,14 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client import REGISTRY
 from starlette.requests import HTTPConnection
 
 from healthflow.realtime.access import LiveAccessDenied
 from healthflow.realtime.fanout import TopicFilter
 from healthflow.settings import Settings
 from tests.conftest import eventually, patient_body
-from tests.e2e.live import now, patient_data, serving, ws_client
+from tests.e2e.live import dropped_clients, now, patient_data, serving, ws_client
 
 pytestmark = pytest.mark.e2e
 QUIET = {"hub_metrics_interval_s": 3600.0}
@@ -191,10 +190,6 @@ async def test_resume_from_a_seq_the_stream_never_reached_gets_resync(
         await server.hub.broadcast("AlertRaised", patient_data("ICU"), now())
         await client.send(op="resume", after=999, topics=["alerts"])
         assert (await client.next_control("Resync"))["head"] == 1
-
-
-def dropped_clients() -> float:
-    return REGISTRY.get_sample_value("healthflow_hub_slow_clients_dropped_total") or 0.0
 
 
 async def test_slow_consumer_is_closed_4008_while_fast_client_gets_everything(
