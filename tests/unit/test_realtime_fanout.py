@@ -125,3 +125,17 @@ def test_heartbeat_pings_everyone_and_hangs_up_only_silent_talkers() -> None:
     assert silent.close_code == CLOSE_IDLE
     assert [f["type"] for f in frames(chatty)] == ["Ping"]
     assert [f["type"] for f in frames(listener)] == ["Ping"]
+
+
+def test_a_restart_from_entries_with_a_hole_keeps_only_the_gap_free_tail() -> None:
+    fanout = Fanout(replay_size=10, send_queue_size=10, max_clients=10)
+    fanout.restart(0, [message(seq, "alerts") for seq in (1, 2, 5, 6, 7)])
+    assert fanout.head == 7
+    connection = fanout.connect()
+    assert connection is not None
+    protocol.resume(fanout, connection, 2, ["alerts"])
+    assert [f["type"] for f in frames(connection)] == ["Resync"]
+    again = fanout.connect()
+    assert again is not None
+    protocol.resume(fanout, again, 5, ["alerts"])
+    assert [f.get("seq") for f in frames(again)] == [None, 6, 7]

@@ -251,6 +251,9 @@ class Fanout:
         """Forget the ring (the stream jumped): every live connection must reload and is told so."""
         self._ring.clear()
         for message in messages:
+            # the ring must be gap-free for resume's index arithmetic: keep the contiguous tail
+            if self._ring and message.seq != self._ring[-1].seq + 1:
+                self._ring.clear()
             self._ring.append(message)
         self.head = self._ring[-1].seq if self._ring else head
         for connection in tuple(self._connections):
