@@ -55,11 +55,44 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
+def mint_token(
+    app: FastAPI, role: str, *, sub: str | None = None, ward: str | None = None, ttl_s: float = 3600
+) -> str:
+    """A development token for `role`, signed with the app's own secret."""
+    minter = app.state.platform.security.dev_tokens
+    assert minter is not None, "development tokens are off (an OIDC issuer is configured)"
+    return str(
+        minter.mint(
+            sub or f"test-{role}",
+            role,
+            now=datetime.now(UTC),
+            ttl=timedelta(seconds=ttl_s),
+            ward=ward,
+        )
+    )
+
+
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        yield http
+async def make_client(app: FastAPI) -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
+    """Clients for other roles: `make_client("nurse", ward="A")`, or `make_client(None)`."""
+    clients: list[httpx.AsyncClient] = []
+
+    def make(role: str | None, **claims: Any) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {mint_token(app, role, **claims)}"} if role else {}
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        http = httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers)
+        clients.append(http)
+        return http
+
+    yield make
+    for http in clients:
+        await http.aclose()
+
+
+@pytest.fixture
+async def client(make_client: Callable[..., httpx.AsyncClient]) -> httpx.AsyncClient:
+    """An admin client: every route is open to it."""
+    return make_client("admin")
 
 
 async def eventually(

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from healthflow import __version__
 from healthflow.analytics import api as analytics_api
@@ -32,6 +32,12 @@ from healthflow.patients.store import SqlOutbox, SqlPatientStore
 from healthflow.ports import Clock, EventBus
 from healthflow.realtime import websocket
 from healthflow.realtime.hub import MemoryHub
+from healthflow.security import api as audit_api
+from healthflow.security import audit as audit_schema
+from healthflow.security.audit import SqlAuditTrail
+from healthflow.security.crypto import FieldCipher, KeyRing, decode_key
+from healthflow.security.rbac import Guard, document_security, guard
+from healthflow.security.tokens import DevTokens, JwksTokens, TokenVerifier, load_or_create_secret
 from healthflow.settings import Settings
 from healthflow.storage.cache import MemoryCache
 from healthflow.storage.engine import Database, open_database
@@ -62,6 +68,60 @@ def _check_supported(settings: Settings) -> None:
         raise ValueError(f"unsupported cache_url {settings.cache_url!r}: only memory:// so far")
 
 
+@dataclass(frozen=True)
+class Security:
+    """Token checks, the audit trail and PHI keys; `dev_tokens` is None when an issuer is set."""
+
+    verifier: TokenVerifier
+    dev_tokens: DevTokens | None
+    audit: SqlAuditTrail
+    keys: KeyRing
+    cipher: FieldCipher
+
+
+def dev_tokens(settings: Settings) -> DevTokens | None:
+    """The development token minter, or None when an OIDC issuer (JWKS) is configured."""
+    if settings.auth_jwks_url:
+        return None
+    secret = (
+        settings.auth_secret.get_secret_value().encode()
+        if settings.auth_secret
+        else load_or_create_secret(settings.data_dir / "auth_secret")
+    )
+    return DevTokens(
+        secret,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        roles_claim=settings.auth_roles_claim,
+        leeway_s=settings.auth_leeway_s,
+    )
+
+
+def build_security(settings: Settings, clock: Clock, patients_db: Database) -> Security:
+    minter = dev_tokens(settings)
+    verifier: TokenVerifier = minter or JwksTokens(
+        settings.auth_jwks_url,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        roles_claim=settings.auth_roles_claim,
+        leeway_s=settings.auth_leeway_s,
+        cache_s=settings.auth_jwks_cache_s,
+        timeout_s=settings.auth_jwks_timeout_s,
+    )
+    key = settings.encryption_key
+    index_key = settings.blind_index_key
+    keys = KeyRing(
+        settings.encryption_key_file or settings.data_dir / "keys.json",
+        env_key=decode_key(key.get_secret_value(), "HEALTHFLOW_ENCRYPTION_KEY") if key else None,
+        env_index_key=(
+            decode_key(index_key.get_secret_value(), "HEALTHFLOW_BLIND_INDEX_KEY")
+            if index_key
+            else None
+        ),
+    )
+    return Security(verifier, minter, SqlAuditTrail(patients_db, clock), keys, FieldCipher(keys))
+
+
 @dataclass
 class Platform:
     """Everything one running process holds, started and stopped in order."""
@@ -78,12 +138,19 @@ class Platform:
     pool: WorkerPool
     relay: OutboxRelay
     readiness: Readiness
+    security: Security
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def start(self) -> None:
+    async def prepare_storage(self) -> None:
+        """Create missing tables (and the audit chain's head); safe at every start."""
         await self.patients_db.create_schema(patient_schema.metadata)
         await self.patients_db.create_schema(dead_letter_schema.metadata)
         await self.analytics_db.create_schema(analytics_schema.metadata)
+        await self.patients_db.create_schema(audit_schema.metadata)
+        await self.security.audit.prepare()
+
+    async def start(self) -> None:
+        await self.prepare_storage()
         await self.bus.start()
         self.pool.start()
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
@@ -132,7 +199,10 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         poll_interval_s=settings.outbox_poll_interval_s,
         max_in_flight=settings.outbox_max_in_flight,
     )
-    patient_store = SqlPatientStore(patients_db, on_commit=relay.wake)
+    security = build_security(settings, clock, patients_db)
+    patient_store = SqlPatientStore(
+        patients_db, cipher=security.cipher, audit=security.audit, on_commit=relay.wake
+    )
     patients = PatientService(patient_store, hub, clock)
     analytics_store = SqlAnalyticsStore(analytics_db)
     analytics = AnalyticsService(
@@ -170,6 +240,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         pool,
         relay,
         readiness,
+        security,
     )
 
 
@@ -192,17 +263,26 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description="Real-time patient flow and bedside monitoring.",
+        # every route passes the access guard; "function" scope: its audit record is written
+        # before the response leaves, so no PHI is served unrecorded
+        dependencies=[Depends(guard, scope="function")],
     )
     app.state.platform = platform
     app.state.patients = platform.patients
     app.state.analytics = platform.analytics
     app.state.hub = platform.hub
     app.state.readiness = platform.readiness
+    app.state.audit = platform.security.audit
+    app.state.guard = Guard(
+        platform.security.verifier, platform.security.audit, platform.patient_store.ward_of
+    )
+    document_security(app)
     install_error_handlers(app)
     app.include_router(patients_api.router)
     app.include_router(analytics_api.router)
     app.include_router(health.router)
     app.include_router(websocket.router)
+    app.include_router(audit_api.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
     return app

@@ -10,6 +10,8 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +24,8 @@ from healthflow.patients.domain import (
     PatientNotFound,
     TransitionRefused,
 )
+from healthflow.security.errors import Forbidden, Unauthenticated
+from healthflow.security.tokens import IdentityProviderUnavailable
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger(__name__)
@@ -119,12 +123,51 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return problem(exc.status_code, title, str(exc.detail), headers=headers)
 
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(conn: HTTPConnection, exc: Unauthenticated) -> JSONResponse:
+        response = problem(
+            401,
+            "Not authenticated",
+            str(exc),
+            slug="unauthenticated",
+            headers={"WWW-Authenticate": 'Bearer realm="healthflow"'},
+        )
+        return await _refuse(conn, response, close_code=4401)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(conn: HTTPConnection, exc: Forbidden) -> JSONResponse:
+        response = problem(403, "Forbidden", str(exc), slug="forbidden")
+        return await _refuse(conn, response, close_code=4403)
+
+    @app.exception_handler(IdentityProviderUnavailable)
+    async def _idp_down(conn: HTTPConnection, exc: IdentityProviderUnavailable) -> JSONResponse:
+        log.warning("identity_provider_unavailable", error=str(exc))
+        response = problem(
+            503,
+            "Identity provider unavailable",
+            "Tokens cannot be checked right now; retry shortly.",
+            slug="identity-provider-unavailable",
+            headers={"Retry-After": "5"},
+        )
+        return await _refuse(conn, response, close_code=1013)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", error_type=type(exc).__name__)
         return problem(
             500, "Internal error", "The server failed to handle the request; it has been logged."
         )
+
+
+async def _refuse(conn: HTTPConnection, response: JSONResponse, *, close_code: int) -> JSONResponse:
+    """HTTP gets the problem back; a WebSocket handshake gets it as a denial response where the
+    server supports that (uvicorn does), else it is closed with an HTTP-like 44xx code."""
+    if isinstance(conn, WebSocket):
+        if "websocket.http.response" in conn.scope.get("extensions", {}):
+            await conn.send_denial_response(response)
+        else:
+            await conn.close(close_code, str(response.status_code))
+    return response
 
 
 class BodyTooLarge(Exception):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
     Column,
-    Date,
     Index,
     Integer,
     MetaData,
@@ -28,18 +27,27 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from healthflow.messaging.events import CloudEvent
 from healthflow.patients.domain import MrnTaken, Patient, PatientChanged, Sex, Status
 from healthflow.ports import Check, OutboxEntry, OutboxStats
+from healthflow.security.audit import AuditEntry, SqlAuditTrail
+from healthflow.security.crypto import FieldCipher
 from healthflow.storage.engine import Database, UtcDateTime
 
 metadata = MetaData()
+
+# PHI columns (mrn, names, birth date) hold AES-GCM ciphertext (security/crypto.py); `key_id`
+# names the key the row is sealed with, so rotation finds what to re-encrypt. MRN uniqueness and
+# look-up go through `mrn_index`, a keyed HMAC of the MRN.
+PHI_COLUMNS = ("mrn", "given_name", "family_name", "birth_date")
 
 patients = Table(
     "patients",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("mrn", String(32), nullable=False, unique=True),
-    Column("given_name", String(100), nullable=False),
-    Column("family_name", String(100), nullable=False),
-    Column("birth_date", Date, nullable=False),
+    Column("mrn", Text, nullable=False),
+    Column("mrn_index", String(64), nullable=False, unique=True),
+    Column("given_name", Text, nullable=False),
+    Column("family_name", Text, nullable=False),
+    Column("birth_date", Text, nullable=False),
+    Column("key_id", String(16), nullable=False),
     Column("sex", String(16), nullable=False),
     Column("ward", String(50), nullable=False),
     Column("bed", String(20)),
@@ -50,6 +58,7 @@ patients = Table(
     Column("status_since", UtcDateTime, nullable=False),
     Index("ix_patients_status_id", "status", "id"),
     Index("ix_patients_ward_id", "ward", "id"),
+    Index("ix_patients_key_id", "key_id"),
 )
 
 # The patient's event history doubles as the transactional outbox: a row is written in the same
@@ -74,13 +83,23 @@ patient_events = Table(
 )
 
 
-def _row(patient: Patient) -> dict[str, Any]:
-    return {
-        "id": patient.id,
+def _context(column: str, patient_id: UUID) -> str:
+    return f"patients.{column}:{patient_id}"
+
+
+def _row(patient: Patient, cipher: FieldCipher) -> dict[str, Any]:
+    plain = {
         "mrn": patient.mrn,
         "given_name": patient.given_name,
         "family_name": patient.family_name,
-        "birth_date": patient.birth_date,
+        "birth_date": patient.birth_date.isoformat(),
+    }
+    sealed = {c: cipher.encrypt(v, context=_context(c, patient.id)) for c, v in plain.items()}
+    return {
+        "id": patient.id,
+        **sealed,
+        "mrn_index": mrn_index(cipher, patient.mrn),
+        "key_id": cipher.key_id(sealed["mrn"]),
         "sex": patient.sex.value,
         "ward": patient.ward,
         "bed": patient.bed,
@@ -92,13 +111,22 @@ def _row(patient: Patient) -> dict[str, Any]:
     }
 
 
-def _patient(row: Any) -> Patient:
+def mrn_index(cipher: FieldCipher, mrn: str) -> str:
+    return cipher.blind_index(mrn, purpose="patients.mrn")
+
+
+def _open(row: Any, cipher: FieldCipher) -> dict[str, str]:
+    return {c: cipher.decrypt(getattr(row, c), context=_context(c, row.id)) for c in PHI_COLUMNS}
+
+
+def _patient(row: Any, cipher: FieldCipher) -> Patient:
+    phi = _open(row, cipher)
     return Patient(
         id=row.id,
-        mrn=row.mrn,
-        given_name=row.given_name,
-        family_name=row.family_name,
-        birth_date=row.birth_date,
+        mrn=phi["mrn"],
+        given_name=phi["given_name"],
+        family_name=phi["family_name"],
+        birth_date=date.fromisoformat(phi["birth_date"]),
         sex=Sex(row.sex),
         ward=row.ward,
         bed=row.bed,
@@ -128,17 +156,32 @@ async def _append_events(conn: AsyncConnection, events: Sequence[CloudEvent]) ->
 
 
 class SqlPatientStore:
-    """PatientStore over SQLAlchemy Core: SQLite by default, PostgreSQL by URL."""
+    """PatientStore over SQLAlchemy Core: SQLite by default, PostgreSQL by URL.
 
-    def __init__(self, db: Database, *, on_commit: Callable[[], None] = lambda: None) -> None:
+    Every write commits the patient row, its outbox events and its audit record together.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        cipher: FieldCipher,
+        audit: SqlAuditTrail,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
         self._db = db
+        self._cipher = cipher
+        self._audit = audit
         self._on_commit = on_commit  # wakes the outbox relay: new rows go out without a poll
 
     async def add(self, patient: Patient, events: Sequence[CloudEvent]) -> None:
         try:
             async with self._db.writer.begin() as conn:
-                await conn.execute(insert(patients).values(_row(patient)))
+                await conn.execute(insert(patients).values(_row(patient, self._cipher)))
                 await _append_events(conn, events)
+                await self._audit.append(
+                    conn, AuditEntry("patient.create", "patient", str(patient.id))
+                )
         except IntegrityError as exc:
             if "mrn" in str(exc.orig).lower():
                 raise MrnTaken(patient.mrn) from exc
@@ -152,7 +195,7 @@ class SqlPatientStore:
             result = await conn.execute(
                 update(patients)
                 .where(patients.c.id == patient.id, patients.c.version == expected_version)
-                .values(_row(patient))
+                .values(_row(patient, self._cipher))
             )
             if result.rowcount != 1:
                 actual = await conn.scalar(
@@ -160,12 +203,52 @@ class SqlPatientStore:
                 )
                 raise PatientChanged(patient.id, expected_version, actual or 0)
             await _append_events(conn, events)
+            detail = f"version {expected_version}->{patient.version}, status {patient.status}"
+            await self._audit.append(
+                conn, AuditEntry("patient.update", "patient", str(patient.id), detail=detail)
+            )
         self._on_commit()
 
     async def get(self, patient_id: UUID) -> Patient | None:
         async with self._db.reader.connect() as conn:
             row = (await conn.execute(select(patients).where(patients.c.id == patient_id))).first()
-        return _patient(row) if row else None
+        return _patient(row, self._cipher) if row else None
+
+    async def find_by_mrn(self, mrn: str) -> Patient | None:
+        """Look a patient up by MRN through the blind index (the MRN itself is encrypted)."""
+        query = select(patients).where(patients.c.mrn_index == mrn_index(self._cipher, mrn))
+        async with self._db.reader.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _patient(row, self._cipher) if row else None
+
+    async def ward_of(self, patient_id: UUID) -> str | None:
+        """The patient's ward (not PHI, not encrypted): what a ward-limited role is checked on."""
+        async with self._db.reader.connect() as conn:
+            ward = await conn.scalar(select(patients.c.ward).where(patients.c.id == patient_id))
+        return str(ward) if ward is not None else None
+
+    async def reencrypt(self, *, limit: int) -> int:
+        """Re-seal up to `limit` rows not under the active key; returns how many were changed.
+
+        Runs beside live traffic: each row is rewritten only if its key id is still the one read,
+        and only its PHI columns change, so a concurrent status update is never overwritten.
+        """
+        active = self._cipher.active_key_id
+        query = select(patients).where(patients.c.key_id != active).limit(limit)
+        changed = 0
+        async with self._db.writer.begin() as conn:
+            for row in (await conn.execute(query)).all():
+                phi = _open(row, self._cipher)
+                sealed = {
+                    c: self._cipher.encrypt(v, context=_context(c, row.id)) for c, v in phi.items()
+                }
+                result = await conn.execute(
+                    update(patients)
+                    .where(patients.c.id == row.id, patients.c.key_id == row.key_id)
+                    .values(**sealed, key_id=self._cipher.key_id(sealed["mrn"]))
+                )
+                changed += result.rowcount
+        return changed
 
     async def page(
         self, *, status: Status | None, ward: str | None, after: UUID | None, limit: int
@@ -179,7 +262,7 @@ class SqlPatientStore:
             query = query.where(patients.c.id > after)
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [_patient(r) for r in rows]
+        return [_patient(r, self._cipher) for r in rows]
 
     async def history(self, patient_id: UUID) -> list[CloudEvent]:
         query = (
