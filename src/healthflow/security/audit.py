@@ -166,7 +166,7 @@ class Verification:
 
 
 def _record(row: Any) -> AuditRecord:
-    return AuditRecord(**{c: getattr(row, c) for c in audit_records.c.keys()})
+    return AuditRecord(**{c: getattr(row, c) for c in audit_records.c.keys()})  # noqa: SIM118
 
 
 class SqlAuditTrail:
@@ -212,9 +212,7 @@ class SqlAuditTrail:
             hash="",
         )
         digest = chain_hash(head.hash, record.content())
-        await conn.execute(
-            insert(audit_records).values(**{**record.__dict__, "hash": digest})
-        )
+        await conn.execute(insert(audit_records).values(**{**record.__dict__, "hash": digest}))
         await conn.execute(
             update(audit_head).where(audit_head.c.id == 1).values(seq=record.seq, hash=digest)
         )

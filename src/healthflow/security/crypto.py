@@ -17,6 +17,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -173,7 +174,7 @@ class KeyRing:
                 )
             return _Ring(active, keys, index_key)
 
-    def _read_file(self) -> dict[str, object] | None:
+    def _read_file(self) -> dict[str, Any] | None:
         try:
             self._mtime = self._path.stat().st_mtime
             data = json.loads(self._path.read_text())
@@ -185,7 +186,7 @@ class KeyRing:
             raise KeyRingError(f"the key ring {self._path} is not a JSON object")
         return data
 
-    def _write_file(self, data: dict[str, object], *, create: bool = False) -> None:
+    def _write_file(self, data: dict[str, Any], *, create: bool = False) -> None:
         # write a sibling then rename: a reader sees the old ring or the new one, never half
         self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._path.with_name(f".{self._path.name}.{secrets.token_hex(4)}")

@@ -113,9 +113,9 @@ class Guard:
             return "your role does not allow this request"
         if granting == {Role.NURSE} and rule.ward_scoped and principal.ward:
             return await self._outside_ward(principal.ward, connection)
-        if granting == {Role.DEVICE} and rule.own:
-            if connection.path_params.get(rule.own) != principal.subject:
-                return "a device may only act for itself"
+        own = connection.path_params.get(rule.own) if rule.own else None
+        if granting == {Role.DEVICE} and rule.own and own != principal.subject:
+            return "a device may only act for itself"
         return None
 
     async def _outside_ward(self, ward: str, connection: HTTPConnection) -> str | None:
