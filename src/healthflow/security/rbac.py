@@ -16,6 +16,7 @@ from uuid import UUID
 
 import structlog
 from fastapi import FastAPI
+from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.requests import HTTPConnection
 
 from healthflow.security.audit import (
@@ -134,6 +135,38 @@ class Guard:
         return None
 
 
+def route_template(scope: Mapping[str, Any]) -> str | None:
+    """The matched route's full path as declared (`/api/patients/{patient_id}`).
+
+    FastAPI >= 0.16x keeps included routers unflattened: `scope["route"]` holds the path inside
+    its router, and the include prefixes live on the included router's context.
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if path is None:
+        return None
+    included = (scope.get("fastapi") or {}).get("included_router")
+    prefix = getattr(getattr(included, "include_context", None), "prefix", "") or ""
+    return f"{prefix}{path}"
+
+
+def declared_routes(app: FastAPI) -> dict[tuple[str, str], str]:
+    """Every (method, path) the app serves through FastAPI, as "http" or "websocket" (GET)."""
+    found: dict[tuple[str, str], str] = {}
+
+    def walk(routes: Any, prefix: str) -> None:
+        for route in routes:
+            original = getattr(route, "original_router", None)
+            if original is not None:
+                walk(original.routes, prefix + route.include_context.prefix)
+            elif isinstance(route, APIRoute):
+                found.update({(m, prefix + route.path): "http" for m in route.methods})
+            elif isinstance(route, APIWebSocketRoute):
+                found[("GET", prefix + route.path)] = "websocket"
+
+    walk(app.router.routes, "")
+    return found
+
+
 def _role_label(principal: Principal) -> str:
     known = sorted(r for r in principal.roles if r in Role.__members__.values())
     return ",".join(known) or "none"
@@ -161,9 +194,8 @@ def _entry(
 async def guard(connection: HTTPConnection) -> AsyncIterator[Principal | None]:
     """Authenticate, authorise and audit one request (or WebSocket) by the permission table."""
     gate: Guard = connection.app.state.guard
-    route = connection.scope.get("route")
     method = "GET" if connection.scope["type"] == "websocket" else connection.scope["method"]
-    path = str(getattr(route, "path", connection.url.path))
+    path = route_template(connection.scope) or connection.url.path
     rule = gate.permissions.get((method, path))
     if rule is None:
         log.error("route_without_permission_entry", method=method, route=path)

@@ -128,9 +128,15 @@ class JwksTokens:
         leeway_s: float = 30.0,
         cache_s: int = 300,
         timeout_s: float = 5.0,
+        refetch_cooldown_s: float = 30.0,
     ) -> None:
+        # the cooldown stops tokens with made-up key ids from turning into a fetch each
         self._client = jwt.PyJWKClient(
-            jwks_url, cache_keys=True, lifespan=cache_s, timeout=int(max(timeout_s, 1))
+            jwks_url,
+            cache_keys=True,
+            lifespan=cache_s,
+            timeout=int(max(timeout_s, 1)),
+            cooldown_duration=refetch_cooldown_s,
         )
         self._issuer = issuer
         self._audience = audience
