@@ -46,7 +46,8 @@ def test_admin_may_call_every_protected_route() -> None:
 def test_the_analyst_reaches_no_route_that_returns_patient_identifiers() -> None:
     for (method, path), rule in PERMISSIONS.items():
         if Role.ANALYST in rule.roles:
-            assert rule.resource != "patient" and "{patient_id}" not in path, (method, path)
+            assert rule.resource != "patient", (method, path)
+            assert "{patient_id}" not in path, (method, path)
 
 
 def test_readme_prints_the_table_from_the_code() -> None:

@@ -74,7 +74,7 @@ async def test_dev_tokens_refuse(name: str, token: str) -> None:
 
 async def test_a_tampered_dev_token_is_refused() -> None:
     token = dev.mint("nina", "nurse", now=NOW, ttl=timedelta(hours=1))
-    header, payload, signature = token.split(".")
+    header, _payload, signature = token.split(".")
     forged = jwt.utils.base64url_encode(
         json.dumps(
             {**jwt.decode(token, options={"verify_signature": False}), "roles": ["admin"]}
