@@ -265,7 +265,8 @@ class SqlAuditTrail:
                     record = _record(row)
                     problem = _check(record, expected_seq, expected_prev)
                     if problem:
-                        return Verification(False, checked, expected_prev, record.seq, problem)
+                        bad_seq, reason = problem
+                        return Verification(False, checked, expected_prev, bad_seq, reason)
                     expected_prev, expected_seq, checked = record.hash, record.seq + 1, checked + 1
                 if len(rows) < batch_size:
                     break
@@ -281,11 +282,12 @@ class SqlAuditTrail:
         return Verification(True, checked, expected_prev)
 
 
-def _check(record: AuditRecord, expected_seq: int, expected_prev: str) -> str | None:
+def _check(record: AuditRecord, expected_seq: int, expected_prev: str) -> tuple[int, str] | None:
+    """The first bad sequence number and why, or None when the record continues the chain."""
     if record.seq != expected_seq:
-        return f"record {expected_seq} is missing (next found is {record.seq})"
+        return expected_seq, f"record {expected_seq} is missing (next found is {record.seq})"
     if record.prev_hash != expected_prev:
-        return f"record {record.seq} does not follow record {record.seq - 1} (removed or moved)"
+        return record.seq, f"record {record.seq} does not follow the one before (removed or moved)"
     if chain_hash(record.prev_hash, record.content()) != record.hash:
-        return f"record {record.seq} was edited: its content does not match its hash"
+        return record.seq, f"record {record.seq} was edited: its content does not match its hash"
     return None
