@@ -159,7 +159,7 @@ def declared_routes(app: FastAPI) -> dict[tuple[str, str], str]:
             if original is not None:
                 walk(original.routes, prefix + route.include_context.prefix)
             elif isinstance(route, APIRoute):
-                found.update({(m, prefix + route.path): "http" for m in route.methods})
+                found.update({(m, prefix + route.path): "http" for m in route.methods or ()})
             elif isinstance(route, APIWebSocketRoute):
                 found[("GET", prefix + route.path)] = "websocket"
 
