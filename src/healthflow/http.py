@@ -100,7 +100,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(422, "Invalid request", str(exc), slug="validation-error", errors=listed)
 
     @app.exception_handler(DomainError)
-    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        if isinstance(exc, PatientChanged) and "if-match" in request.headers:
+            return problem(412, "Precondition failed", str(exc), slug="precondition-failed")
         for cls, status, title, slug in _DOMAIN_PROBLEMS:
             if isinstance(exc, cls):
                 return problem(status, title, str(exc), slug=slug)
