@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from healthflow import __version__
 from healthflow.analytics import api as analytics_api
@@ -16,7 +17,7 @@ from healthflow.analytics import store as analytics_schema
 from healthflow.analytics.service import AnalyticsService
 from healthflow.analytics.store import SqlAnalyticsStore
 from healthflow.clock import SystemClock
-from healthflow.http import BodyLimit, RequestContext, install_error_handlers
+from healthflow.http import BodyLimit, RequestContext, SecurityHeaders, install_error_handlers
 from healthflow.messaging import dead_letters as dead_letter_schema
 from healthflow.messaging.dead_letters import SqlDeadLetterStore
 from healthflow.messaging.events import CloudEvent
@@ -285,4 +286,13 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(audit_api.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
+    app.add_middleware(SecurityHeaders)
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_allow_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
+            expose_headers=["ETag", "Location", "X-Request-ID", "Retry-After"],
+        )
     return app

@@ -261,3 +261,42 @@ class RequestContext:
             metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
             metrics.HTTP_SECONDS.labels(scope["method"], route).observe(elapsed)
             structlog.contextvars.unbind_contextvars("request_id")
+
+
+# /docs and /redoc load Swagger UI / ReDoc from a CDN: they get every header but the CSP.
+_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+_DOC_PATHS = ("/docs", "/redoc")
+
+
+class SecurityHeaders:
+    """HSTS, no sniffing, no framing, no referrer, a CSP, and `no-store` on API answers (PHI
+    must not sit in browser or proxy caches)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        extra = [
+            (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+        if not path.startswith(_DOC_PATHS):
+            extra.append((b"content-security-policy", _CSP.encode()))
+        if path.startswith("/api/"):
+            extra.append((b"cache-control", b"no-store"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

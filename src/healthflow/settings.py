@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     encryption_key_file: Path | None = Field(
         None, description="PHI key ring file; unset means `keys.json` in the data dir."
     )
+    cors_allow_origins: tuple[str, ...] = Field(
+        (), description="Browser origins allowed to call the API cross-site; empty means none."
+    )
 
     @model_validator(mode="after")
     def _default_urls(self) -> Settings:

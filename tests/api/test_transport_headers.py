@@ -1,0 +1,62 @@
+"""Browser-facing protections: security headers on every answer, a strict CORS allow-list."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+
+from healthflow.app import build_app
+from healthflow.settings import Settings
+
+
+async def test_every_answer_carries_the_security_headers(client: httpx.AsyncClient) -> None:
+    for path in ("/health", "/api/patients", "/api/nowhere"):
+        headers = (await client.get(path)).headers
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["strict-transport-security"].startswith("max-age=")
+        assert headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+
+
+async def test_api_answers_are_never_cached(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/patients")).headers["cache-control"] == "no-store"
+
+
+async def test_the_api_docs_keep_working_without_the_strict_csp(client: httpx.AsyncClient) -> None:
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "content-security-policy" not in docs.headers
+
+
+@pytest.fixture
+async def cors_client(
+    make_settings: Callable[..., Settings],
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = build_app(make_settings(cors_allow_origins=("https://ward.example.test",)))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+async def test_only_listed_origins_get_cors_access(cors_client: httpx.AsyncClient) -> None:
+    def preflight(origin: str) -> dict[str, str]:
+        return {
+            "Origin": origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "Authorization",
+        }
+
+    allowed = await cors_client.options(
+        "/api/patients", headers=preflight("https://ward.example.test")
+    )
+    assert allowed.headers["access-control-allow-origin"] == "https://ward.example.test"
+    refused = await cors_client.options("/api/patients", headers=preflight("https://evil.test"))
+    assert "access-control-allow-origin" not in refused.headers
+
+
+async def test_no_cors_by_default(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"Origin": "https://evil.test"})
+    assert "access-control-allow-origin" not in response.headers
