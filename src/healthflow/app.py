@@ -37,6 +37,7 @@ from healthflow.security import api as audit_api
 from healthflow.security import audit as audit_schema
 from healthflow.security.audit import SqlAuditTrail
 from healthflow.security.crypto import FieldCipher, KeyRing, decode_key
+from healthflow.security.ratelimit import RateLimiter
 from healthflow.security.rbac import Guard, document_security, guard
 from healthflow.security.tokens import DevTokens, JwksTokens, TokenVerifier, load_or_create_secret
 from healthflow.settings import Settings
@@ -275,7 +276,11 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.readiness = platform.readiness
     app.state.audit = platform.security.audit
     app.state.guard = Guard(
-        platform.security.verifier, platform.security.audit, platform.patient_store.ward_of
+        platform.security.verifier,
+        platform.security.audit,
+        platform.patient_store.ward_of,
+        per_client=RateLimiter(settings.rate_limit_client_per_minute),
+        per_subject=RateLimiter(settings.rate_limit_subject_per_minute),
     )
     document_security(app)
     install_error_handlers(app)

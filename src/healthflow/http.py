@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from typing import Any
@@ -25,6 +26,7 @@ from healthflow.patients.domain import (
     TransitionRefused,
 )
 from healthflow.security.errors import Forbidden, Unauthenticated
+from healthflow.security.ratelimit import TooManyRequests
 from healthflow.security.tokens import IdentityProviderUnavailable
 
 PROBLEM_JSON = "application/problem+json"
@@ -140,6 +142,17 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _forbidden(conn: HTTPConnection, exc: Forbidden) -> JSONResponse:
         response = problem(403, "Forbidden", str(exc), slug="forbidden")
         return await _refuse(conn, response, close_code=4403)
+
+    @app.exception_handler(TooManyRequests)
+    async def _too_many(conn: HTTPConnection, exc: TooManyRequests) -> JSONResponse:
+        response = problem(
+            429,
+            "Too many requests",
+            str(exc),
+            slug="rate-limited",
+            headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))},
+        )
+        return await _refuse(conn, response, close_code=1013)
 
     @app.exception_handler(IdentityProviderUnavailable)
     async def _idp_down(conn: HTTPConnection, exc: IdentityProviderUnavailable) -> JSONResponse:

@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     cors_allow_origins: tuple[str, ...] = Field(
         (), description="Browser origins allowed to call the API cross-site; empty means none."
     )
+    rate_limit_subject_per_minute: int = Field(
+        6000, ge=1, description="Requests per minute one token subject may make (429 beyond)."
+    )
+    rate_limit_client_per_minute: int = Field(
+        12000, ge=1, description="Requests per minute one client address may make (429 beyond)."
+    )
 
     @model_validator(mode="after")
     def _default_urls(self) -> Settings:

@@ -9,6 +9,7 @@ import pytest
 
 from healthflow.app import build_app
 from healthflow.settings import Settings
+from tests.conftest import mint_token
 
 
 async def test_every_answer_carries_the_security_headers(client: httpx.AsyncClient) -> None:
@@ -60,3 +61,32 @@ async def test_only_listed_origins_get_cors_access(cors_client: httpx.AsyncClien
 async def test_no_cors_by_default(client: httpx.AsyncClient) -> None:
     response = await client.get("/health", headers={"Origin": "https://evil.test"})
     assert "access-control-allow-origin" not in response.headers
+
+
+async def test_a_subject_over_its_budget_gets_429_with_retry_after(
+    make_settings: Callable[..., Settings],
+) -> None:
+    app = build_app(make_settings(rate_limit_subject_per_minute=3))
+    async with app.router.lifespan_context(app):
+        headers = {"Authorization": f"Bearer {mint_token(app, 'admin')}"}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=headers
+        ) as http:
+            statuses = [(await http.get("/api/patients")).status_code for _ in range(4)]
+            assert statuses == [200, 200, 200, 429]
+            refused = await http.get("/api/patients")
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert int(refused.headers["retry-after"]) >= 1
+            assert (await http.get("/health")).status_code == 200  # probes are never limited
+
+
+async def test_a_client_address_over_its_budget_gets_429_even_without_a_token(
+    make_settings: Callable[..., Settings],
+) -> None:
+    app = build_app(make_settings(rate_limit_client_per_minute=2))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            statuses = [(await http.get("/api/patients")).status_code for _ in range(3)]
+            assert statuses == [401, 401, 429]

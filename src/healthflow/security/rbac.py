@@ -29,6 +29,7 @@ from healthflow.security.audit import (
     acting_as,
 )
 from healthflow.security.errors import Forbidden, Unauthenticated
+from healthflow.security.ratelimit import RateLimiter
 from healthflow.security.tokens import InvalidToken, Principal, TokenVerifier
 
 log = structlog.get_logger(__name__)
@@ -103,6 +104,8 @@ class Guard:
     verifier: TokenVerifier
     audit: SqlAuditTrail
     ward_of: WardOf
+    per_client: RateLimiter | None = None
+    per_subject: RateLimiter | None = None
     permissions: Mapping[tuple[str, str], Rule] = field(default_factory=lambda: PERMISSIONS)
 
     async def refusal(
@@ -203,6 +206,9 @@ async def guard(connection: HTTPConnection) -> AsyncIterator[Principal | None]:
     if rule.public:
         yield None
         return
+    client = connection.client.host if connection.client else None
+    if gate.per_client is not None:
+        gate.per_client.take(f"client:{client}")
     token = _bearer(connection, rule)
     if token is None:
         raise Unauthenticated("a bearer token is required")
@@ -210,10 +216,12 @@ async def guard(connection: HTTPConnection) -> AsyncIterator[Principal | None]:
         principal = await gate.verifier.verify(token)
     except InvalidToken as exc:
         raise Unauthenticated("the token is not valid") from exc
+    if gate.per_subject is not None:
+        gate.per_subject.take(f"subject:{principal.subject}")
     actor = Actor(
         subject=principal.subject,
         role=_role_label(principal),
-        client=connection.client.host if connection.client else None,
+        client=client,
         request_id=structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex,
     )
     with acting_as(actor):
