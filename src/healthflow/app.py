@@ -192,7 +192,8 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         clock=clock,
         retry_delays_s=settings.bus_retry_delays_s,
     )
-    outbox = SqlOutbox(patients_db)
+    security = build_security(settings, clock, patients_db)
+    outbox = SqlOutbox(patients_db, cipher=security.cipher)
     relay = OutboxRelay(
         outbox,
         bus,
@@ -201,7 +202,6 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         poll_interval_s=settings.outbox_poll_interval_s,
         max_in_flight=settings.outbox_max_in_flight,
     )
-    security = build_security(settings, clock, patients_db)
     patient_store = SqlPatientStore(
         patients_db, cipher=security.cipher, audit=security.audit, on_commit=relay.wake
     )

@@ -158,7 +158,7 @@ def keys_rotate(
     batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per batch.")] = 200,
     data_dir: DataDir = None,
 ) -> None:
-    """Make a new active key and re-encrypt every patient under it, in batches, online."""
+    """Make a new active key and re-encrypt every patient and event under it, in batches, online."""
     from healthflow.security.audit import Actor, AuditEntry
     from healthflow.security.crypto import KeyRingError
 
@@ -172,11 +172,11 @@ def keys_rotate(
         while changed := await platform.patient_store.reencrypt(limit=batch_size):
             total += changed
         actor = Actor(f"cli:{getpass.getuser()}", "admin")
-        detail = f"new active key {kid}; {total} patients re-encrypted"
+        detail = f"new active key {kid}; {total} rows re-encrypted"
         await platform.security.audit.record(
             AuditEntry("keys.rotate", "key", kid, detail=detail), actor
         )
-        typer.echo(f"active key is now {kid}; {total} patients re-encrypted")
+        typer.echo(f"active key is now {kid}; {total} rows re-encrypted")
         return 0
 
     raise typer.Exit(asyncio.run(_with_platform(_settings(data_dir), rotate)))

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from healthflow.cli import app as cli
 from healthflow.patients.store import SqlPatientStore
 from healthflow.settings import Settings
-from tests.conftest import patient_body
+from tests.conftest import eventually, patient_body
 
 PLANTED = {
     "given_name": "Zebedee",
@@ -33,14 +33,26 @@ async def test_no_plaintext_phi_in_any_database_file(
     created = await client.post("/api/patients", json=patient_body(**PLANTED))
     assert created.status_code == 201
     patient_id = created.json()["id"]
-    moved = await client.put(f"/api/patients/{patient_id}/status", json={"status": "waiting"})
+    reason = "Zebedee's daughter reports a fall at home"
+    moved = await client.put(
+        f"/api/patients/{patient_id}/status", json={"status": "waiting", "reason": reason}
+    )
     assert moved.status_code == 200
+
+    async def analysed() -> bool:
+        summary = (await client.get("/api/analytics/dashboard")).json()
+        return bool(summary["events_processed_total"] == 2)
+
+    await eventually(analysed)
     files = data_files(settings)
     assert any(p.name.startswith("patients.db") for p in files)
+    assert any(p.name.startswith("analytics.db") for p in files)
     for path in files:
         content = path.read_bytes()
-        for value in PLANTED.values():
+        for value in [*PLANTED.values(), reason]:
             assert value.encode() not in content, f"{value} in {path.name}"
+    history = (await client.get(f"/api/patients/{patient_id}/events")).json()["items"]
+    assert history[-1]["data"]["reason"] == reason
     # and the API still answers with the real values
     shown = (await client.get(f"/api/patients/{patient_id}")).json()
     assert {k: shown[k] for k in PLANTED} == PLANTED
@@ -79,6 +91,7 @@ async def test_key_rotation_online_keeps_every_patient_readable(
         (await client.post("/api/patients", json=patient_body(given_name=f"P{i}"))).json()["id"]
         for i in range(7)
     ]
+    await client.put(f"/api/patients/{ids[0]}/status", json={"status": "waiting", "reason": "r0"})
     with sqlite3.connect(settings.data_dir / "patients.db") as db:
         [(old_key,)] = db.execute("select distinct key_id from patients").fetchall()
 
@@ -86,12 +99,16 @@ async def test_key_rotation_online_keeps_every_patient_readable(
     args = ["keys", "rotate", "--batch-size", "3", "--data-dir", str(settings.data_dir)]
     rotated = await asyncio.to_thread(runner.invoke, cli, args)
     assert rotated.exit_code == 0, rotated.output
-    assert "7 patients re-encrypted" in rotated.output
+    assert "15 rows re-encrypted" in rotated.output  # 7 patients, 8 events
 
     with sqlite3.connect(settings.data_dir / "patients.db") as db:
         keys = {k for (k,) in db.execute("select distinct key_id from patients")}
+        event_keys = {k for (k,) in db.execute("select distinct key_id from patient_events")}
     assert len(keys) == 1
     assert keys != {old_key}
+    assert event_keys == keys
+    history = (await client.get(f"/api/patients/{ids[0]}/events")).json()["items"]
+    assert history[-1]["data"]["reason"] == "r0"
     # the running server reads every row under the new key and writes new rows with it
     for i, patient_id in enumerate(ids):
         shown = await client.get(f"/api/patients/{patient_id}")

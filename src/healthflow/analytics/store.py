@@ -93,7 +93,7 @@ class SqlAnalyticsStore:
                     type=event.type,
                     subject=event.subject,
                     time=event.time,
-                    document=event.to_json().decode(),
+                    document=_deidentified(event),
                     processed_at=processed_at,
                 )
                 .on_conflict_do_nothing(index_elements=["id"])
@@ -205,3 +205,9 @@ class SqlAnalyticsStore:
 
     async def check(self) -> Check:
         return await self._db.check()
+
+
+def _deidentified(event: CloudEvent) -> str:
+    """The stored document: the event without free text, which may name anyone."""
+    data = {k: v for k, v in event.data.items() if k != "reason"}
+    return orjson.dumps({**event.to_dict(), "data": data}).decode()

@@ -70,10 +70,12 @@ patient_events = Table(
     Column("id", String(36), nullable=False, unique=True),
     Column("patient_id", Uuid, nullable=False),
     Column("type", String(64), nullable=False),
-    Column("payload", Text, nullable=False),
+    Column("payload", Text, nullable=False),  # the CloudEvent JSON, AES-GCM sealed (reasons)
+    Column("key_id", String(16), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("published_at", UtcDateTime),
     Index("ix_patient_events_patient", "patient_id", "seq"),
+    Index("ix_patient_events_key_id", "key_id"),
     Index(
         "ix_patient_events_unpublished",
         "seq",
@@ -138,21 +140,37 @@ def _patient(row: Any, cipher: FieldCipher) -> Patient:
     )
 
 
-async def _append_events(conn: AsyncConnection, events: Sequence[CloudEvent]) -> None:
+def _event_context(event_id: str) -> str:
+    return f"patient_events.payload:{event_id}"
+
+
+def _seal_event(cipher: FieldCipher, event: CloudEvent) -> str:
+    # events carry no names, but a free-text reason may say anything: sealed like PHI
+    return cipher.encrypt(event.to_json().decode(), context=_event_context(event.id))
+
+
+def _open_event(cipher: FieldCipher, event_id: str, payload: str) -> CloudEvent:
+    return CloudEvent.from_json(cipher.decrypt(payload, context=_event_context(event_id)))
+
+
+async def _append_events(
+    conn: AsyncConnection, events: Sequence[CloudEvent], cipher: FieldCipher
+) -> None:
     if events:
-        await conn.execute(
-            insert(patient_events),
-            [
+        rows = []
+        for e in events:
+            sealed = _seal_event(cipher, e)
+            rows.append(
                 {
                     "id": e.id,
                     "patient_id": UUID(e.subject),
                     "type": e.type,
-                    "payload": e.to_json().decode(),
+                    "payload": sealed,
+                    "key_id": cipher.key_id(sealed),
                     "created_at": e.time,
                 }
-                for e in events
-            ],
-        )
+            )
+        await conn.execute(insert(patient_events), rows)
 
 
 class SqlPatientStore:
@@ -178,7 +196,7 @@ class SqlPatientStore:
         try:
             async with self._db.writer.begin() as conn:
                 await conn.execute(insert(patients).values(_row(patient, self._cipher)))
-                await _append_events(conn, events)
+                await _append_events(conn, events, self._cipher)
                 await self._audit.append(
                     conn, AuditEntry("patient.create", "patient", str(patient.id))
                 )
@@ -202,7 +220,7 @@ class SqlPatientStore:
                     select(patients.c.version).where(patients.c.id == patient.id)
                 )
                 raise PatientChanged(patient.id, expected_version, actual or 0)
-            await _append_events(conn, events)
+            await _append_events(conn, events, self._cipher)
             detail = f"version {expected_version}->{patient.version}, status {patient.status}"
             await self._audit.append(
                 conn, AuditEntry("patient.update", "patient", str(patient.id), detail=detail)
@@ -228,11 +246,34 @@ class SqlPatientStore:
         return str(ward) if ward is not None else None
 
     async def reencrypt(self, *, limit: int) -> int:
-        """Re-seal up to `limit` rows not under the active key; returns how many were changed.
+        """Re-seal up to `limit` rows (patients, then events) not under the active key.
 
         Runs beside live traffic: each row is rewritten only if its key id is still the one read,
-        and only its PHI columns change, so a concurrent status update is never overwritten.
+        and only its sealed columns change, so a concurrent status update is never overwritten.
+        Returns how many rows changed; 0 means everything is under the active key.
         """
+        return await self._reencrypt_patients(limit) or await self._reencrypt_events(limit)
+
+    async def _reencrypt_events(self, limit: int) -> int:
+        active = self._cipher.active_key_id
+        query = (
+            select(patient_events.c.seq, patient_events.c.id, patient_events.c.payload)
+            .where(patient_events.c.key_id != active)
+            .limit(limit)
+        )
+        changed = 0
+        async with self._db.writer.begin() as conn:
+            for row in (await conn.execute(query)).all():
+                sealed = _seal_event(self._cipher, _open_event(self._cipher, row.id, row.payload))
+                result = await conn.execute(
+                    update(patient_events)
+                    .where(patient_events.c.seq == row.seq, patient_events.c.payload == row.payload)
+                    .values(payload=sealed, key_id=self._cipher.key_id(sealed))
+                )
+                changed += result.rowcount
+        return changed
+
+    async def _reencrypt_patients(self, limit: int) -> int:
         active = self._cipher.active_key_id
         query = select(patients).where(patients.c.key_id != active).limit(limit)
         changed = 0
@@ -266,13 +307,13 @@ class SqlPatientStore:
 
     async def history(self, patient_id: UUID) -> list[CloudEvent]:
         query = (
-            select(patient_events.c.payload)
+            select(patient_events.c.id, patient_events.c.payload)
             .where(patient_events.c.patient_id == patient_id)
             .order_by(patient_events.c.seq)
         )
         async with self._db.reader.connect() as conn:
-            payloads = (await conn.scalars(query)).all()
-        return [CloudEvent.from_json(p) for p in payloads]
+            rows = (await conn.execute(query)).all()
+        return [_open_event(self._cipher, r.id, r.payload) for r in rows]
 
     async def count(self) -> int:
         async with self._db.reader.connect() as conn:
@@ -285,19 +326,28 @@ class SqlPatientStore:
 class SqlOutbox:
     """The Outbox port over the patient_events table."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, cipher: FieldCipher) -> None:
         self._db = db
+        self._cipher = cipher
 
     async def pending(self, *, after_seq: int, limit: int) -> list[OutboxEntry]:
         query = (
-            select(patient_events.c.seq, patient_events.c.payload, patient_events.c.created_at)
+            select(
+                patient_events.c.seq,
+                patient_events.c.id,
+                patient_events.c.payload,
+                patient_events.c.created_at,
+            )
             .where(patient_events.c.published_at.is_(None), patient_events.c.seq > after_seq)
             .order_by(patient_events.c.seq)
             .limit(limit)
         )
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [OutboxEntry(r.seq, CloudEvent.from_json(r.payload), r.created_at) for r in rows]
+        return [
+            OutboxEntry(r.seq, _open_event(self._cipher, r.id, r.payload), r.created_at)
+            for r in rows
+        ]
 
     async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
         if not seqs:
