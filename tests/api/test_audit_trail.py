@@ -126,7 +126,13 @@ async def test_audit_search_filters_by_subject_and_since(
 
 @pytest.mark.parametrize(
     "params",
-    [{"since": "2026-01-01T00:00:00"}, {"patient_id": "nope"}, {"limit": 0}, {"after": -1}],
+    [
+        {"since": "2026-01-01T00:00:00"},
+        {"patient_id": "nope"},
+        {"limit": 0},
+        {"after": -1},
+        {"after": 2**63},
+    ],
 )
 async def test_bad_audit_queries_are_422(client: httpx.AsyncClient, params: dict[str, Any]) -> None:
     response = await client.get("/api/audit", params=params)

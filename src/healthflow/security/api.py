@@ -46,7 +46,7 @@ async def list_audit(
     patient_id: UUID | None = None,
     subject: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     since: AwareDatetime | None = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AuditPage:
     trail: SqlAuditTrail = request.app.state.audit
