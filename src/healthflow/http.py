@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -185,6 +186,20 @@ async def _refuse(conn: HTTPConnection, response: JSONResponse, *, close_code: i
     return response
 
 
+def route_template(scope: Mapping[str, Any]) -> str | None:
+    """The matched route's full path as declared (`/api/patients/{patient_id}`).
+
+    FastAPI >= 0.16x keeps included routers unflattened: `scope["route"]` holds the path inside
+    its router, and the include prefixes live on the included router's context.
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if path is None:
+        return None
+    included = (scope.get("fastapi") or {}).get("included_router")
+    prefix = getattr(getattr(included, "include_context", None), "prefix", "") or ""
+    return f"{prefix}{path}"
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -269,7 +284,7 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = route_template(scope) or "unmatched"
             elapsed = time.perf_counter() - started
             metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
             metrics.HTTP_SECONDS.labels(scope["method"], route).observe(elapsed)

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.requests import HTTPConnection
 
+from healthflow.http import route_template
 from healthflow.security.audit import (
     DENIED,
     FAILURE,
@@ -136,20 +137,6 @@ class Guard:
         if connection.query_params.get("ward") != ward:
             return f"you are limited to ward {ward}: ask with ward={ward}"
         return None
-
-
-def route_template(scope: Mapping[str, Any]) -> str | None:
-    """The matched route's full path as declared (`/api/patients/{patient_id}`).
-
-    FastAPI >= 0.16x keeps included routers unflattened: `scope["route"]` holds the path inside
-    its router, and the include prefixes live on the included router's context.
-    """
-    path = getattr(scope.get("route"), "path", None)
-    if path is None:
-        return None
-    included = (scope.get("fastapi") or {}).get("included_router")
-    prefix = getattr(getattr(included, "include_context", None), "prefix", "") or ""
-    return f"{prefix}{path}"
 
 
 def declared_routes(app: FastAPI) -> dict[tuple[str, str], str]:
