@@ -17,7 +17,13 @@ from healthflow.analytics import store as analytics_schema
 from healthflow.analytics.service import AnalyticsService
 from healthflow.analytics.store import SqlAnalyticsStore
 from healthflow.clock import SystemClock
-from healthflow.http import BodyLimit, RequestContext, SecurityHeaders, install_error_handlers
+from healthflow.http import (
+    BodyLimit,
+    RequestContext,
+    RequestTimeout,
+    SecurityHeaders,
+    install_error_handlers,
+)
 from healthflow.messaging import dead_letters as dead_letter_schema
 from healthflow.messaging.dead_letters import SqlDeadLetterStore
 from healthflow.messaging.events import CloudEvent
@@ -289,6 +295,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(websocket.router)
     app.include_router(audit_api.router)
+    app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
     app.add_middleware(SecurityHeaders)

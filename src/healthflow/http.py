@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import uuid
@@ -328,3 +329,42 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class RequestTimeout:
+    """Answer 504 when a request has produced no response within `timeout_s`, and cancel it.
+
+    Only the time to the first byte is limited: a stream (SSE) that has started runs on.
+    """
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+        try:
+            async with asyncio.timeout(self.timeout_s) as deadline:
+
+                async def send_tracking(message: Message) -> None:
+                    nonlocal started
+                    if message["type"] == "http.response.start":
+                        started = True
+                        deadline.reschedule(None)
+                    await send(message)
+
+                await self.app(scope, receive, send_tracking)
+        except TimeoutError:
+            if started or not deadline.expired():
+                raise  # a timeout of the app's own making, or one after the answer began
+            log.warning("request_timed_out", timeout_s=self.timeout_s)
+            response = problem(
+                504,
+                "Request timed out",
+                f"No answer within {self.timeout_s} s; the request was cancelled.",
+                slug="request-timeout",
+            )
+            await response(scope, receive, send)

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     rate_limit_client_per_minute: int = Field(
         12000, ge=1, description="Requests per minute one client address may make (429 beyond)."
     )
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="Longest wait for a response to start before 504 (not streams)."
+    )
 
     @model_validator(mode="after")
     def _default_urls(self) -> Settings:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 
 from healthflow.app import build_app
+from healthflow.security.rbac import PERMISSIONS, allow
 from healthflow.settings import Settings
 from tests.conftest import mint_token
 
@@ -90,3 +92,27 @@ async def test_a_client_address_over_its_budget_gets_429_even_without_a_token(
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             statuses = [(await http.get("/api/patients")).status_code for _ in range(3)]
             assert statuses == [401, 401, 429]
+
+
+async def test_a_request_without_an_answer_in_time_gets_504(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = build_app(make_settings(request_timeout_s=0.2))
+    never = asyncio.Event()
+
+    @app.get("/api/stuck")
+    async def stuck() -> dict[str, str]:
+        await never.wait()
+        return {}
+
+    monkeypatch.setitem(PERMISSIONS, ("GET", "/api/stuck"), allow())
+    async with app.router.lifespan_context(app):
+        headers = {"Authorization": f"Bearer {mint_token(app, 'admin')}"}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=headers
+        ) as http:
+            response = await http.get("/api/stuck")
+            assert response.status_code == 504
+            assert response.json()["type"] == "/problems/request-timeout"
+            assert (await http.get("/api/patients")).status_code == 200
