@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,11 @@ import pytest
 from fastapi import FastAPI
 
 from healthflow.app import build_app
+from healthflow.security import audit as audit_schema
+from healthflow.security.audit import SqlAuditTrail
+from healthflow.security.crypto import FieldCipher, KeyRing
 from healthflow.settings import Settings
+from healthflow.storage.engine import Database
 
 
 class SteppingClock:
@@ -114,3 +119,19 @@ def patient_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def ephemeral_cipher() -> FieldCipher:
+    """A PHI cipher with fresh random keys held in memory (no key file): for store-level tests."""
+    ring = KeyRing(
+        Path("/nonexistent/keys.json"), env_key=os.urandom(32), env_index_key=os.urandom(32)
+    )
+    return FieldCipher(ring)
+
+
+async def audit_trail(db: Database, clock: Any = None) -> SqlAuditTrail:
+    """The audit trail over `db`, its tables created: what SqlPatientStore writes into."""
+    await db.create_schema(audit_schema.metadata)
+    trail = SqlAuditTrail(db, clock or SteppingClock())
+    await trail.prepare()
+    return trail

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -207,6 +207,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         batch_size=settings.outbox_batch_size,
         poll_interval_s=settings.outbox_poll_interval_s,
         max_in_flight=settings.outbox_max_in_flight,
+        publish_timeout_s=settings.outbox_publish_timeout_s,
     )
     patient_store = SqlPatientStore(
         patients_db, cipher=security.cipher, audit=security.audit, on_commit=relay.wake
@@ -220,8 +221,16 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
     async def handle(event: CloudEvent) -> None:
         await analytics.record(event)
 
+    async def handle_batch(batch: Sequence[CloudEvent]) -> None:
+        await analytics.record_many(batch)
+
     pool = WorkerPool(
-        ANALYTICS_GROUP, handle, workers=settings.worker_count, capacity=settings.worker_queue_size
+        ANALYTICS_GROUP,
+        handle,
+        workers=settings.worker_count,
+        capacity=settings.worker_queue_size,
+        batch_handler=handle_batch,
+        max_batch=settings.worker_batch_size,
     )
     bus.subscribe(ANALYTICS_GROUP, pool.submit)
     readiness = Readiness(

@@ -33,6 +33,7 @@ from healthflow.security.tokens import IdentityProviderUnavailable
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger(__name__)
+access_log = structlog.get_logger("healthflow.access")
 
 
 class BadRequest(Exception):
@@ -126,8 +127,9 @@ def install_error_handlers(app: FastAPI) -> None:
         title = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}.get(
             exc.status_code, "HTTP error"
         )
+        slug = "body-too-large" if exc.status_code == 413 else None
         headers = dict(exc.headers) if exc.headers else None
-        return problem(exc.status_code, title, str(exc.detail), headers=headers)
+        return problem(exc.status_code, title, str(exc.detail), slug=slug, headers=headers)
 
     @app.exception_handler(Unauthenticated)
     async def _unauthenticated(conn: HTTPConnection, exc: Unauthenticated) -> JSONResponse:
@@ -201,8 +203,11 @@ def route_template(scope: Mapping[str, Any]) -> str | None:
     return f"{prefix}{path}"
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while streaming a body past the limit; an HTTPException so FastAPI lets it through."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"Request bodies are limited to {max_bytes} bytes.")
 
 
 class BodyLimit:
@@ -229,7 +234,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -289,6 +294,14 @@ class RequestContext:
             elapsed = time.perf_counter() - started
             metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
             metrics.HTTP_SECONDS.labels(scope["method"], route).observe(elapsed)
+            # the route template, never the raw path or query string: those can carry identifiers
+            access_log.info(
+                "http_request",
+                method=scope["method"],
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
             structlog.contextvars.unbind_contextvars("request_id")
 
 

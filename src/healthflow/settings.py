@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     worker_queue_size: int = Field(
         1000, ge=1, le=1_000_000, description="Capacity of the worker queues, all workers together."
     )
+    worker_batch_size: int = Field(
+        200, ge=1, le=10_000, description="Most events a worker stores in one transaction."
+    )
     worker_shutdown_grace_s: float = Field(
         10.0, ge=0, description="On shutdown, how long queued work may take to finish."
     )
@@ -52,6 +55,9 @@ class Settings(BaseSettings):
     )
     outbox_max_in_flight: int = Field(
         4, ge=1, le=64, description="Outbox batches awaiting bus confirmation at once."
+    )
+    outbox_publish_timeout_s: float = Field(
+        120.0, gt=0, description="How long a batch may wait for bus confirmation before resending."
     )
     outbox_degraded_after_s: float = Field(
         30.0, gt=0, description="Oldest unpublished event age at which readiness says degraded."

@@ -28,6 +28,26 @@ def raw(settings: Settings) -> sqlite3.Connection:
     return sqlite3.connect(settings.data_dir / "patients.db", timeout=10)
 
 
+async def tamper(settings: Settings, *statements: str, params: tuple[object, ...] = ()) -> None:
+    """Edit the database behind the app's back, as an attacker with file access would.
+
+    In a thread, so the app's event loop can finish any write it has begun (a blocked loop would
+    hold SQLite's write lock against us); BEGIN IMMEDIATE takes the lock before reading.
+    """
+    await asyncio.to_thread(_tamper, settings, statements, params)
+
+
+def _tamper(settings: Settings, statements: tuple[str, ...], params: tuple[object, ...]) -> None:
+    db = sqlite3.connect(settings.data_dir / "patients.db", timeout=10, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        for statement in statements:
+            db.execute(statement, params if "?" in statement else ())
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
 async def audit_items(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
     response = await client.get("/api/audit", params={"limit": 500, **params})
     assert response.status_code == 200, response.text
@@ -101,8 +121,9 @@ async def test_a_refused_write_leaves_no_success_record_and_no_patient(
 async def test_when_the_audit_record_cannot_be_written_the_change_is_not_made(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    with raw(settings) as db:
-        db.execute("delete from audit_head")  # the chain tip is gone: every append must fail
+    await tamper(
+        settings, "delete from audit_head"
+    )  # the chain tip is gone: every append must fail
     response = await client.post("/api/patients", json=patient_body())
     assert response.status_code == 500
     with raw(settings) as db:
@@ -168,7 +189,7 @@ async def chained(app: FastAPI, client: httpx.AsyncClient) -> SqlAuditTrail:
 
 
 @pytest.mark.parametrize(
-    ("tamper", "first_bad"),
+    ("statement", "first_bad"),
     [
         ("update audit_records set subject = 'someone-else' where seq = 3", 3),
         ("update audit_records set outcome = 'denied' where seq = 1", 1),
@@ -178,10 +199,9 @@ async def chained(app: FastAPI, client: httpx.AsyncClient) -> SqlAuditTrail:
     ],
 )
 async def test_verify_names_the_first_edited_or_deleted_record(
-    chained: SqlAuditTrail, settings: Settings, tamper: str, first_bad: int
+    chained: SqlAuditTrail, settings: Settings, statement: str, first_bad: int
 ) -> None:
-    with raw(settings) as db:
-        db.execute(tamper)
+    await tamper(settings, statement)
     result = await chained.verify()
     assert not result.ok
     assert result.first_bad_seq == first_bad
@@ -190,18 +210,23 @@ async def test_verify_names_the_first_edited_or_deleted_record(
 async def test_verify_detects_two_records_swapped(
     chained: SqlAuditTrail, settings: Settings
 ) -> None:
-    with raw(settings) as db:
-        db.execute("update audit_records set seq = -2 where seq = 2")
-        db.execute("update audit_records set seq = 2 where seq = 3")
-        db.execute("update audit_records set seq = 3 where seq = -2")
+    await tamper(
+        settings,
+        "update audit_records set seq = -2 where seq = 2",
+        "update audit_records set seq = 2 where seq = 3",
+        "update audit_records set seq = 3 where seq = -2",
+    )
     result = await chained.verify()
     assert not result.ok
     assert result.first_bad_seq == 2
 
 
 async def test_verify_detects_a_rewritten_hash(chained: SqlAuditTrail, settings: Settings) -> None:
-    with raw(settings) as db:
-        db.execute("update audit_records set action = 'x', hash = ? where seq = 5", ("0" * 64,))
+    await tamper(
+        settings,
+        "update audit_records set action = 'x', hash = ? where seq = 5",
+        params=("0" * 64,),
+    )
     result = await chained.verify()
     assert (result.ok, result.first_bad_seq) == (False, 5)
 
@@ -216,8 +241,7 @@ async def test_the_cli_verify_command_passes_then_fails_after_an_edit(
     )
     assert intact.exit_code == 0, intact.output
     assert "intact: 6 records" in intact.output
-    with raw(settings) as db:
-        db.execute("update audit_records set client = '10.0.0.9' where seq = 2")
+    await tamper(settings, "update audit_records set client = '10.0.0.9' where seq = 2")
     broken = await asyncio.to_thread(
         runner.invoke, cli, ["audit", "verify", "--data-dir", data_dir]
     )

@@ -16,7 +16,7 @@ from healthflow.patients.domain import Status
 router = APIRouter(prefix="/api/analytics", tags=["analytics"])
 
 
-def _service(request: Request) -> AnalyticsService:
+async def _service(request: Request) -> AnalyticsService:
     service: AnalyticsService = request.app.state.analytics
     return service
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -32,12 +33,26 @@ class AnalyticsService:
 
     async def record(self, event: CloudEvent) -> bool:
         """Store an event's effect exactly once; True if this delivery was the first."""
+        (first,) = await self.record_many([event])
+        return first
+
+    async def record_many(self, batch: Sequence[CloudEvent]) -> list[bool]:
+        """Store a batch's effects in one transaction, each event once; per event, True if new."""
         now = self._clock.now()
-        if not await self._store.record(event, processed_at=now):
-            metrics.EVENTS_DUPLICATE.labels(consumer="analytics").inc()
-            return False
+        firsts = await self._store.record_many(batch, processed_at=now)
+        duplicates = firsts.count(False)
+        if duplicates:
+            metrics.EVENTS_DUPLICATE.labels(consumer="analytics").inc(duplicates)
+        if duplicates == len(batch):
+            return firsts
         self._generation += 1
         await self._cache.delete_prefix(DASHBOARD_KEY)
+        for event, first in zip(batch, firsts, strict=True):
+            if first:
+                await self._announce(event, now)
+        return firsts
+
+    async def _announce(self, event: CloudEvent, now: datetime) -> None:
         try:
             await self._hub.broadcast(
                 EVENT_PROCESSED,
@@ -47,7 +62,6 @@ class AnalyticsService:
         except Exception:
             metrics.HUB_FAILURES.inc()
             log.exception("hub_broadcast_failed", event_type=EVENT_PROCESSED)
-        return True
 
     async def dashboard(self, days: int) -> dict[str, Any]:
         key = f"{DASHBOARD_KEY}{days}"

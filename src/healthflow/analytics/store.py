@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -82,75 +85,98 @@ class SqlAnalyticsStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._insert = postgresql.insert if db.backend == "postgresql" else sqlite.insert
+        insert = postgresql.insert if db.backend == "postgresql" else sqlite.insert
+        # Statements are built once and take their values as parameters, so SQLAlchemy compiles
+        # each a single time instead of once per event.
+        self._insert_event = insert(events).on_conflict_do_nothing(index_elements=["id"])
+        state = insert(patient_states)
+        self._upsert_state = state.on_conflict_do_update(
+            index_elements=["patient_id"],
+            set_={c.name: state.excluded[c.name] for c in patient_states.c if not c.primary_key},
+        )
+        self._add: dict[str, Any] = {}
+        for table in (totals, status_counts, daily_counts, daily_waits):
+            stmt = insert(table)
+            self._add[table.name] = stmt.on_conflict_do_update(
+                index_elements=[c.name for c in table.primary_key],
+                set_={c.name: c + stmt.excluded[c.name] for c in table.c if not c.primary_key},
+            )
 
     async def record(self, event: CloudEvent, *, processed_at: datetime) -> bool:
+        (first,) = await self.record_many([event], processed_at=processed_at)
+        return first
+
+    async def record_many(
+        self, batch: Sequence[CloudEvent], *, processed_at: datetime
+    ) -> list[bool]:
+        """Store a batch and its rollup changes in one transaction; per event, True if new."""
         async with self._db.writer.begin() as conn:
             inserted = await conn.execute(
-                self._insert(events)
-                .values(
-                    id=event.id,
-                    type=event.type,
-                    subject=event.subject,
-                    time=event.time,
-                    document=_deidentified(event),
-                    processed_at=processed_at,
-                )
-                .on_conflict_do_nothing(index_elements=["id"])
+                self._insert_event.returning(events.c.id),
+                [
+                    {
+                        "id": e.id,
+                        "type": e.type,
+                        "subject": e.subject,
+                        "time": e.time,
+                        "document": _deidentified(e),
+                        "processed_at": processed_at,
+                    }
+                    for e in batch
+                ],
             )
-            if inserted.rowcount == 0:
-                return False  # delivered before: the effect is already stored
-            current = await self._state(conn, event.subject)
-            await self._apply(conn, project(event, current))
-        return True
+            new_ids = set(inserted.scalars())
+            # an id delivered before, or twice in this batch, has no second effect
+            firsts: list[bool] = []
+            for e in batch:
+                firsts.append(e.id in new_ids)
+                new_ids.discard(e.id)
+            fresh = [e for e, first in zip(batch, firsts, strict=True) if first]
+            if fresh:
+                await self._apply(conn, fresh)
+        return firsts
 
-    async def _state(self, conn: AsyncConnection, patient_id: str) -> PatientState | None:
-        row = (
-            await conn.execute(
-                select(patient_states).where(patient_states.c.patient_id == patient_id)
-            )
-        ).first()
-        if row is None:
-            return None
-        return PatientState(
-            row.patient_id, row.ward, row.status, row.version, row.registered_at, row.treated_at
+    async def _apply(self, conn: AsyncConnection, fresh: list[CloudEvent]) -> None:
+        subjects = {e.subject for e in fresh}
+        rows = await conn.execute(
+            select(patient_states).where(patient_states.c.patient_id.in_(subjects))
         )
+        states: dict[str, PatientState | None] = {
+            r.patient_id: PatientState(
+                r.patient_id, r.ward, r.status, r.version, r.registered_at, r.treated_at
+            )
+            for r in rows
+        }
+        changed: dict[str, PatientState] = {}
+        adds: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = defaultdict(dict)
 
-    async def _apply(self, conn: AsyncConnection, effect: Effect) -> None:
-        if effect.state is not None:
-            values: dict[str, Any] = {
-                "patient_id": effect.state.patient_id,
-                "ward": effect.state.ward,
-                "status": effect.state.status,
-                "version": effect.state.version,
-                "registered_at": effect.state.registered_at,
-                "treated_at": effect.state.treated_at,
-            }
-            stmt = self._insert(patient_states).values(values)
+        def add(table: str, keys: dict[str, Any], **amounts: float) -> None:
+            row = adds[table].setdefault(
+                tuple(keys.values()), {**keys, **dict.fromkeys(amounts, 0)}
+            )
+            for column, amount in amounts.items():
+                row[column] += amount
+
+        # one patient's events apply in batch order, so the batch equals one-by-one handling
+        for event in fresh:
+            effect: Effect = project(event, states.get(event.subject))
+            if effect.state is not None:
+                states[event.subject] = changed[event.subject] = effect.state
+            add("totals", {"name": "events"}, value=1)
+            if effect.new_patient:
+                add("totals", {"name": "patients"}, value=1)
+            for status, n in effect.status_delta.items():
+                add("status_counts", {"status": status}, value=n)
+            for (day, metric, name), n in effect.daily.items():
+                add("daily_counts", {"day": day, "metric": metric, "key": name}, value=n)
+            if effect.wait is not None:
+                add("daily_waits", {"day": effect.wait[0]}, total_minutes=effect.wait[1], count=1)
+        if changed:
             await conn.execute(
-                stmt.on_conflict_do_update(index_elements=["patient_id"], set_=values)
+                self._upsert_state, [dataclasses.asdict(st) for st in changed.values()]
             )
-        increments: list[tuple[Table, dict[str, Any], dict[str, float]]] = []
-        if effect.new_patient:
-            increments.append((totals, {"name": "patients"}, {"value": 1}))
-        increments.append((totals, {"name": "events"}, {"value": 1}))
-        for status, change in effect.status_delta.items():
-            increments.append((status_counts, {"status": status}, {"value": change}))
-        for (day, metric, name), change in effect.daily.items():
-            increments.append(
-                (daily_counts, {"day": day, "metric": metric, "key": name}, {"value": change})
-            )
-        if effect.wait is not None:
-            day, minutes = effect.wait
-            increments.append((daily_waits, {"day": day}, {"total_minutes": minutes, "count": 1}))
-        for table, keys, adds in increments:
-            stmt = self._insert(table).values({**keys, **adds})
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=list(keys),
-                    set_={col: table.c[col] + stmt.excluded[col] for col in adds},
-                )
-            )
+        for table, by_key in adds.items():
+            await conn.execute(self._add[table], list(by_key.values()))
 
     async def dashboard(self, *, first_day: date, last_day: date) -> dict[str, Any]:
         async with self._db.reader.connect() as conn:

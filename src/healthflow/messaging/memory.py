@@ -93,16 +93,21 @@ class MemoryBus:
         if delivery.settled.done():
             return
         if delivery.attempt <= len(self._retry_delays):
-            delay = self._retry_delays[delivery.attempt - 1]
             metrics.EVENTS_RETRIED.labels(group=delivery.group).inc()
-            timer = asyncio.create_task(self._redeliver(delivery, delay))
-            self._timers.add(timer)
-            timer.add_done_callback(self._timers.discard)
+            self._schedule(delivery, self._retry_delays[delivery.attempt - 1])
             return
         letter = DeadLetter(
             delivery.group, delivery.event, error, delivery.attempt, self._clock.now()
         )
-        await self._dead_letters.add(letter)
+        try:
+            await self._dead_letters.add(letter)
+        except Exception:
+            # the dead-letter store is down: keep the event in retry rather than lose it
+            log.exception(
+                "dead_letter_store_failed", group=delivery.group, event_id=letter.event.id
+            )
+            self._schedule(delivery, self._retry_delays[-1] if self._retry_delays else 1.0)
+            return
         metrics.EVENTS_DEAD_LETTERED.labels(group=delivery.group).inc()
         log.error(
             "event_dead_lettered",
@@ -113,6 +118,11 @@ class MemoryBus:
             error=error,
         )
         delivery.settled.set_result(None)
+
+    def _schedule(self, delivery: _Delivery, delay_s: float) -> None:
+        timer = asyncio.create_task(self._redeliver(delivery, delay_s))
+        self._timers.add(timer)
+        timer.add_done_callback(self._timers.discard)
 
     async def _redeliver(self, delivery: _Delivery, delay_s: float) -> None:
         await asyncio.sleep(delay_s)

@@ -32,12 +32,14 @@ class OutboxRelay:
         batch_size: int,
         poll_interval_s: float,
         max_in_flight: int,
+        publish_timeout_s: float = 120.0,
     ) -> None:
         self._outbox = outbox
         self._bus = bus
         self._clock = clock
         self._batch_size = batch_size
         self._poll_interval = poll_interval_s
+        self._publish_timeout = publish_timeout_s
         self._slots = asyncio.Semaphore(max_in_flight)
         self._wake = asyncio.Event()
         self._cursor = 0
@@ -83,7 +85,9 @@ class OutboxRelay:
     async def _deliver(self, entries: list[OutboxEntry]) -> None:
         try:
             events: list[CloudEvent] = [e.event for e in entries]
-            await self._bus.publish(events)
+            # a batch the bus never confirms must not hold its slot forever: time out, send again
+            async with asyncio.timeout(self._publish_timeout):
+                await self._bus.publish(events)
             await self._outbox.mark_published([e.seq for e in entries], self._clock.now())
             metrics.OUTBOX_RELAYED.inc(len(entries))
             self._failures = 0

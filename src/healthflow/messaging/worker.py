@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -18,6 +18,7 @@ from healthflow.ports import Delivery
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
+BatchHandler = Callable[[Sequence[CloudEvent]], Awaitable[None]]
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -30,11 +31,22 @@ class WorkerPool:
     reaches the publisher. A delivery is acked only after its handler returned.
     """
 
-    def __init__(self, name: str, handler: Handler, *, workers: int, capacity: int) -> None:
-        if workers < 1 or capacity < workers:
-            raise ValueError("need at least one worker and one queue slot per worker")
+    def __init__(
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        workers: int,
+        capacity: int,
+        batch_handler: BatchHandler | None = None,
+        max_batch: int = 1,
+    ) -> None:
+        if workers < 1 or capacity < workers or max_batch < 1:
+            raise ValueError("need at least one worker, one queue slot per worker, batches of 1+")
         self.name = name
         self._handler = handler
+        self._batch_handler = batch_handler
+        self._max_batch = max_batch if batch_handler else 1
         per_worker = capacity // workers
         self._queues: list[asyncio.Queue[Delivery]] = [
             asyncio.Queue(maxsize=per_worker) for _ in range(workers)
@@ -89,31 +101,78 @@ class WorkerPool:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._cpu.shutdown(wait=False, cancel_futures=True)
 
+    async def _settle(self, settling: Awaitable[None], delivery: Delivery) -> None:
+        # A worker must outlive a failed ack or reject: the bus redelivers what was not settled.
+        try:
+            await settling
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            metrics.SETTLE_FAILURES.labels(pool=self.name).inc()
+            log.error(
+                "delivery_settle_failed",
+                pool=self.name,
+                event_id=delivery.event.id,
+                error=repr(exc),
+            )
+
     async def _work(self, index: int, queue: asyncio.Queue[Delivery]) -> None:
         while True:
-            delivery = await queue.get()
-            self._busy += 1
-            started = time.perf_counter()
+            # take what is already waiting, up to max_batch: one transaction instead of many
+            batch = [await queue.get()]
+            while len(batch) < self._max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
+            self._busy += len(batch)
             try:
-                await self._handler(delivery.event)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                metrics.EVENTS_FAILED.labels(pool=self.name, type=delivery.event.type).inc()
-                log.warning(
-                    "event_handling_failed",
-                    pool=self.name,
-                    event_id=delivery.event.id,
-                    event_type=delivery.event.type,
-                    attempt=delivery.attempt,
-                    error=repr(exc),
-                )
-                await delivery.reject(f"{type(exc).__name__}: {exc}")
-            else:
-                await delivery.ack()
-                metrics.EVENTS_PROCESSED.labels(pool=self.name, type=delivery.event.type).inc()
-                metrics.HANDLE_SECONDS.labels(pool=self.name).observe(time.perf_counter() - started)
+                if len(batch) > 1 and await self._handle_batch(batch):
+                    continue
+                for delivery in batch:
+                    await self._handle_one(delivery)
             finally:
-                self._busy -= 1
-                queue.task_done()
+                self._busy -= len(batch)
+                for _ in batch:
+                    queue.task_done()
                 metrics.WORKER_QUEUE_DEPTH.labels(pool=self.name).set(self.depth)
+
+    async def _handle_batch(self, batch: list[Delivery]) -> bool:
+        """Handle a batch at once; False (nothing acked) if it failed, to go one by one."""
+        assert self._batch_handler is not None
+        started = time.perf_counter()
+        try:
+            await self._batch_handler([d.event for d in batch])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # one bad event must not hold back the rest: retry singly, and only it fails
+            log.warning(
+                "batch_failed_retrying_singly", pool=self.name, size=len(batch), error=repr(exc)
+            )
+            return False
+        elapsed = time.perf_counter() - started
+        for delivery in batch:
+            await self._settle(delivery.ack(), delivery)
+            metrics.EVENTS_PROCESSED.labels(pool=self.name, type=delivery.event.type).inc()
+        metrics.HANDLE_SECONDS.labels(pool=self.name).observe(elapsed / len(batch))
+        return True
+
+    async def _handle_one(self, delivery: Delivery) -> None:
+        started = time.perf_counter()
+        try:
+            await self._handler(delivery.event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            metrics.EVENTS_FAILED.labels(pool=self.name, type=delivery.event.type).inc()
+            log.warning(
+                "event_handling_failed",
+                pool=self.name,
+                event_id=delivery.event.id,
+                event_type=delivery.event.type,
+                attempt=delivery.attempt,
+                error=repr(exc),
+            )
+            await self._settle(delivery.reject(f"{type(exc).__name__}: {exc}"), delivery)
+        else:
+            await self._settle(delivery.ack(), delivery)
+            metrics.EVENTS_PROCESSED.labels(pool=self.name, type=delivery.event.type).inc()
+            metrics.HANDLE_SECONDS.labels(pool=self.name).observe(time.perf_counter() - started)

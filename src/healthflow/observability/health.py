@@ -35,15 +35,20 @@ class Readiness:
         }
         status = "healthy" if all(r.up for r in results) else "unhealthy"
         if self.outbox is not None:
-            stats = await self.outbox.stats()
-            age = (
-                round((self.clock.now() - stats.oldest_created_at).total_seconds(), 3)
-                if stats.oldest_created_at
-                else 0.0
-            )
-            checks["outbox"] = {"pending": stats.pending, "oldest_age_s": age}
-            if age > self.degraded_after_s and status == "healthy":
-                status = "degraded"
+            try:
+                stats = await self.outbox.stats()
+            except Exception as exc:  # the database check above already says why
+                checks["outbox"] = {"status": "unknown", "error": type(exc).__name__}
+                status = "unhealthy"
+            else:
+                age = (
+                    round((self.clock.now() - stats.oldest_created_at).total_seconds(), 3)
+                    if stats.oldest_created_at
+                    else 0.0
+                )
+                checks["outbox"] = {"pending": stats.pending, "oldest_age_s": age}
+                if age > self.degraded_after_s and status == "healthy":
+                    status = "degraded"
         if self.queue is not None:
             queue = self.queue()
             checks["worker_queue"] = queue

@@ -28,6 +28,9 @@ EVENTS_DEAD_LETTERED = Counter(
 EVENTS_DUPLICATE = Counter(
     "healthflow_events_duplicate_total", "Deliveries skipped as already recorded", ["consumer"]
 )
+SETTLE_FAILURES = Counter(
+    "healthflow_settle_failures_total", "Acks or rejects that failed (redelivered later)", ["pool"]
+)
 HANDLE_SECONDS = Histogram("healthflow_event_handle_seconds", "Time to handle one event", ["pool"])
 WORKER_QUEUE_DEPTH = Gauge(
     "healthflow_worker_queue_depth", "Deliveries waiting in a worker pool", ["pool"]

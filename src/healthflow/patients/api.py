@@ -24,7 +24,7 @@ from healthflow.patients.service import PatientService
 router = APIRouter(prefix="/api/patients", tags=["patients"])
 
 
-def _service(request: Request) -> PatientService:
+async def _service(request: Request) -> PatientService:
     service: PatientService = request.app.state.patients
     return service
 

@@ -365,7 +365,4 @@ class SqlOutbox:
         )
         async with self._db.reader.connect() as conn:
             row = (await conn.execute(query)).one()
-        oldest = row[1]
-        if isinstance(oldest, str):  # SQLite's min() hands back the stored text
-            oldest = datetime.fromisoformat(oldest)
-        return OutboxStats(int(row[0]), oldest)
+        return OutboxStats(int(row[0]), row[1])
