@@ -121,6 +121,21 @@ def patient_body(**overrides: Any) -> dict[str, Any]:
     return body
 
 
+def auth_headers(app: FastAPI, role: str = "admin") -> dict[str, str]:
+    """`Authorization` for a development token of `role` on this app."""
+    return {"Authorization": f"Bearer {mint_token(app, role)}"}
+
+
+def dev_headers(data_dir: Path, role: str = "admin") -> dict[str, str]:
+    """`Authorization` for a server process whose data dir is `data_dir` (its secret is there)."""
+    from healthflow.app import dev_tokens
+
+    minter = dev_tokens(Settings(data_dir=data_dir))
+    assert minter is not None, "development tokens are off (an OIDC issuer is configured)"
+    token = minter.mint(f"test-{role}", role, now=datetime.now(UTC), ttl=timedelta(hours=2))
+    return {"Authorization": f"Bearer {token}"}
+
+
 def ephemeral_cipher() -> FieldCipher:
     """A PHI cipher with fresh random keys held in memory (no key file): for store-level tests."""
     ring = KeyRing(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import getpass
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import uvicorn
@@ -26,6 +27,14 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
+class Role(enum.StrEnum):
+    ALL = "all"
+    GATEWAY = "gateway"
+    PATIENTS = "patients"
+    ANALYTICS = "analytics"
+    WORKER = "worker"
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
@@ -33,17 +42,30 @@ def serve(
     data_dir: Annotated[
         Path | None, typer.Option(help="Folder for the embedded databases (HEALTHFLOW_DATA_DIR).")
     ] = None,
+    role: Annotated[
+        Role | None,
+        typer.Option(help="Which part to run (HEALTHFLOW_ROLE); `all` is the whole platform."),
+    ] = None,
     ssl_certfile: Annotated[
         Path | None, typer.Option(help="TLS certificate (PEM): serve HTTPS and WSS.")
     ] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
 ) -> None:
-    """Run the whole platform in this process."""
+    """Run the whole platform in this process, or one role of the multi-process topology."""
     from healthflow.app import backends, build_app, dev_tokens
     from healthflow.observability.logs import configure
     from healthflow.settings import Settings
 
-    overrides = {k: v for k, v in {"host": host, "port": port, "data_dir": data_dir}.items() if v}
+    overrides = {
+        k: v
+        for k, v in {
+            "host": host,
+            "port": port,
+            "data_dir": data_dir,
+            "role": role.value if role else None,
+        }.items()
+        if v
+    }
     settings = Settings(**overrides)  # type: ignore[arg-type]
     configure(settings.log_level, settings.log_format)
     table = Table(title=f"HealthFlow {__version__}", show_header=False)
@@ -93,10 +115,10 @@ def token(
 ) -> None:
     """Print a development token (refused when an OIDC issuer is configured)."""
     from healthflow.app import dev_tokens
-    from healthflow.security.rbac import Role
+    from healthflow.security.rbac import Role as AccessRole
     from healthflow.security.tokens import parse_ttl
 
-    if role not in {r.value for r in Role}:
+    if role not in {r.value for r in AccessRole}:
         raise typer.BadParameter(f"unknown role {role!r}", param_hint="--role")
     try:
         lifetime = parse_ttl(ttl)
@@ -231,3 +253,245 @@ def bench(
     console.print(table)
     if json_out:
         json_out.write_text(json.dumps(result, indent=2))
+
+
+# --- device telemetry simulator (issue 4) ---
+@app.command()
+def simulate(
+    devices: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Patients, one monitor each.")
+    ] = 10,
+    rate: Annotated[
+        float, typer.Option(min=0.01, max=100, help="Readings per second per device.")
+    ] = 1.0,
+    duration: Annotated[float, typer.Option(min=0.1, help="Seconds to stream.")] = 60.0,
+    via: Annotated[str, typer.Option(help="Transport: http or mqtt.")] = "http",
+    deteriorate: Annotated[
+        int, typer.Option(min=0, help="How many patients slide into a high NEWS2.")
+    ] = 0,
+    ramp: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Seconds a deterioration takes (default 60% of duration)."),
+    ] = None,
+    recover_at: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Second at which deteriorating patients recover (treated)."),
+    ] = None,
+    url: Annotated[str, typer.Option(help="HealthFlow base URL.")] = "http://127.0.0.1:8000",
+    mqtt_url: Annotated[
+        str, typer.Option(envvar="HEALTHFLOW_MQTT_URL", help="Broker for --via mqtt.")
+    ] = "mqtt://127.0.0.1:1883",
+    topic_prefix: Annotated[
+        str, typer.Option(envvar="HEALTHFLOW_MQTT_TOPIC_PREFIX", help="MQTT topic prefix.")
+    ] = "",
+    ward: Annotated[str, typer.Option(help="Ward the simulated patients are in.")] = "SIM",
+    seed: Annotated[int | None, typer.Option(help="Seed for reproducible vitals.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HEALTHFLOW_TOKEN",
+            help="Bearer token for registering patients and devices; default: a development "
+            "clinician token from the local data dir.",
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Register patients and monitors, stream realistic vitals, print a summary."""
+    import asyncio
+
+    if via not in ("http", "mqtt"):
+        raise typer.BadParameter("must be http or mqtt", param_hint="--via")
+    if deteriorate > devices:
+        raise typer.BadParameter("cannot exceed --devices", param_hint="--deteriorate")
+    if token is None:
+        from healthflow.app import dev_tokens
+
+        minter = dev_tokens(_settings(data_dir))
+        if minter is None:
+            raise typer.BadParameter(
+                "an OIDC issuer is configured: pass --token", param_hint="--token"
+            )
+        token = minter.mint(
+            "simulator", "clinician", now=datetime.now(UTC), ttl=timedelta(hours=12)
+        )
+    summary = asyncio.run(
+        _simulate(
+            devices=devices,
+            rate=rate,
+            duration=duration,
+            via=via,
+            deteriorate=deteriorate,
+            ramp=ramp,
+            recover_at=recover_at,
+            url=url,
+            mqtt_url=mqtt_url,
+            topic_prefix=topic_prefix,
+            ward=ward,
+            seed=seed,
+            token=token,
+        )
+    )
+    table = Table(title="simulation", show_header=False)
+    table.add_row("devices", str(summary.devices))
+    table.add_row("deteriorating patients", ", ".join(summary.deteriorating) or "none")
+    table.add_row("sent", str(summary.sent))
+    table.add_row("acknowledged", str(summary.acknowledged))
+    table.add_row("refused or failed", str(summary.refused))
+    table.add_row("seconds", f"{summary.elapsed_s:.1f}")
+    table.add_row("acknowledged per second", f"{summary.rate:.1f}")
+    for error in summary.errors:
+        table.add_row("error", error)
+    console.print(table)
+    if summary.refused:
+        raise typer.Exit(1)
+
+
+async def _simulate(
+    *,
+    devices: int,
+    rate: float,
+    duration: float,
+    via: str,
+    deteriorate: int,
+    ramp: float | None,
+    recover_at: float | None,
+    url: str,
+    mqtt_url: str,
+    topic_prefix: str,
+    ward: str,
+    seed: int | None,
+    token: str,
+) -> Any:
+    import httpx
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from healthflow.vitals import simulator
+    from healthflow.vitals.ingest_mqtt import Broker
+
+    limits = httpx.Limits(max_connections=min(devices, 200))
+    auth = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits, headers=auth) as client:
+        fleet = await simulator.register(
+            client,
+            devices=devices,
+            deteriorate=deteriorate,
+            duration_s=duration,
+            ramp_s=ramp,
+            recover_at_s=recover_at,
+            ward=ward,
+            seed=seed,
+        )
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn(
+                "sent {task.fields[sent]}  acked {task.fields[acked]}  {task.fields[rate]}/s"
+            ),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(
+                f"streaming via {via}", total=duration, sent=0, acked=0, rate=0
+            )
+
+            def show(tally: simulator.Tally, elapsed: float) -> None:
+                per_s = round(tally.acknowledged / elapsed) if elapsed > 0 else 0
+                progress.update(
+                    task, completed=elapsed, sent=tally.sent, acked=tally.acknowledged, rate=per_s
+                )
+
+            if via == "mqtt":
+                sender = simulator.MqttSender(Broker.from_url(mqtt_url), topic_prefix=topic_prefix)
+                async with sender:
+                    return await simulator.stream(
+                        fleet, sender, rate=rate, duration_s=duration, on_progress=show
+                    )
+            return await simulator.stream(
+                fleet,
+                simulator.HttpSender(client),
+                rate=rate,
+                duration_s=duration,
+                on_progress=show,
+            )
+
+
+@app.command()
+def openapi(
+    output: Annotated[
+        Path | None, typer.Option(help="Write the schema here instead of standard output.")
+    ] = None,
+) -> None:
+    """Print the HTTP API's OpenAPI schema (JSON) without starting the server."""
+    import json
+    import tempfile
+
+    from healthflow.app import build_app
+    from healthflow.settings import Settings
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        # building the app opens nothing yet; the temporary data dir keeps it from touching ours
+        schema = build_app(Settings.model_validate({"data_dir": data_dir})).openapi()
+    text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+
+
+db_app = typer.Typer(help="Database schemas (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the patients and analytics schemas to the newest revision."""
+    from healthflow.app import migrate_databases
+    from healthflow.settings import Settings
+
+    settings = Settings()  # type: ignore[call-arg]  # every field comes from the environment
+    for schema, revision in asyncio.run(migrate_databases(settings)).items():
+        typer.echo(f"{schema}: at revision {revision}")
+
+
+@app.command()
+def cluster(
+    port: Annotated[int | None, typer.Option(help="Gateway port; services use the next 3.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder for embedded databases.")] = None,
+) -> None:
+    """Run gateway, patients, analytics and worker as separate processes until Ctrl-C."""
+    from healthflow import cluster as supervisor
+    from healthflow.app import cluster_plan, migrate_databases
+    from healthflow.settings import Settings
+
+    overrides = {k: v for k, v in {"port": port, "data_dir": data_dir}.items() if v}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if not settings.broker_url.startswith("amqp"):
+        console.print("cluster needs a shared broker: set HEALTHFLOW_BROKER_URL=amqp://...")
+        raise typer.Exit(2)
+    asyncio.run(migrate_databases(settings))
+    console.print(f"gateway will listen on http://{settings.host}:{settings.port}")
+    raise typer.Exit(supervisor.run(cluster_plan(settings), say=console.print))
+
+
+@app.command()
+def dlq(
+    group: Annotated[str | None, typer.Option(help="Only this consumer group.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Newest N dead letters.")] = 50,
+) -> None:
+    """List dead letters (newest first) from the configured bus, without removing any."""
+    from healthflow.app import dead_letters
+    from healthflow.settings import Settings
+
+    settings = Settings()  # type: ignore[call-arg]  # every field comes from the environment
+    letters = asyncio.run(dead_letters(settings, group=group, limit=limit))
+    table = Table("failed at", "group", "event", "type", "attempts", "error")
+    for letter in letters:
+        table.add_row(
+            letter.failed_at.isoformat(),
+            letter.group,
+            letter.event.id,
+            letter.event.type,
+            str(letter.attempts),
+            letter.error,
+        )
+    Console().print(table)

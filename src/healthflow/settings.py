@@ -125,6 +125,76 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         30.0, gt=0, description="Longest wait for a response to start before 504 (not streams)."
     )
+    # --- device telemetry (issue 4) ---
+    mqtt_url: str = Field(
+        "",
+        description="MQTT broker for device telemetry (mqtt:// or mqtts://); empty keeps the "
+        "subscriber off.",
+    )
+    mqtt_topic_prefix: str = Field(
+        "",
+        description="Text before `devices/{id}/messages/events/` in telemetry topics.",
+    )
+    mqtt_client_id: str = Field(
+        "healthflow-ingest",
+        min_length=1,
+        max_length=64,
+        description="MQTT client id of the subscriber; its persistent session survives restarts.",
+    )
+    telemetry_backlog_limit: int = Field(
+        10_000,
+        ge=1,
+        description="Accepted readings not yet handed to workers at which intake answers 503.",
+    )
+    web_dir: Path | None = Field(
+        None,
+        description="Built dashboard served at `/`; unset means `web/dist` of the source checkout.",
+    )
+
+    # --- issue 3: production backends and the multi-process topology ---
+    database_read_url: str = Field(
+        "", description="Read replica for patient queries; empty means reads use database_url."
+    )
+    broker_exchange: str = Field(
+        "healthflow.events",
+        description="RabbitMQ topic exchange; also the prefix of every queue the bus declares.",
+    )
+    broker_prefetch: int = Field(
+        64, ge=1, le=10_000, description="RabbitMQ deliveries a consumer holds unacked at once."
+    )
+    cache_prefix: str = Field(
+        "healthflow:", description="Prefix of every Redis key the cache writes."
+    )
+    role: Literal["all", "gateway", "patients", "analytics", "worker"] = Field(
+        "all",
+        description="What `healthflow serve` runs: all, gateway, patients, analytics, worker.",
+    )
+    patients_service_url: str = Field(
+        "http://127.0.0.1:8001", description="Base URL of the patients service (gateway role)."
+    )
+    analytics_service_url: str = Field(
+        "http://127.0.0.1:8002",
+        description="Base URL of the analytics service (gateway and worker roles).",
+    )
+    worker_service_url: str = Field(
+        "http://127.0.0.1:8003",
+        description="Base URL of the worker's health endpoint; empty leaves it out of readiness.",
+    )
+    service_timeout_s: float = Field(
+        5.0, gt=0, description="Timeout of one service-to-service HTTP request."
+    )
+    service_max_connections: int = Field(
+        100, ge=1, description="Pooled HTTP connections per downstream service."
+    )
+    service_retries: int = Field(
+        3, ge=1, le=20, description="Attempts of one worker-to-analytics call before it fails."
+    )
+    breaker_failures: int = Field(
+        5, ge=1, description="Consecutive failed calls that open the circuit to a service."
+    )
+    breaker_reset_s: float = Field(
+        10.0, gt=0, description="How long an open circuit refuses calls before one probe."
+    )
 
     @model_validator(mode="after")
     def _default_urls(self) -> Settings:

@@ -251,3 +251,23 @@ async def test_an_unreachable_issuer_is_unavailable_not_an_invalid_token(
     oidc = JwksTokens(url, issuer=ISSUER, audience=AUDIENCE, timeout_s=1)
     with pytest.raises(IdentityProviderUnavailable):
         await oidc.verify(sign(RSA_KEY, "rsa-1"))
+
+
+def test_service_credentials_sign_each_call_with_a_service_token() -> None:
+    import httpx
+
+    from healthflow.security.tokens import ServiceCredentials
+
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"].removeprefix("Bearer "))
+        return httpx.Response(200)
+
+    auth = ServiceCredentials(dev, subject="healthflow-worker")
+    with httpx.Client(transport=httpx.MockTransport(handler), auth=auth) as http:
+        http.get("http://analytics/api/analytics/events")
+        http.get("http://analytics/api/analytics/events")
+    assert seen[0] == seen[1]  # reused until close to expiry
+    claims = jwt.decode(seen[0], SECRET, algorithms=["HS256"], audience=AUDIENCE)
+    assert (claims["sub"], claims["roles"]) == ("healthflow-worker", ["service"])

@@ -69,6 +69,10 @@ class OutboxRelay:
                 continue
             if not entries:
                 self._slots.release()
+                if not self._inflight:
+                    # On PostgreSQL sequence numbers are taken before commit, so a row can become
+                    # visible behind the cursor; once idle, start over from the oldest unpublished.
+                    self._cursor = 0
                 await self._idle()
                 continue
             self._cursor = entries[-1].seq

@@ -15,9 +15,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     Uuid,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -43,11 +45,11 @@ patients = Table(
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("mrn", Text, nullable=False),
-    Column("mrn_index", String(64), nullable=False, unique=True),
+    Column("mrn_index", String(64)),  # NULL only on rows from before encryption, until sealed
     Column("given_name", Text, nullable=False),
     Column("family_name", Text, nullable=False),
     Column("birth_date", Text, nullable=False),
-    Column("key_id", String(16), nullable=False),
+    Column("key_id", String(16)),
     Column("sex", String(16), nullable=False),
     Column("ward", String(50), nullable=False),
     Column("bed", String(20)),
@@ -59,6 +61,7 @@ patients = Table(
     Index("ix_patients_status_id", "status", "id"),
     Index("ix_patients_ward_id", "ward", "id"),
     Index("ix_patients_key_id", "key_id"),
+    UniqueConstraint("mrn_index", name="uq_patients_mrn_index"),
 )
 
 # The patient's event history doubles as the transactional outbox: a row is written in the same
@@ -71,7 +74,7 @@ patient_events = Table(
     Column("patient_id", Uuid, nullable=False),
     Column("type", String(64), nullable=False),
     Column("payload", Text, nullable=False),  # the CloudEvent JSON, AES-GCM sealed (reasons)
-    Column("key_id", String(16), nullable=False),
+    Column("key_id", String(16)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("published_at", UtcDateTime),
     Index("ix_patient_events_patient", "patient_id", "seq"),
@@ -118,6 +121,8 @@ def mrn_index(cipher: FieldCipher, mrn: str) -> str:
 
 
 def _open(row: Any, cipher: FieldCipher) -> dict[str, str]:
+    if row.key_id is None:  # a row from before encryption (schema 0001): sealed at next start
+        return {c: str(getattr(row, c)) for c in PHI_COLUMNS}
     return {c: cipher.decrypt(getattr(row, c), context=_context(c, row.id)) for c in PHI_COLUMNS}
 
 
@@ -149,7 +154,11 @@ def _seal_event(cipher: FieldCipher, event: CloudEvent) -> str:
     return cipher.encrypt(event.to_json().decode(), context=_event_context(event.id))
 
 
-def _open_event(cipher: FieldCipher, event_id: str, payload: str) -> CloudEvent:
+def _open_event(
+    cipher: FieldCipher, event_id: str, payload: str, key_id: str | None = ""
+) -> CloudEvent:
+    if key_id is None:  # written before encryption (schema 0001): sealed at next start
+        return CloudEvent.from_json(payload)
     return CloudEvent.from_json(cipher.decrypt(payload, context=_event_context(event_id)))
 
 
@@ -254,17 +263,31 @@ class SqlPatientStore:
         """
         return await self._reencrypt_patients(limit) or await self._reencrypt_events(limit)
 
+    async def reencrypt_all(self, *, batch_size: int = 200) -> int:
+        """Re-seal every row not under the active key (and seal rows from before encryption)."""
+        total = 0
+        while changed := await self.reencrypt(limit=batch_size):
+            total += changed
+        return total
+
     async def _reencrypt_events(self, limit: int) -> int:
         active = self._cipher.active_key_id
+        stale = or_(patient_events.c.key_id.is_(None), patient_events.c.key_id != active)
         query = (
-            select(patient_events.c.seq, patient_events.c.id, patient_events.c.payload)
-            .where(patient_events.c.key_id != active)
+            select(
+                patient_events.c.seq,
+                patient_events.c.id,
+                patient_events.c.payload,
+                patient_events.c.key_id,
+            )
+            .where(stale)
             .limit(limit)
         )
         changed = 0
         async with self._db.writer.begin() as conn:
             for row in (await conn.execute(query)).all():
-                sealed = _seal_event(self._cipher, _open_event(self._cipher, row.id, row.payload))
+                event = _open_event(self._cipher, row.id, row.payload, row.key_id)
+                sealed = _seal_event(self._cipher, event)
                 result = await conn.execute(
                     update(patient_events)
                     .where(patient_events.c.seq == row.seq, patient_events.c.payload == row.payload)
@@ -275,7 +298,8 @@ class SqlPatientStore:
 
     async def _reencrypt_patients(self, limit: int) -> int:
         active = self._cipher.active_key_id
-        query = select(patients).where(patients.c.key_id != active).limit(limit)
+        stale = or_(patients.c.key_id.is_(None), patients.c.key_id != active)
+        query = select(patients).where(stale).limit(limit)
         changed = 0
         async with self._db.writer.begin() as conn:
             for row in (await conn.execute(query)).all():
@@ -283,10 +307,19 @@ class SqlPatientStore:
                 sealed = {
                     c: self._cipher.encrypt(v, context=_context(c, row.id)) for c, v in phi.items()
                 }
+                same_key = (
+                    patients.c.key_id.is_(None)
+                    if row.key_id is None
+                    else patients.c.key_id == row.key_id
+                )
                 result = await conn.execute(
                     update(patients)
-                    .where(patients.c.id == row.id, patients.c.key_id == row.key_id)
-                    .values(**sealed, key_id=self._cipher.key_id(sealed["mrn"]))
+                    .where(patients.c.id == row.id, same_key)
+                    .values(
+                        **sealed,
+                        key_id=self._cipher.key_id(sealed["mrn"]),
+                        mrn_index=mrn_index(self._cipher, phi["mrn"]),
+                    )
                 )
                 changed += result.rowcount
         return changed
@@ -307,13 +340,13 @@ class SqlPatientStore:
 
     async def history(self, patient_id: UUID) -> list[CloudEvent]:
         query = (
-            select(patient_events.c.id, patient_events.c.payload)
+            select(patient_events.c.id, patient_events.c.payload, patient_events.c.key_id)
             .where(patient_events.c.patient_id == patient_id)
             .order_by(patient_events.c.seq)
         )
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [_open_event(self._cipher, r.id, r.payload) for r in rows]
+        return [_open_event(self._cipher, r.id, r.payload, r.key_id) for r in rows]
 
     async def count(self) -> int:
         async with self._db.reader.connect() as conn:
@@ -336,6 +369,7 @@ class SqlOutbox:
                 patient_events.c.seq,
                 patient_events.c.id,
                 patient_events.c.payload,
+                patient_events.c.key_id,
                 patient_events.c.created_at,
             )
             .where(patient_events.c.published_at.is_(None), patient_events.c.seq > after_seq)
@@ -345,7 +379,7 @@ class SqlOutbox:
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [
-            OutboxEntry(r.seq, _open_event(self._cipher, r.id, r.payload), r.created_at)
+            OutboxEntry(r.seq, _open_event(self._cipher, r.id, r.payload, r.key_id), r.created_at)
             for r in rows
         ]
 

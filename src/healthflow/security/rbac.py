@@ -64,6 +64,7 @@ class Rule:
     own: str | None = None  # path parameter a DEVICE caller's subject must equal
     query_token: bool = False  # also accept `?access_token=` (WebSocket and SSE: no headers)
     public: bool = False
+    device_key: bool = False  # no bearer token: the route checks the device's own key
 
 
 def allow(*roles: Role, **options: Any) -> Rule:
@@ -72,6 +73,8 @@ def allow(*roles: Role, **options: Any) -> Rule:
 
 
 PUBLIC = Rule(frozenset(), public=True)
+# Devices never hold user tokens: the route authenticates them by `X-Device-Key` (telemetry).
+DEVICE_KEY = Rule(frozenset({Role.DEVICE}), public=True, device_key=True)
 A, C, N, AN, D, S = Role  # short names keep each table line on one line
 READ, WRITE, ACTION = Audit.READ, Audit.WRITE, Audit.ACTION
 PATIENT = {"resource": "patient", "ward_scoped": True}
@@ -92,6 +95,42 @@ PERMISSIONS: dict[tuple[str, str], Rule] = {
     ("GET", "/api/analytics/dashboard"): allow(C, N, AN),
     ("GET", "/api/audit"): allow(audit=ACTION, resource="audit"),
     ("GET", "/ws"): allow(C, N, S, query_token=True),
+    # mints demo tokens; refused unless development tokens are on and the caller is local
+    ("POST", "/api/dev/sign-in"): PUBLIC,
+    # device telemetry and alerting (issue 4)
+    ("POST", "/api/devices"): allow(C, audit=WRITE, resource="device"),
+    ("GET", "/api/devices"): allow(C, N),
+    ("GET", "/api/devices/{device_id}"): allow(C, N),
+    ("PUT", "/api/devices/{device_id}/binding"): allow(C, N, audit=ACTION, resource="device"),
+    ("DELETE", "/api/devices/{device_id}/binding"): allow(C, N, audit=ACTION, resource="device"),
+    ("POST", "/api/devices/{device_id}/telemetry"): DEVICE_KEY,
+    ("GET", "/api/quarantine"): allow(C),
+    ("GET", "/api/patients/{patient_id}/vitals"): allow(C, N, audit=READ, **PATIENT),
+    ("GET", "/api/patients/{patient_id}/news2"): allow(C, N, audit=READ, **PATIENT),
+    ("GET", "/api/alerts"): allow(C, N),
+    ("POST", "/api/alerts/{alert_id}/ack"): allow(C, N, audit=ACTION, resource="alert"),
+    ("POST", "/api/analytics/vitals"): allow(S),
+}
+
+# The gateway (multi-process topology) proxies to the services, which enforce PERMISSIONS
+# themselves on the forwarded token; the gateway only turns away requests without a valid one.
+_PROXIED = allow(*Role)
+GATEWAY_PERMISSIONS: dict[tuple[str, str], Rule] = {
+    **{
+        k: PERMISSIONS[k]
+        for k in [("GET", "/health"), ("GET", "/health/ready"), ("GET", "/metrics")]
+    },
+    ("GET", "/ws"): PERMISSIONS[("GET", "/ws")],
+    **{
+        (method, path): _PROXIED
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        for path in (
+            "/api/patients",
+            "/api/patients/{path:path}",
+            "/api/analytics",
+            "/api/analytics/{path:path}",
+        )
+    },
 }
 
 
@@ -103,7 +142,7 @@ class Guard:
     """What the access check needs at run time; app.py builds it and puts it on app.state."""
 
     verifier: TokenVerifier
-    audit: SqlAuditTrail
+    audit: SqlAuditTrail | None  # None in a process without the patient database
     ward_of: WardOf
     per_client: RateLimiter | None = None
     per_subject: RateLimiter | None = None
@@ -213,18 +252,19 @@ async def guard(connection: HTTPConnection) -> AsyncIterator[Principal | None]:
     )
     with acting_as(actor):
         refused = await gate.refusal(rule, principal, connection)
+        audit = gate.audit if rule.audit is not Audit.NONE else None
         if refused:
-            if rule.audit is not Audit.NONE:
-                await gate.audit.record(_entry(rule, method, path, connection, DENIED))
+            if audit is not None:
+                await audit.record(_entry(rule, method, path, connection, DENIED))
             raise Forbidden(refused)
         try:
             yield principal
         except Exception:
-            if rule.audit is not Audit.NONE:
-                await gate.audit.record(_entry(rule, method, path, connection, FAILURE))
+            if audit is not None:
+                await audit.record(_entry(rule, method, path, connection, FAILURE))
             raise
-        if rule.audit in (Audit.READ, Audit.ACTION):
-            await gate.audit.record(_entry(rule, method, path, connection, SUCCESS))
+        if audit is not None and rule.audit in (Audit.READ, Audit.ACTION):
+            await audit.record(_entry(rule, method, path, connection, SUCCESS))
 
 
 def permission_rows(
@@ -233,7 +273,11 @@ def permission_rows(
     """The table as (method and path, roles, audit, notes) rows, for README and the CLI."""
     rows = []
     for (method, path), rule in permissions.items():
-        roles = "public" if rule.public else ", ".join(r.value for r in Role if r in rule.roles)
+        roles = ", ".join(r.value for r in Role if r in rule.roles)
+        if rule.device_key:
+            roles = "device (its own `X-Device-Key`, no token)"
+        elif rule.public:
+            roles = "public"
         notes = []
         if rule.ward_scoped:
             notes.append("nurse: own ward")
@@ -266,7 +310,7 @@ def document_security(app: FastAPI) -> None:
             for method, operation in operations.items():
                 rule = PERMISSIONS.get((method.upper(), path))
                 if rule is None or rule.public:
-                    continue
+                    continue  # device-key routes document their header themselves
                 operation["security"] = [{"bearer": []}]
                 operation["x-roles"] = [r.value for r in Role if r in rule.roles]
                 responses = operation.setdefault("responses", {})

@@ -6,12 +6,13 @@ import asyncio
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
 import jwt
 
 DEV_ALGORITHM = "HS256"
@@ -174,6 +175,26 @@ class JwksTokens:
         except jwt.PyJWTError as exc:
             raise InvalidToken(type(exc).__name__) from exc
         return principal_from_claims(claims, self._roles_claim)
+
+
+class ServiceCredentials(httpx.Auth):
+    """httpx auth for calls between HealthFlow services: a short-lived `service` token, minted
+    again shortly before it expires (development tokens; an issuer needs client credentials)."""
+
+    def __init__(self, minter: DevTokens, *, subject: str, ttl_s: float = 300.0) -> None:
+        self._minter = minter
+        self._subject = subject
+        self._ttl = timedelta(seconds=ttl_s)
+        self._token = ""
+        self._renew_at: datetime | None = None
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        now = datetime.now(UTC)
+        if self._renew_at is None or now >= self._renew_at:
+            self._token = self._minter.mint(self._subject, "service", now=now, ttl=self._ttl)
+            self._renew_at = now + self._ttl * 0.8
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
 
 
 def load_or_create_secret(path: Path) -> bytes:

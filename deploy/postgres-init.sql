@@ -1,0 +1,2 @@
+-- The analytics service owns its own database beside the patients one.
+CREATE DATABASE analytics OWNER healthflow;

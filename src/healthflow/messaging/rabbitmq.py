@@ -1,0 +1,390 @@
+"""The RabbitMQ event bus (aio-pika): confirmed publishes, quorum queues, delayed retries, a DLQ.
+
+Topology, all names derived from one prefix (the exchange name) so test runs never collide:
+
+    {prefix}                   durable topic exchange, routing key = event type
+    {prefix}.{group}           durable quorum queue per consumer group, bound with "#"
+    {prefix}.{group}.retry.N   durable delay queue N: message TTL = retry delay N, then
+                               dead-lettered back into {prefix}.{group} through the default exchange
+    {prefix}.dlx               durable fanout dead-letter exchange
+    {prefix}.dead-letters      durable classic queue bound to the DLX: the DLQ
+
+A failed delivery is republished (publisher-confirmed) into the next delay queue with its attempt
+count in the `x-attempt` header and only then acked; after the last delay it goes to the DLX with
+`x-error`, `x-attempts`, `x-group` and `x-failed-at` headers. A crash between the republish and the
+ack delivers the event twice, which consumers absorb by deduplicating on the event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import aio_pika
+import structlog
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+    ExchangeType,
+)
+from aio_pika.exceptions import AMQPConnectionError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from healthflow.messaging.events import CloudEvent, MalformedEvent
+from healthflow.observability import metrics
+from healthflow.ports import Check, Clock, DeadLetter, Sink
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+ATTEMPT = "x-attempt"
+MAX_DEAD_LETTER_SCAN = 10_000
+REQUEUE_PAUSE_S = 1.0
+LIVE_QUEUE_MAX = 10_000
+
+
+class _RabbitDelivery:
+    """One AMQP message handed to a sink; settles it exactly once."""
+
+    def __init__(
+        self, bus: RabbitBus, group: str, message: AbstractIncomingMessage, event: CloudEvent
+    ) -> None:
+        self._bus = bus
+        self._group = group
+        self._message = message
+        self._event = event
+        self._settled = False
+
+    @property
+    def event(self) -> CloudEvent:
+        return self._event
+
+    @property
+    def attempt(self) -> int:
+        raw = (self._message.headers or {}).get(ATTEMPT, 1)
+        return raw if isinstance(raw, int) and raw >= 1 else 1
+
+    async def ack(self) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        await self._bus._settle(self._message)
+
+    async def reject(self, error: str) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        await self._bus._retry_or_dead_letter(self._group, self._message, self._event, error)
+
+
+class RabbitBus:
+    """EventBus over RabbitMQ; `publish` returns only once the broker confirmed every event.
+
+    Ordering: each group has one queue and this process feeds its deliveries to the sink one at a
+    time, in queue order, so one consumer process sees each patient's events in publish order and
+    the worker pool keeps them ordered per partition key. Retries and several consumer processes
+    on one group can reorder a patient's events; handlers are idempotent by event id and analytics
+    never moves a patient's state backwards (see docs/infrastructure.md).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock,
+        exchange: str,
+        retry_delays_s: Sequence[float],
+        prefetch: int,
+        declare_groups: Sequence[str] = (),
+        live_groups: Sequence[str] = (),
+        connection_name: str = "healthflow",
+        connect_timeout_s: float = 30.0,
+    ) -> None:
+        self._url = url
+        self._clock = clock
+        self._prefix = exchange
+        self._retry_delays = tuple(retry_delays_s)
+        self._prefetch = prefetch
+        self._declare_groups = tuple(declare_groups)
+        # live groups feed one process's live push: a private queue that dies with the connection
+        self._live_groups = frozenset(live_groups)
+        self._connection_name = connection_name
+        self._connect_timeout_s = connect_timeout_s
+        self._groups: dict[str, Sink] = {}
+        self._connection: AbstractRobustConnection | None = None
+        self._publisher: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._dlx: AbstractExchange | None = None
+        self._consumers: list[tuple[AbstractChannel, AbstractQueue, str]] = []
+        self._ordering: dict[str, asyncio.Lock] = {}
+
+    @property
+    def backend(self) -> str:
+        return "rabbitmq"
+
+    def queue_names(self, group: str) -> list[str]:
+        """Every queue this bus declares for a group (the group's, then its delay queues)."""
+        main = self._queue(group)
+        return [main, *(f"{main}.retry.{i}" for i in range(1, len(self._retry_delays) + 1))]
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self._prefix}.dead-letters"
+
+    @property
+    def exchanges(self) -> list[str]:
+        return [self._prefix, f"{self._prefix}.dlx"]
+
+    def _queue(self, group: str) -> str:
+        return f"{self._prefix}.{group}"
+
+    async def start(self) -> None:
+        # the first connection is retried with growing, jittered waits (a broker still starting);
+        # after that connect_robust reconnects by itself and restores channels and consumers
+        retrying = AsyncRetrying(
+            stop=stop_after_delay(self._connect_timeout_s),
+            wait=wait_random_exponential(multiplier=0.2, max=5.0),
+            retry=retry_if_exception_type((ConnectionError, OSError, AMQPConnectionError)),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                self._connection = await aio_pika.connect_robust(
+                    self._url,
+                    client_properties={"connection_name": self._connection_name},
+                    reconnect_interval=1.0,
+                    timeout=5.0,
+                )
+        connection = self._require(self._connection)
+        self._publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._exchange = await self._publisher.declare_exchange(
+            self._prefix, ExchangeType.TOPIC, durable=True
+        )
+        self._dlx = await self._publisher.declare_exchange(
+            f"{self._prefix}.dlx", ExchangeType.FANOUT, durable=True
+        )
+        dlq = await self._publisher.declare_queue(self.dead_letter_queue, durable=True)
+        await dlq.bind(self._dlx)
+        for group in self._declare_groups:
+            await self._declare_group(self._publisher, group)
+        for group, sink in self._groups.items():
+            await self._consume(group, sink)
+
+    async def close(self) -> None:
+        for channel, queue, tag in self._consumers:
+            try:
+                await queue.cancel(tag)
+                await channel.close()
+            except Exception as exc:  # closing anyway: the broker requeues what was unacked
+                log.warning("rabbitmq_consumer_close_failed", error=repr(exc))
+        self._consumers.clear()
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = None
+
+    def subscribe(self, group: str, sink: Sink) -> None:
+        if group in self._groups:
+            raise ValueError(f"consumer group {group!r} already has a subscriber")
+        if self._connection is not None:
+            raise RuntimeError("subscribe before start: consumers are declared when the bus starts")
+        self._groups[group] = sink
+
+    async def publish(self, events: Sequence[CloudEvent]) -> None:
+        exchange = self._require(self._exchange)
+        # concurrent publishes on one confirming channel: each await returns on the broker's ack
+        await asyncio.gather(
+            *(
+                exchange.publish(self._message(e, {ATTEMPT: 1}), routing_key=e.type, mandatory=True)
+                for e in events
+            )
+        )
+        metrics.EVENTS_PUBLISHED.labels(bus="rabbitmq").inc(len(events))
+
+    async def dead_letters(self, *, group: str | None, limit: int) -> list[DeadLetter]:
+        """The newest dead letters, read without removing any: unacked gets go back in place."""
+        connection = self._require(self._connection)
+        letters: list[DeadLetter] = []
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            queue = await channel.get_queue(self.dead_letter_queue, ensure=True)
+            for _ in range(MAX_DEAD_LETTER_SCAN):
+                message = await queue.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                letter = self._letter(message)
+                if letter is not None and (group is None or letter.group == group):
+                    letters.append(letter)
+        finally:
+            # closing the channel hands every unacked message back to the queue, order kept
+            await channel.close()
+        return list(reversed(letters))[:limit]
+
+    async def check(self) -> Check:
+        connection = self._connection
+        up = connection is not None and not connection.is_closed and connection.connected.is_set()
+        return Check(up, {"backend": "rabbitmq", "groups": sorted(self._groups)})
+
+    async def _declare_group(self, channel: AbstractChannel, group: str) -> AbstractQueue:
+        exchange = self._require(self._exchange)
+        names = self.queue_names(group)
+        if group in self._live_groups:
+            # bounded: a gateway that falls behind loses the oldest live pushes, never memory
+            live = await channel.declare_queue(
+                names[0],
+                exclusive=True,
+                auto_delete=True,
+                arguments={"x-max-length": LIVE_QUEUE_MAX, "x-overflow": "drop-head"},
+            )
+            await live.bind(exchange, routing_key="#")
+            return live
+        queue = await channel.declare_queue(
+            names[0],
+            durable=True,
+            arguments={"x-queue-type": "quorum", "x-dead-letter-exchange": f"{self._prefix}.dlx"},
+        )
+        await queue.bind(exchange, routing_key="#")
+        for name, delay in zip(names[1:], self._retry_delays, strict=True):
+            await channel.declare_queue(
+                name,
+                durable=True,
+                arguments={
+                    "x-message-ttl": max(1, round(delay * 1000)),
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": names[0],
+                },
+            )
+        return queue
+
+    async def _consume(self, group: str, sink: Sink) -> None:
+        connection = self._require(self._connection)
+        channel = await connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=self._prefetch)
+        queue = await self._declare_group(channel, group)
+        ordering = self._ordering.setdefault(group, asyncio.Lock())
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            # aio-pika runs each callback as its own task; the fair lock hands deliveries to the
+            # sink in arrival order, and waiting on a full sink holds back the ones behind it
+            async with ordering:
+                await self._deliver(group, sink, message)
+
+        tag = await queue.consume(on_message, no_ack=False)
+        self._consumers.append((channel, queue, tag))
+
+    async def _deliver(self, group: str, sink: Sink, message: AbstractIncomingMessage) -> None:
+        try:
+            event = CloudEvent.from_json(message.body)
+        except MalformedEvent as exc:
+            log.error("rabbitmq_malformed_message", group=group, error=str(exc))
+            metrics.EVENTS_DEAD_LETTERED.labels(group=group).inc()
+            await self._quietly(message.reject(requeue=False))  # the queue's DLX takes it
+            return
+        try:
+            await sink(_RabbitDelivery(self, group, message, event))
+        except Exception as exc:
+            # e.g. the worker pool is stopping: leave it unacked, the broker redelivers it
+            log.warning("rabbitmq_sink_refused", group=group, event_id=event.id, error=repr(exc))
+
+    async def _settle(self, message: AbstractIncomingMessage) -> None:
+        await self._quietly(message.ack())
+
+    async def _retry_or_dead_letter(
+        self, group: str, message: AbstractIncomingMessage, event: CloudEvent, error: str
+    ) -> None:
+        attempt = _RabbitDelivery(self, group, message, event).attempt
+        try:
+            if attempt <= len(self._retry_delays):
+                delay_queue = self.queue_names(group)[attempt]
+                channel = self._require(self._publisher)
+                await channel.default_exchange.publish(
+                    self._message(event, {ATTEMPT: attempt + 1, "x-last-error": error[:1000]}),
+                    routing_key=delay_queue,
+                    mandatory=True,
+                )
+                metrics.EVENTS_RETRIED.labels(group=group).inc()
+            else:
+                headers = {
+                    "x-group": group,
+                    "x-error": error[:4000],
+                    "x-attempts": attempt,
+                    "x-failed-at": self._clock.now().isoformat(),
+                }
+                await self._require(self._dlx).publish(
+                    self._message(event, headers), routing_key=group, mandatory=True
+                )
+                metrics.EVENTS_DEAD_LETTERED.labels(group=group).inc()
+                log.error(
+                    "event_dead_lettered",
+                    group=group,
+                    event_id=event.id,
+                    event_type=event.type,
+                    attempts=attempt,
+                    error=error,
+                )
+        except Exception as exc:
+            # not moved on: hand the original back (after a pause, so a broker that refuses the
+            # republish is not hammered) and the broker delivers it again, same attempt count
+            log.error(
+                "rabbitmq_retry_publish_failed", group=group, event_id=event.id, error=repr(exc)
+            )
+            await asyncio.sleep(REQUEUE_PAUSE_S)
+            await self._quietly(message.nack(requeue=True))
+            return
+        # acked only once its next home (delay queue or DLQ) confirmed it
+        await self._quietly(message.ack())
+
+    def _letter(self, message: AbstractIncomingMessage) -> DeadLetter | None:
+        headers: dict[str, Any] = dict(message.headers or {})
+        try:
+            event = CloudEvent.from_json(message.body)
+        except MalformedEvent:
+            return None
+        group = headers.get("x-group")
+        if group is None:  # dead-lettered by the broker itself (x-death), not by a handler
+            deaths = headers.get("x-death") or [{}]
+            queue = str(deaths[0].get("queue", "")) if isinstance(deaths, list) else ""
+            group = queue.removeprefix(f"{self._prefix}.")
+        failed_at = headers.get("x-failed-at")
+        return DeadLetter(
+            group=str(group),
+            event=event,
+            error=str(headers.get("x-error", "rejected by the broker")),
+            attempts=int(headers.get("x-attempts", 0)),
+            failed_at=datetime.fromisoformat(failed_at) if failed_at else self._clock.now(),
+        )
+
+    @staticmethod
+    def _message(event: CloudEvent, headers: dict[str, Any]) -> aio_pika.Message:
+        return aio_pika.Message(
+            event.to_json(),
+            message_id=event.id,
+            type=event.type,
+            content_type="application/cloudevents+json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers=headers,
+        )
+
+    @staticmethod
+    async def _quietly(settle: Awaitable[Any]) -> None:
+        # a settle on a channel lost meanwhile fails; the broker then redelivers the message and
+        # the consumer's dedupe by event id absorbs the repeat
+        try:
+            await settle
+        except Exception as exc:
+            log.warning("rabbitmq_settle_failed", error=repr(exc))
+
+    @staticmethod
+    def _require(value: T | None) -> T:
+        if value is None:
+            raise RuntimeError("rabbitmq bus is not started")
+        return value

@@ -1,0 +1,1 @@
+"""Bedside telemetry: devices, readings, NEWS2 scoring and clinical alerts."""

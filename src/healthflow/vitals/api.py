@@ -1,0 +1,217 @@
+"""Telemetry routes for people and dashboards: devices, quarantine, vitals, NEWS2, alerts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
+
+from healthflow.http import problem
+from healthflow.patients.domain import MAX_WARD_LENGTH
+from healthflow.vitals.alerts import (
+    AlertChanged,
+    AlertNotFound,
+    AlertResolved,
+    AlertStatus,
+    Severity,
+)
+from healthflow.vitals.domain import (
+    DEVICE_ID_PATTERN,
+    DeviceAuthFailed,
+    DeviceInvalid,
+    DeviceNotFound,
+    DeviceTaken,
+    DeviceUnbound,
+    DomainError,
+    PatientNotMonitored,
+    ReadingsRefused,
+    TelemetryBusy,
+)
+from healthflow.vitals.monitor import NoAssessment, VitalsMonitor
+from healthflow.vitals.schemas import (
+    AckIn,
+    AlertList,
+    AlertOut,
+    BindingIn,
+    DeviceIn,
+    DeviceList,
+    DeviceOut,
+    News2Out,
+    QuarantineOut,
+    QuarantinePage,
+    RegisteredOut,
+    VitalSignsEventIn,
+    VitalsList,
+    VitalsOut,
+    VitalsRecordedOut,
+)
+from healthflow.vitals.service import DeviceService, TelemetryService
+
+router = APIRouter(tags=["telemetry"])
+DeviceId = Annotated[str, Query(pattern=DEVICE_ID_PATTERN)]
+
+
+def _devices(request: Request) -> DeviceService:
+    service: DeviceService = request.app.state.devices
+    return service
+
+
+def _telemetry(request: Request) -> TelemetryService:
+    service: TelemetryService = request.app.state.telemetry
+    return service
+
+
+def _monitor(request: Request) -> VitalsMonitor:
+    service: VitalsMonitor = request.app.state.vitals_monitor
+    return service
+
+
+Devices = Annotated[DeviceService, Depends(_devices)]
+Telemetry = Annotated[TelemetryService, Depends(_telemetry)]
+Monitor = Annotated[VitalsMonitor, Depends(_monitor)]
+
+
+@router.post("/api/devices", status_code=201, response_model=RegisteredOut)
+async def register_device(body: DeviceIn, devices: Devices, response: Response) -> RegisteredOut:
+    registered = await devices.register(body.device_id, patient_id=body.patient_id, kind=body.kind)
+    response.headers["Location"] = f"/api/devices/{body.device_id}"
+    response.headers["Cache-Control"] = "no-store"  # the key is in this body, and only here
+    return RegisteredOut(
+        device_id=body.device_id, patient_id=body.patient_id, kind=body.kind, key=registered.key
+    )
+
+
+@router.get("/api/devices", response_model=DeviceList)
+async def list_devices(
+    devices: Devices,
+    patient_id: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> DeviceList:
+    found = await devices.list(patient_id=patient_id, limit=limit)
+    return DeviceList(items=[DeviceOut.of(d) for d in found])
+
+
+@router.get("/api/devices/{device_id}", response_model=DeviceOut)
+async def get_device(device_id: str, devices: Devices) -> DeviceOut:
+    return DeviceOut.of(await devices.get(device_id))
+
+
+@router.put("/api/devices/{device_id}/binding", response_model=DeviceOut)
+async def bind_device(device_id: str, body: BindingIn, devices: Devices) -> DeviceOut:
+    return DeviceOut.of(await devices.bind(device_id, body.patient_id))
+
+
+@router.delete("/api/devices/{device_id}/binding", response_model=DeviceOut)
+async def unbind_device(device_id: str, devices: Devices) -> DeviceOut:
+    return DeviceOut.of(await devices.unbind(device_id))
+
+
+@router.get("/api/quarantine", response_model=QuarantinePage)
+async def list_quarantine(
+    telemetry: Telemetry,
+    device_id: DeviceId | None = None,
+    reason: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+    before: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> QuarantinePage:
+    items = await telemetry.quarantined(
+        device_id=device_id, reason=reason, before=before, limit=limit
+    )
+    next_before = items[-1].id if len(items) == limit else None
+    return QuarantinePage(items=[QuarantineOut.of(q) for q in items], next_before=next_before)
+
+
+@router.get("/api/patients/{patient_id}/vitals", response_model=VitalsList)
+async def patient_vitals(
+    patient_id: UUID,
+    monitor: Monitor,
+    since: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> VitalsList:
+    readings = await monitor.vitals(patient_id, since=since, limit=limit)
+    return VitalsList(items=[VitalsOut.of(r) for r in readings])
+
+
+@router.get("/api/patients/{patient_id}/news2", response_model=News2Out)
+async def patient_news2(patient_id: UUID, monitor: Monitor) -> News2Out:
+    return News2Out.model_validate((await monitor.news2(patient_id)).to_dict())
+
+
+@router.get("/api/alerts", response_model=AlertList)
+async def list_alerts(
+    monitor: Monitor,
+    status: AlertStatus | None = None,
+    severity: Severity | None = None,
+    ward: Annotated[str | None, Query(min_length=1, max_length=MAX_WARD_LENGTH)] = None,
+    patient_id: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> AlertList:
+    found = await monitor.alerts(
+        status=status, severity=severity, ward=ward, patient_id=patient_id, limit=limit
+    )
+    return AlertList(items=[AlertOut.of(a) for a in found])
+
+
+@router.post("/api/alerts/{alert_id}/ack", response_model=AlertOut)
+async def acknowledge_alert(alert_id: UUID, body: AckIn, monitor: Monitor) -> AlertOut:
+    return AlertOut.of(await monitor.acknowledge(alert_id, by=body.by))
+
+
+@router.post("/api/analytics/vitals", response_model=VitalsRecordedOut)
+async def record_vitals(body: VitalSignsEventIn, monitor: Monitor) -> VitalsRecordedOut:
+    """A worker hands in a VitalSignsRecorded event: stored, scored and alerted on once."""
+    outcome, first = await monitor.record(body.to_recorded())
+    return VitalsRecordedOut(
+        reading_id=body.id,
+        duplicate=not first,
+        news2=outcome.assessment.to_dict() if outcome.assessment else None,
+        alert=AlertOut.of(outcome.alert) if outcome.alert else None,
+    )
+
+
+# Telemetry errors and the problem each becomes; the first matching class wins.
+_PROBLEMS: list[tuple[type[DomainError], int, str, str]] = [
+    (DeviceAuthFailed, 401, "Device authentication failed", "device-auth-failed"),
+    (DeviceNotFound, 404, "Device not found", "device-not-found"),
+    (DeviceTaken, 409, "Device already registered", "device-taken"),
+    (DeviceUnbound, 409, "Device not bound to a patient", "device-unbound"),
+    (PatientNotMonitored, 409, "Patient discharged", "patient-discharged"),
+    (AlertNotFound, 404, "Alert not found", "alert-not-found"),
+    (AlertResolved, 409, "Alert already resolved", "alert-resolved"),
+    (AlertChanged, 409, "Alert changed meanwhile", "alert-changed"),
+    (NoAssessment, 404, "No NEWS2 assessment yet", "no-assessment"),
+]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map telemetry's typed errors to RFC 9457 problems (the core's http.py does the rest)."""
+
+    @app.exception_handler(DomainError)
+    async def _telemetry_problem(_: Request, exc: DomainError) -> JSONResponse:
+        if isinstance(exc, TelemetryBusy):
+            return problem(
+                503,
+                "Telemetry intake busy",
+                str(exc),
+                slug="telemetry-busy",
+                headers={"Retry-After": str(exc.retry_after_s)},
+            )
+        if isinstance(exc, ReadingsRefused):
+            errors = [
+                {"field": f"readings.{i}.{p.field}", "message": p.message, "type": p.reason}
+                for i, p in exc.problems
+            ]
+            return problem(
+                422, "Readings refused", str(exc), slug="readings-refused", errors=errors
+            )
+        if isinstance(exc, DeviceInvalid):
+            errors = [{"field": "device_id", "message": str(exc), "type": "value_error"}]
+            return problem(422, "Invalid request", str(exc), slug="validation-error", errors=errors)
+        for cls, status, title, slug in _PROBLEMS:
+            if isinstance(exc, cls):
+                headers = {"WWW-Authenticate": "DeviceKey"} if status == 401 else None
+                return problem(status, title, str(exc), slug=slug, headers=headers)
+        return problem(400, "Request refused", str(exc), slug="refused")

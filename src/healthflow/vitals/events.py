@@ -1,0 +1,77 @@
+"""The telemetry event: one accepted reading, keyed by patient so each patient's readings stay
+in order on the bus, plus the live-push message types this package sends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from healthflow.messaging.events import CloudEvent
+from healthflow.vitals.domain import Consciousness, Reading
+
+SOURCE = "/healthflow/devices"
+VITAL_SIGNS_RECORDED = "VitalSignsRecorded"
+VITALS_UPDATED = "VitalsUpdated"
+ALERT_RAISED = "AlertRaised"
+ALERT_UPDATED = "AlertUpdated"
+
+
+def reading_to_dict(reading: Reading) -> dict[str, Any]:
+    out: dict[str, Any] = {"ts": reading.ts.isoformat(), **reading.measurements()}
+    if reading.spo2_scale is not None:
+        out["spo2_scale"] = reading.spo2_scale
+    return out
+
+
+def reading_from_dict(raw: dict[str, Any]) -> Reading:
+    level = raw.get("consciousness")
+    return Reading(
+        ts=datetime.fromisoformat(raw["ts"]),
+        heart_rate=raw.get("heart_rate"),
+        resp_rate=raw.get("resp_rate"),
+        spo2=raw.get("spo2"),
+        systolic_bp=raw.get("systolic_bp"),
+        diastolic_bp=raw.get("diastolic_bp"),
+        temperature=raw.get("temperature"),
+        consciousness=Consciousness(level) if level is not None else None,
+        on_oxygen=raw.get("on_oxygen"),
+        spo2_scale=raw.get("spo2_scale"),
+    )
+
+
+@dataclass(frozen=True)
+class RecordedReading:
+    """A reading as the worker receives it: which device, which patient, when it arrived."""
+
+    reading_id: str
+    device_id: str
+    patient_id: UUID
+    reading: Reading
+    received_at: datetime
+
+
+def vital_signs_recorded(recorded: RecordedReading) -> CloudEvent:
+    return CloudEvent(
+        id=recorded.reading_id,
+        source=f"{SOURCE}/{recorded.device_id}",
+        type=VITAL_SIGNS_RECORDED,
+        time=recorded.received_at,
+        subject=str(recorded.patient_id),
+        data={
+            "device_id": recorded.device_id,
+            "patient_id": str(recorded.patient_id),
+            "reading": reading_to_dict(recorded.reading),
+        },
+    )
+
+
+def recorded_from_event(event: CloudEvent) -> RecordedReading:
+    return RecordedReading(
+        reading_id=event.id,
+        device_id=str(event.data["device_id"]),
+        patient_id=UUID(str(event.data["patient_id"])),
+        reading=reading_from_dict(event.data["reading"]),
+        received_at=event.time,
+    )

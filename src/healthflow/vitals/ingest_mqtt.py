@@ -1,0 +1,191 @@
+"""MQTT intake: device-to-cloud messages on IoT Hub's topic `devices/{device_id}/messages/events/`.
+
+Devices publish JSON at QoS 1: the same body as the HTTP intake (one reading or
+`{"readings": [...]}`) plus `"device_key"`, their own key. The broker (Mosquitto) authenticates
+MQTT connections itself and never tells a subscriber who published, so this subscriber checks
+the key carried in each message, as the HTTP intake checks `X-Device-Key` (docs/telemetry.md).
+
+A message is acknowledged (PUBACK) only after its readings are stored or quarantined, so a crash
+in between makes the broker deliver it again to the persistent session; the (device, ts)
+dedupe absorbs the repeat. aiomqtt acknowledges on receipt and has no public switch for that,
+so the paho client underneath is put in manual-ack mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+import orjson
+import structlog
+from fastapi.exceptions import RequestValidationError
+
+from healthflow.vitals import metrics
+from healthflow.vitals.domain import (
+    DeviceAuthFailed,
+    DeviceUnbound,
+    ReadingsRefused,
+    TelemetryBusy,
+)
+from healthflow.vitals.schemas import parse_readings
+from healthflow.vitals.service import TelemetryService
+
+log = structlog.get_logger(__name__)
+TOPIC = "devices/+/messages/events/#"
+TRANSPORT = "mqtt"
+
+
+@dataclass(frozen=True)
+class Broker:
+    hostname: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+    @classmethod
+    def from_url(cls, url: str) -> Broker:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, not {url!r}")
+        tls = parts.scheme == "mqtts"
+        return cls(
+            hostname=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if tls else 1883),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+        )
+
+
+def device_of(topic: str, prefix: str) -> str | None:
+    """The device id in `{prefix}devices/{id}/messages/events/...`, or None for other topics."""
+    if not topic.startswith(prefix):
+        return None
+    levels = topic[len(prefix) :].split("/")
+    if len(levels) >= 4 and levels[0] == "devices" and levels[2:4] == ["messages", "events"]:
+        return levels[1] or None
+    return None
+
+
+class MqttIngest:
+    """A subscriber that reconnects with capped, jittered exponential backoff until stopped."""
+
+    def __init__(
+        self,
+        telemetry: TelemetryService,
+        broker: Broker,
+        *,
+        client_id: str,
+        topic_prefix: str = "",
+        max_message_bytes: int,
+        queue_size: int,
+        reconnect_max_s: float = 30.0,
+    ) -> None:
+        self._telemetry = telemetry
+        self._broker = broker
+        self._client_id = client_id
+        self._prefix = topic_prefix
+        self._max_bytes = max_message_bytes
+        self._queue_size = queue_size
+        self._reconnect_max = reconnect_max_s
+        self._failures = 0
+        self.subscribed = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._session()
+            except aiomqtt.MqttError as exc:
+                self.subscribed.clear()
+                self._failures += 1
+                metrics.MQTT_RECONNECTS.inc()
+                delay = random.uniform(
+                    0, min(self._reconnect_max, 0.5 * 2 ** min(self._failures, 10))
+                )
+                log.warning("mqtt_disconnected", error=str(exc), retry_in_s=round(delay, 2))
+                await asyncio.sleep(delay)
+
+    async def _session(self) -> None:
+        client = aiomqtt.Client(
+            self._broker.hostname,
+            self._broker.port,
+            username=self._broker.username,
+            password=self._broker.password,
+            identifier=self._client_id,
+            clean_session=False,  # the broker keeps unacknowledged messages while we are away
+            max_queued_incoming_messages=self._queue_size,
+            tls_context=ssl.create_default_context() if self._broker.tls else None,
+        )
+        # aiomqtt has no public manual-ack switch; PUBACK must wait until the reading is stored
+        client._client.manual_ack_set(True)
+        async with client:
+            await client.subscribe(self._prefix + TOPIC, qos=1)
+            self._failures = 0
+            self.subscribed.set()
+            log.info("mqtt_subscribed", topic=self._prefix + TOPIC, broker=self._broker.hostname)
+            async for message in client.messages:
+                await self._handle_until_stored(str(message.topic), _payload(message.payload))
+                if message.qos > 0:
+                    client._client.ack(message.mid, message.qos)
+
+    async def _handle_until_stored(self, topic: str, payload: bytes) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.handle(topic, payload)
+                return
+            except TelemetryBusy as exc:
+                # unacknowledged messages are the broker's backpressure: wait, then try again
+                await asyncio.sleep(exc.retry_after_s)
+            except (aiomqtt.MqttError, asyncio.CancelledError):
+                raise
+            except Exception:
+                attempt += 1
+                log.exception("mqtt_store_failed", topic=topic, attempt=attempt)
+                await asyncio.sleep(min(self._reconnect_max, 0.1 * 2 ** min(attempt, 8)))
+
+    async def handle(self, topic: str, payload: bytes) -> None:
+        """Store one message's readings; refusals are counted and logged, never raised."""
+        device_id = device_of(topic, self._prefix)
+        if device_id is None:
+            return self._refuse("bad_topic", topic)
+        if len(payload) > self._max_bytes:
+            return self._refuse("too_large", topic, size=len(payload))
+        try:
+            body = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return self._refuse("malformed", topic)
+        if not isinstance(body, dict):
+            return self._refuse("malformed", topic)
+        key = body.pop("device_key", None)
+        try:
+            device = await self._telemetry.authenticate(
+                device_id, key if isinstance(key, str) else None, transport=TRANSPORT
+            )
+        except DeviceAuthFailed:
+            log.warning("mqtt_refused", reason="auth_failed", topic=topic)
+            return None
+        try:
+            readings = parse_readings(body)
+        except RequestValidationError as exc:
+            return self._refuse("invalid", topic, errors=str(exc.errors())[:500])
+        try:
+            await self._telemetry.ingest(device, readings, transport=TRANSPORT)
+        except (DeviceUnbound, ReadingsRefused) as exc:
+            log.info("mqtt_readings_quarantined", device_id=device_id, detail=str(exc)[:500])
+        return None
+
+    def _refuse(self, reason: str, topic: str, **detail: object) -> None:
+        metrics.REFUSED.labels(TRANSPORT, reason).inc()
+        log.warning("mqtt_refused", reason=reason, topic=topic, **detail)
+
+
+def _payload(raw: object) -> bytes:
+    if isinstance(raw, bytes | bytearray):
+        return bytes(raw)
+    return str(raw).encode() if raw is not None else b""

@@ -1,0 +1,275 @@
+"""SQLAlchemy adapters of the telemetry intake (patient database): devices, the telemetry
+outbox and the quarantine. An accepted request commits its readings and its quarantined ones
+together; the outbox relay publishes the readings, so nothing answered with 202 is lost if the
+process dies before a worker handled it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from sqlalchemy import (
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from healthflow.messaging.events import CloudEvent
+from healthflow.ports import OutboxEntry, OutboxStats
+from healthflow.storage.engine import Database, UtcDateTime
+from healthflow.vitals.domain import Device, DeviceNotFound, DeviceTaken, QuarantinedReading
+from healthflow.vitals.events import RecordedReading, vital_signs_recorded
+
+intake_metadata = MetaData()
+
+devices = Table(
+    "devices",
+    intake_metadata,
+    Column("device_id", String(128), primary_key=True),
+    Column("kind", String(50), nullable=False),
+    Column("patient_id", Uuid, index=True),
+    Column("key_hash", String(200), nullable=False),
+    Column("registered_at", UtcDateTime, nullable=False),
+)
+telemetry_outbox = Table(
+    "telemetry_outbox",
+    intake_metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("device_id", String(128), nullable=False),
+    Column("ts", UtcDateTime, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("published_at", UtcDateTime),
+    # the same device reporting the same instant twice is one reading
+    UniqueConstraint("device_id", "ts", name="uq_telemetry_outbox_device_ts"),
+    Index(
+        "ix_telemetry_outbox_unpublished",
+        "seq",
+        sqlite_where=Column("published_at").is_(None),
+        postgresql_where=Column("published_at").is_(None),
+    ),
+)
+quarantine = Table(
+    "telemetry_quarantine",
+    intake_metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("device_id", String(128), nullable=False, index=True),
+    Column("patient_id", Uuid),
+    Column("reason", String(32), nullable=False, index=True),
+    Column("field", String(32), nullable=False),
+    Column("message", String(500), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+)
+
+
+def _dialect_insert(db: Database) -> Any:
+    return postgresql.insert if db.backend == "postgresql" else sqlite.insert
+
+
+def _device(row: Any) -> Device:
+    return Device(row.device_id, row.kind, row.patient_id, row.registered_at)
+
+
+class SqlDeviceRegistry:
+    """DeviceRegistry over the patient database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, device: Device, key_hash: str) -> None:
+        try:
+            async with self._db.writer.begin() as conn:
+                await conn.execute(
+                    insert(devices).values(
+                        device_id=device.device_id,
+                        kind=device.kind,
+                        patient_id=device.patient_id,
+                        key_hash=key_hash,
+                        registered_at=device.registered_at,
+                    )
+                )
+        except IntegrityError as exc:
+            raise DeviceTaken(device.device_id) from exc
+
+    async def get(self, device_id: str) -> tuple[Device, str] | None:
+        async with self._db.reader.connect() as conn:
+            row = (
+                await conn.execute(select(devices).where(devices.c.device_id == device_id))
+            ).first()
+        return (_device(row), row.key_hash) if row else None
+
+    async def bind(self, device_id: str, patient_id: UUID | None) -> Device:
+        async with self._db.writer.begin() as conn:
+            result = await conn.execute(
+                update(devices)
+                .where(devices.c.device_id == device_id)
+                .values(patient_id=patient_id)
+            )
+            if result.rowcount != 1:
+                raise DeviceNotFound(device_id)
+            row = (
+                await conn.execute(select(devices).where(devices.c.device_id == device_id))
+            ).one()
+        return _device(row)
+
+    async def list(self, *, patient_id: UUID | None, limit: int) -> list[Device]:
+        query = select(devices).order_by(devices.c.registered_at, devices.c.device_id).limit(limit)
+        if patient_id is not None:
+            query = query.where(devices.c.patient_id == patient_id)
+        async with self._db.reader.connect() as conn:
+            return [_device(r) for r in (await conn.execute(query)).all()]
+
+
+class SqlTelemetryIntake:
+    """TelemetryIntake over the patient database; `on_commit` wakes the telemetry relay."""
+
+    def __init__(self, db: Database, *, on_commit: Callable[[], None] = lambda: None) -> None:
+        self._db = db
+        self._insert = _dialect_insert(db)
+        self._on_commit = on_commit
+
+    async def accept(
+        self, accepted: Sequence[RecordedReading], quarantined: Sequence[QuarantinedReading]
+    ) -> int:
+        duplicates = 0
+        async with self._db.writer.begin() as conn:
+            fresh = await self._not_seen(conn, accepted)
+            duplicates = len(accepted) - len(fresh)
+            if fresh:
+                rows = [
+                    {
+                        "event_id": r.reading_id,
+                        "device_id": r.device_id,
+                        "ts": r.reading.ts,
+                        "payload": vital_signs_recorded(r).to_json().decode(),
+                        "created_at": r.received_at,
+                    }
+                    for r in fresh
+                ]
+                # a concurrent request with the same reading loses the race here, not with a 500
+                await conn.execute(self._insert(telemetry_outbox).on_conflict_do_nothing(), rows)
+            if quarantined:
+                await conn.execute(
+                    insert(quarantine),
+                    [
+                        {
+                            "id": q.id,
+                            "device_id": q.device_id,
+                            "patient_id": q.patient_id,
+                            "reason": q.reason,
+                            "field": q.field,
+                            "message": q.message[:500],
+                            "payload": orjson.dumps(q.payload).decode(),
+                            "received_at": q.received_at,
+                        }
+                        for q in quarantined
+                    ],
+                )
+        if accepted:
+            self._on_commit()
+        return duplicates
+
+    async def _not_seen(
+        self, conn: AsyncConnection, readings: Sequence[RecordedReading]
+    ) -> list[RecordedReading]:
+        fresh: list[RecordedReading] = []
+        by_device: dict[str, list[RecordedReading]] = {}
+        for r in readings:
+            by_device.setdefault(r.device_id, []).append(r)
+        for device_id, group in by_device.items():
+            query = select(telemetry_outbox.c.ts).where(
+                telemetry_outbox.c.device_id == device_id,
+                telemetry_outbox.c.ts.in_([r.reading.ts for r in group]),
+            )
+            seen = set((await conn.scalars(query)).all())
+            fresh.extend(r for r in group if r.reading.ts not in seen)
+        return fresh
+
+    async def backlog(self) -> int:
+        query = select(func.count()).where(telemetry_outbox.c.published_at.is_(None))
+        async with self._db.reader.connect() as conn:
+            return int(await conn.scalar(query) or 0)
+
+    async def quarantined(
+        self, *, device_id: str | None, reason: str | None, before: UUID | None, limit: int
+    ) -> list[QuarantinedReading]:
+        query = select(quarantine).order_by(quarantine.c.id.desc()).limit(limit)
+        if device_id is not None:
+            query = query.where(quarantine.c.device_id == device_id)
+        if reason is not None:
+            query = query.where(quarantine.c.reason == reason)
+        if before is not None:
+            query = query.where(quarantine.c.id < before)
+        async with self._db.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            QuarantinedReading(
+                r.id,
+                r.device_id,
+                r.patient_id,
+                r.reason,
+                r.field,
+                r.message,
+                orjson.loads(r.payload),
+                r.received_at,
+            )
+            for r in rows
+        ]
+
+
+class SqlTelemetryOutbox:
+    """The Outbox port over telemetry_outbox, so the core OutboxRelay publishes readings."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def pending(self, *, after_seq: int, limit: int) -> list[OutboxEntry]:
+        t = telemetry_outbox
+        query = (
+            select(t.c.seq, t.c.payload, t.c.created_at)
+            .where(t.c.published_at.is_(None), t.c.seq > after_seq)
+            .order_by(t.c.seq)
+            .limit(limit)
+        )
+        async with self._db.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [OutboxEntry(r.seq, CloudEvent.from_json(r.payload), r.created_at) for r in rows]
+
+    async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
+        if not seqs:
+            return
+        async with self._db.writer.begin() as conn:
+            await conn.execute(
+                update(telemetry_outbox)
+                .where(telemetry_outbox.c.seq.in_(list(seqs)))
+                .values(published_at=at)
+            )
+
+    async def stats(self) -> OutboxStats:
+        t = telemetry_outbox
+        query = select(func.count(), func.min(t.c.created_at)).where(t.c.published_at.is_(None))
+        async with self._db.reader.connect() as conn:
+            row = (await conn.execute(query)).one()
+        oldest = row[1]
+        if isinstance(oldest, str):  # SQLite's min() hands back the stored text
+            oldest = datetime.fromisoformat(oldest)
+        return OutboxStats(int(row[0]), oldest)

@@ -1,0 +1,35 @@
+"""Telemetry metrics, in the process's one Prometheus registry."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+READINGS = Counter(
+    "healthflow_telemetry_readings_total",
+    "Readings received, by transport and outcome (accepted, duplicate, quarantined)",
+    ["transport", "outcome"],
+)
+QUARANTINED = Counter(
+    "healthflow_telemetry_quarantined_total", "Readings kept in quarantine, by reason", ["reason"]
+)
+REFUSED = Counter(
+    "healthflow_telemetry_refused_total",
+    "Telemetry messages refused before any reading was looked at, by transport and reason",
+    ["transport", "reason"],
+)
+ASSESSMENTS = Counter(
+    "healthflow_news2_assessments_total", "NEWS2 assessments made, by risk", ["risk"]
+)
+LATE_READINGS = Counter(
+    "healthflow_telemetry_late_readings_total", "Readings older than the last assessment"
+)
+ALERT_CHANGES = Counter(
+    "healthflow_alert_changes_total",
+    "Alert lifecycle steps, by severity and change",
+    ["severity", "change"],
+)
+CRITICAL_REFUSED = Counter(
+    "healthflow_alert_critical_refused_total",
+    "Critical alerts whose patient could not be moved to critical (e.g. discharged)",
+)
+MQTT_RECONNECTS = Counter("healthflow_mqtt_reconnects_total", "MQTT subscriber reconnect attempts")

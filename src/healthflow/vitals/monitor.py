@@ -1,0 +1,193 @@
+"""The bedside monitor: each accepted reading → stored → NEWS2 → alert → critical → live push.
+
+Runs in the worker pool, one patient's readings in order. The reading, the patient's NEWS2 state
+and the alert change commit together, deduplicated by (device, ts); the patient's move to
+critical and the live pushes follow the commit and are repeated safely on redelivery.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import structlog
+
+from healthflow.ids import uuid7
+from healthflow.messaging.events import CloudEvent
+from healthflow.patients.domain import PatientNotFound, TransitionRefused
+from healthflow.ports import Clock, Hub
+from healthflow.vitals import alerts as alert_rules
+from healthflow.vitals import events, metrics
+from healthflow.vitals.alerts import Alert, AlertChange, AlertNotFound, AlertStatus, Severity
+from healthflow.vitals.assessment import Assessment, PatientVitals, assess
+from healthflow.vitals.domain import DomainError, ReadingsRefused, check_reading
+from healthflow.vitals.events import RecordedReading
+from healthflow.vitals.ports import Outcome, Patients, StoredReading, VitalsStore
+
+log = structlog.get_logger(__name__)
+CRITICAL_SOURCE = "news2"
+
+
+class NoAssessment(DomainError):
+    def __init__(self, patient_id: UUID) -> None:
+        super().__init__(f"patient {patient_id} has no NEWS2 assessment yet")
+        self.patient_id = patient_id
+
+
+class VitalsMonitor:
+    def __init__(self, store: VitalsStore, patients: Patients, hub: Hub, clock: Clock) -> None:
+        self._store = store
+        self._patients = patients
+        self._hub = hub
+        self._clock = clock
+
+    async def handle(self, event: CloudEvent) -> None:
+        """The worker's handler: every other event type belongs to other consumers."""
+        if event.type == events.VITAL_SIGNS_RECORDED:
+            await self.record(events.recorded_from_event(event))
+
+    async def record(self, recorded: RecordedReading) -> tuple[Outcome, bool]:
+        """Store, score and alert on one reading; False when it was handled before."""
+        problems = check_reading(recorded.reading, now=recorded.received_at)
+        if problems:  # the intake refuses these; anything handing in events directly is held too
+            raise ReadingsRefused([(0, p) for p in problems])
+        patient = await self._patients.get(recorded.patient_id)
+        new_alert_id = uuid7(recorded.reading.ts)
+
+        def decide(
+            state: PatientVitals | None, active: Alert | None
+        ) -> tuple[PatientVitals, Outcome]:
+            new_state, assessment = assess(state, recorded.reading)
+            if assessment is None:
+                return new_state, Outcome(None, None, None)
+            alert, change = alert_rules.on_assessment(
+                active,
+                assessment,
+                patient_id=recorded.patient_id,
+                ward=patient.ward,
+                new_id=new_alert_id,
+            )
+            return new_state, Outcome(assessment, alert, change)
+
+        outcome, first = await self._store.record(recorded, decide)
+        if first:
+            self._count(outcome)
+        if _made_critical(outcome):
+            await self._mark_critical(recorded.patient_id, outcome)
+        if first:
+            await self._push(recorded, outcome)
+        return outcome, first
+
+    async def acknowledge(self, alert_id: UUID, *, by: str) -> Alert:
+        alert = await self._store.alert(alert_id)
+        if alert is None:
+            raise AlertNotFound(alert_id)
+        acknowledged, change = alert.acknowledge(by=by, at=self._clock.now())
+        if change is None:
+            return alert
+        await self._store.save_alert(acknowledged, expected_version=alert.version)
+        metrics.ALERT_CHANGES.labels(acknowledged.severity.value, change.value).inc()
+        await self._broadcast(events.ALERT_UPDATED, _alert_data(acknowledged, change))
+        return acknowledged
+
+    async def alerts(
+        self,
+        *,
+        status: AlertStatus | None,
+        severity: Severity | None,
+        ward: str | None,
+        patient_id: UUID | None,
+        limit: int,
+    ) -> list[Alert]:
+        return await self._store.alerts(
+            status=status, severity=severity, ward=ward, patient_id=patient_id, limit=limit
+        )
+
+    async def vitals(
+        self, patient_id: UUID, *, since: datetime | None, limit: int
+    ) -> list[StoredReading]:
+        await self._patients.get(patient_id)
+        return await self._store.series(patient_id, since=since, limit=limit)
+
+    async def news2(self, patient_id: UUID) -> Assessment:
+        await self._patients.get(patient_id)
+        state = await self._store.state(patient_id)
+        if state is None or state.assessment is None:
+            raise NoAssessment(patient_id)
+        return state.assessment
+
+    async def _mark_critical(self, patient_id: UUID, outcome: Outcome) -> None:
+        assert outcome.assessment is not None
+        reason = f"NEWS2 {outcome.assessment.total} ({outcome.assessment.risk.value} risk)"
+        try:
+            await self._patients.mark_critical(patient_id, reason=reason, source=CRITICAL_SOURCE)
+        except (TransitionRefused, PatientNotFound) as exc:
+            # e.g. a discharged patient's device still sending: the alert stands, the status can't
+            metrics.CRITICAL_REFUSED.inc()
+            log.warning("critical_status_refused", patient_id=str(patient_id), error=str(exc))
+
+    def _count(self, outcome: Outcome) -> None:
+        if outcome.assessment is None:
+            metrics.LATE_READINGS.inc()
+            return
+        metrics.ASSESSMENTS.labels(outcome.assessment.risk.value).inc()
+        if outcome.alert is not None and outcome.change is not None:
+            metrics.ALERT_CHANGES.labels(outcome.alert.severity.value, outcome.change.value).inc()
+
+    async def _push(self, recorded: RecordedReading, outcome: Outcome) -> None:
+        if outcome.assessment is None:
+            return
+        await self._broadcast(
+            events.VITALS_UPDATED,
+            {
+                "patient_id": str(recorded.patient_id),
+                "device_id": recorded.device_id,
+                "reading": events.reading_to_dict(recorded.reading),
+                "news2": outcome.assessment.to_dict(),
+            },
+        )
+        if outcome.alert is None or outcome.change is None:
+            return
+        if outcome.change is AlertChange.RAISED:
+            await self._broadcast(events.ALERT_RAISED, _alert_data(outcome.alert, outcome.change))
+        elif outcome.change is not AlertChange.UPDATED:
+            await self._broadcast(events.ALERT_UPDATED, _alert_data(outcome.alert, outcome.change))
+
+    async def _broadcast(self, kind: str, data: dict[str, Any]) -> None:
+        # Live push is best effort after commit: the stored state is the truth a client reloads.
+        try:
+            await self._hub.broadcast(kind, data, self._clock.now())
+        except Exception:
+            log.exception("hub_broadcast_failed", event_type=kind)
+
+
+def _made_critical(outcome: Outcome) -> bool:
+    return (
+        outcome.alert is not None
+        and outcome.alert.severity is Severity.CRITICAL
+        and outcome.change in (AlertChange.RAISED, AlertChange.ESCALATED)
+    )
+
+
+def alert_to_dict(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": str(alert.id),
+        "patient_id": str(alert.patient_id),
+        "ward": alert.ward,
+        "severity": alert.severity.value,
+        "status": alert.status.value,
+        "score": alert.score,
+        "risk": alert.risk.value,
+        "peak_score": alert.peak_score,
+        "readings": alert.readings,
+        "opened_at": alert.opened_at.isoformat(),
+        "updated_at": alert.updated_at.isoformat(),
+        "acknowledged_by": alert.acknowledged_by,
+        "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
+        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+    }
+
+
+def _alert_data(alert: Alert, change: AlertChange) -> dict[str, Any]:
+    return {**alert_to_dict(alert), "change": change.value}

@@ -1,0 +1,123 @@
+"""The telemetry package's seams: Protocols its services use, adapters in store.py implement.
+
+They sit here rather than in healthflow/ports.py because only this package uses them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from healthflow.patients.domain import Patient
+from healthflow.ports import Check
+from healthflow.vitals.alerts import Alert, AlertChange, AlertStatus, Severity
+from healthflow.vitals.assessment import Assessment, PatientVitals
+from healthflow.vitals.domain import Device, QuarantinedReading
+from healthflow.vitals.events import RecordedReading
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reading did: its assessment (None when late) and the alert it touched."""
+
+    assessment: Assessment | None
+    alert: Alert | None
+    change: AlertChange | None
+
+
+@dataclass(frozen=True)
+class StoredReading:
+    reading_id: str
+    device_id: str
+    patient_id: UUID
+    ts: datetime
+    values: dict[str, float | str | bool]
+    assessment: Assessment | None
+
+
+Decide = Callable[[PatientVitals | None, Alert | None], tuple[PatientVitals, Outcome]]
+
+
+class DeviceRegistry(Protocol):
+    async def add(self, device: Device, key_hash: str) -> None:
+        """Insert a device; raises DeviceTaken when the id is in use."""
+        ...
+
+    async def get(self, device_id: str) -> tuple[Device, str] | None:
+        """The device and its stored key hash."""
+        ...
+
+    async def bind(self, device_id: str, patient_id: UUID | None) -> Device:
+        """Bind to a patient (None unbinds); raises DeviceNotFound."""
+        ...
+
+    async def list(self, *, patient_id: UUID | None, limit: int) -> list[Device]: ...
+
+
+class TelemetryIntake(Protocol):
+    """The durable intake: accepted readings (an outbox) and quarantined ones, one transaction."""
+
+    async def accept(
+        self, accepted: Sequence[RecordedReading], quarantined: Sequence[QuarantinedReading]
+    ) -> int:
+        """Store both lists together; returns how many accepted ones were duplicates."""
+        ...
+
+    async def backlog(self) -> int:
+        """Accepted readings not yet confirmed by the bus."""
+        ...
+
+    async def quarantined(
+        self, *, device_id: str | None, reason: str | None, before: UUID | None, limit: int
+    ) -> list[QuarantinedReading]:
+        """Newest first, strictly before the `before` id."""
+        ...
+
+
+class VitalsStore(Protocol):
+    """The vitals time series, each patient's NEWS2 state and the alerts (analytics database)."""
+
+    async def record(self, recorded: RecordedReading, decide: Decide) -> tuple[Outcome, bool]:
+        """Store the reading and what `decide` makes of it in one transaction.
+
+        Returns the outcome and whether this was the first time; a repeat (same device and ts)
+        returns the outcome stored the first time and changes nothing.
+        """
+        ...
+
+    async def series(
+        self, patient_id: UUID, *, since: datetime | None, limit: int
+    ) -> list[StoredReading]: ...
+
+    async def state(self, patient_id: UUID) -> PatientVitals | None: ...
+
+    async def alert(self, alert_id: UUID) -> Alert | None: ...
+
+    async def alerts(
+        self,
+        *,
+        status: AlertStatus | None,
+        severity: Severity | None,
+        ward: str | None,
+        patient_id: UUID | None,
+        limit: int,
+    ) -> list[Alert]:
+        """Newest first."""
+        ...
+
+    async def save_alert(self, alert: Alert, *, expected_version: int) -> None:
+        """Replace an alert if still at expected_version; raises AlertChanged otherwise."""
+        ...
+
+    async def check(self) -> Check: ...
+
+
+class Patients(Protocol):
+    """The part of the patient service telemetry needs (PatientService fits it)."""
+
+    async def get(self, patient_id: UUID) -> Patient: ...
+
+    async def mark_critical(self, patient_id: UUID, *, reason: str, source: str) -> Patient: ...

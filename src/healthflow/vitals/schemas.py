@@ -1,0 +1,263 @@
+"""Request and response bodies of the telemetry API (JSON, snake_case, unknown fields refused)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
+
+from healthflow.vitals.alerts import MAX_ACKNOWLEDGER_LENGTH, Alert
+from healthflow.vitals.domain import (
+    DEVICE_ID_PATTERN,
+    MAX_BATCH,
+    MAX_KIND_LENGTH,
+    Consciousness,
+    Device,
+    QuarantinedReading,
+    Reading,
+    ReadingProblem,
+)
+from healthflow.vitals.events import RecordedReading
+from healthflow.vitals.monitor import alert_to_dict
+from healthflow.vitals.ports import StoredReading
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# JSON numbers only (no "80" strings, no booleans), never NaN or infinity
+Measurement = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class ReadingIn(_Body):
+    ts: AwareDatetime
+    heart_rate: Measurement | None = None
+    resp_rate: Measurement | None = None
+    spo2: Measurement | None = None
+    systolic_bp: Measurement | None = None
+    diastolic_bp: Measurement | None = None
+    temperature: Measurement | None = None
+    consciousness: Consciousness | None = None
+    on_oxygen: StrictBool | None = None
+    spo2_scale: Literal[1, 2] | None = None
+
+    def to_domain(self) -> Reading:
+        return Reading(**self.model_dump())
+
+
+class BatchIn(_Body):
+    readings: Annotated[list[ReadingIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+def parse_readings(payload: dict[str, Any]) -> list[Reading]:
+    """One reading, or `{"readings": [...]}`; schema errors become a 422 listing each field."""
+    try:
+        if "readings" in payload:
+            return [r.to_domain() for r in BatchIn.model_validate(payload).readings]
+        return [ReadingIn.model_validate(payload).to_domain()]
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from exc
+
+
+class VitalSignsData(_Body):
+    device_id: Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]
+    patient_id: UUID
+    reading: ReadingIn
+
+
+class VitalSignsEventIn(_Body):
+    """A VitalSignsRecorded CloudEvent 1.0 (structured JSON), as the bus carries it."""
+
+    specversion: Literal["1.0"]
+    id: Annotated[str, Field(min_length=1, max_length=36)]
+    source: Annotated[str, Field(min_length=1, max_length=200)]
+    type: Literal["VitalSignsRecorded"]
+    time: AwareDatetime
+    subject: Annotated[str, Field(min_length=1, max_length=64)]
+    datacontenttype: Literal["application/json"] = "application/json"
+    partitionkey: str | None = None
+    data: VitalSignsData
+
+    @model_validator(mode="after")
+    def _subject_is_the_patient(self) -> VitalSignsEventIn:
+        if self.subject != str(self.data.patient_id):
+            raise ValueError("subject must be the patient id in data.patient_id")
+        return self
+
+    def to_recorded(self) -> RecordedReading:
+        return RecordedReading(
+            reading_id=self.id,
+            device_id=self.data.device_id,
+            patient_id=self.data.patient_id,
+            reading=self.data.reading.to_domain(),
+            received_at=self.time,
+        )
+
+
+class VitalsRecordedOut(BaseModel):
+    reading_id: str
+    duplicate: bool
+    news2: dict[str, Any] | None
+    alert: AlertOut | None
+
+
+class Rejection(BaseModel):
+    index: int
+    field: str
+    reason: str
+    message: str
+
+    @classmethod
+    def of(cls, index: int, problem: ReadingProblem) -> Rejection:
+        return cls(index=index, field=problem.field, reason=problem.reason, message=problem.message)
+
+
+class IngestOut(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    rejections: list[Rejection]
+
+
+class DeviceIn(_Body):
+    device_id: Annotated[str, Field(min_length=1, max_length=128)]
+    patient_id: UUID
+    kind: Annotated[str, Field(min_length=1, max_length=MAX_KIND_LENGTH)]
+
+
+class BindingIn(_Body):
+    patient_id: UUID
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    patient_id: UUID | None
+    kind: str
+    registered_at: datetime
+
+    @classmethod
+    def of(cls, device: Device) -> DeviceOut:
+        return cls(
+            device_id=device.device_id,
+            patient_id=device.patient_id,
+            kind=device.kind,
+            registered_at=device.registered_at,
+        )
+
+
+class RegisteredOut(BaseModel):
+    device_id: str
+    patient_id: UUID
+    kind: str
+    key: str
+
+
+class DeviceList(BaseModel):
+    items: list[DeviceOut]
+
+
+class QuarantineOut(BaseModel):
+    id: UUID
+    device_id: str
+    patient_id: UUID | None
+    reason: str
+    field: str
+    message: str
+    reading: dict[str, Any]
+    received_at: datetime
+
+    @classmethod
+    def of(cls, q: QuarantinedReading) -> QuarantineOut:
+        return cls(
+            id=q.id,
+            device_id=q.device_id,
+            patient_id=q.patient_id,
+            reason=q.reason,
+            field=q.field,
+            message=q.message,
+            reading=dict(q.payload),
+            received_at=q.received_at,
+        )
+
+
+class QuarantinePage(BaseModel):
+    items: list[QuarantineOut]
+    next_before: UUID | None
+
+
+class VitalsOut(BaseModel):
+    reading_id: str
+    device_id: str
+    ts: datetime
+    values: dict[str, float | str | bool]
+    news2: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, r: StoredReading) -> VitalsOut:
+        return cls(
+            reading_id=r.reading_id,
+            device_id=r.device_id,
+            ts=r.ts,
+            values=r.values,
+            news2=r.assessment.to_dict() if r.assessment else None,
+        )
+
+
+class VitalsList(BaseModel):
+    items: list[VitalsOut]
+
+
+class News2Out(BaseModel):
+    total: int
+    risk: str
+    sub_scores: dict[str, int]
+    carried_forward: list[str]
+    missing: list[str]
+    assessed_at: datetime
+    spo2_scale: int
+
+
+class AckIn(_Body):
+    by: Annotated[str, Field(min_length=1, max_length=MAX_ACKNOWLEDGER_LENGTH)]
+
+
+class AlertOut(BaseModel):
+    id: UUID
+    patient_id: UUID
+    ward: str
+    severity: str
+    status: str
+    score: int
+    risk: str
+    peak_score: int
+    readings: int
+    opened_at: datetime
+    updated_at: datetime
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+
+    @classmethod
+    def of(cls, alert: Alert) -> AlertOut:
+        return cls.model_validate(alert_to_dict(alert))
+
+
+class AlertList(BaseModel):
+    items: list[AlertOut]
+
+
+VitalsRecordedOut.model_rebuild()

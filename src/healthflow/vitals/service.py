@@ -1,0 +1,198 @@
+"""Device and intake use cases: register and bind devices, accept telemetry durably."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import structlog
+
+from healthflow.ids import uuid7
+from healthflow.patients.domain import Status
+from healthflow.ports import Check, Clock
+from healthflow.vitals import keys, metrics
+from healthflow.vitals.domain import (
+    Device,
+    DeviceAuthFailed,
+    DeviceNotFound,
+    DeviceUnbound,
+    PatientNotMonitored,
+    QuarantinedReading,
+    Reading,
+    ReadingProblem,
+    ReadingsRefused,
+    TelemetryBusy,
+    check_device,
+    check_reading,
+)
+from healthflow.vitals.events import RecordedReading, reading_to_dict
+from healthflow.vitals.ports import DeviceRegistry, Patients, TelemetryIntake
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RegisteredDevice:
+    device: Device
+    key: str
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    rejected: list[tuple[int, ReadingProblem]]
+
+
+class DeviceService:
+    """Registration and binding; a device's key is returned once and stored only as a hash."""
+
+    def __init__(self, registry: DeviceRegistry, patients: Patients, clock: Clock) -> None:
+        self._registry = registry
+        self._patients = patients
+        self._clock = clock
+
+    async def register(self, device_id: str, *, patient_id: UUID, kind: str) -> RegisteredDevice:
+        check_device(device_id, kind)
+        await self._monitorable(patient_id)
+        key = keys.new_key()
+        device = Device(device_id, kind, patient_id, self._clock.now())
+        await self._registry.add(device, keys.hash_key(key))
+        log.info("device_registered", device_id=device_id, kind=kind)
+        return RegisteredDevice(device, key)
+
+    async def bind(self, device_id: str, patient_id: UUID) -> Device:
+        await self._monitorable(patient_id)
+        return await self._registry.bind(device_id, patient_id)
+
+    async def unbind(self, device_id: str) -> Device:
+        return await self._registry.bind(device_id, None)
+
+    async def get(self, device_id: str) -> Device:
+        found = await self._registry.get(device_id)
+        if found is None:
+            raise DeviceNotFound(device_id)
+        return found[0]
+
+    async def list(self, *, patient_id: UUID | None, limit: int) -> list[Device]:
+        return await self._registry.list(patient_id=patient_id, limit=limit)
+
+    async def _monitorable(self, patient_id: UUID) -> None:
+        patient = await self._patients.get(patient_id)  # PatientNotFound for an unknown patient
+        if patient.status is Status.DISCHARGED:
+            raise PatientNotMonitored(patient_id)
+
+    async def authenticate(self, device_id: str, key: str | None) -> Device:
+        """The device whose key this is; raises DeviceAuthFailed for any mismatch."""
+        found = await self._registry.get(device_id)
+        if not keys.verify_key(key or "", found[1] if found else None) or found is None:
+            raise DeviceAuthFailed()
+        return found[0]
+
+
+class TelemetryService:
+    """Accepts readings of an authenticated device: durable once it answers, or refused."""
+
+    def __init__(
+        self,
+        devices: DeviceService,
+        intake: TelemetryIntake,
+        clock: Clock,
+        *,
+        backlog_limit: int,
+        retry_after_s: int = 5,
+    ) -> None:
+        self._devices = devices
+        self._intake = intake
+        self._clock = clock
+        self._backlog_limit = backlog_limit
+        self._retry_after = retry_after_s
+
+    async def authenticate(self, device_id: str, key: str | None, *, transport: str) -> Device:
+        """The device whose key this is; raises DeviceAuthFailed (and counts it) otherwise."""
+        try:
+            return await self._devices.authenticate(device_id, key)
+        except DeviceAuthFailed:
+            metrics.REFUSED.labels(transport, "auth_failed").inc()
+            raise
+
+    async def ingest(
+        self, device: Device, readings: Sequence[Reading], *, transport: str
+    ) -> IngestResult:
+        """Store accepted and quarantined readings in one transaction; raise when none is usable."""
+        device_id = device.device_id
+        if await self._intake.backlog() >= self._backlog_limit:
+            metrics.REFUSED.labels(transport, "busy").inc()
+            raise TelemetryBusy(self._retry_after)
+        now = self._clock.now()
+        accepted: list[RecordedReading] = []
+        quarantined: list[QuarantinedReading] = []
+        rejected: list[tuple[int, ReadingProblem]] = []
+        seen: set[datetime] = set()
+        duplicates_in_request = 0
+        for index, reading in enumerate(readings):
+            problems = (
+                [ReadingProblem("device_id", "device_unbound", "device is bound to no patient")]
+                if device.patient_id is None
+                else check_reading(reading, now=now)
+            )
+            if problems:
+                rejected.append((index, problems[0]))
+                quarantined.append(_quarantined(device, reading, problems, now))
+            elif reading.ts in seen:
+                duplicates_in_request += 1
+            else:
+                seen.add(reading.ts)
+                patient_id = device.patient_id
+                assert patient_id is not None  # unbound devices were handled above
+                accepted.append(
+                    RecordedReading(str(uuid7(now)), device_id, patient_id, reading, now)
+                )
+        # a batch sent out of order is queued in time order, so none of it is scored as late
+        accepted.sort(key=lambda r: r.reading.ts)
+        already_stored = await self._intake.accept(accepted, quarantined)
+        fresh = len(accepted) - already_stored
+        duplicates = already_stored + duplicates_in_request
+        metrics.READINGS.labels(transport, "accepted").inc(fresh)
+        metrics.READINGS.labels(transport, "duplicate").inc(duplicates)
+        for q in quarantined:
+            metrics.QUARANTINED.labels(q.reason).inc()
+        metrics.READINGS.labels(transport, "quarantined").inc(len(quarantined))
+        if device.patient_id is None:
+            raise DeviceUnbound(device_id, len(quarantined))
+        if rejected and len(rejected) == len(readings):
+            raise ReadingsRefused(rejected)
+        return IngestResult(fresh, duplicates, rejected)
+
+    async def check(self) -> Check:
+        """Readiness: the intake's backlog against its limit; down when it cannot be read."""
+        try:
+            backlog = await self._intake.backlog()
+        except Exception as exc:  # any failure means not ready; the detail says which
+            return Check(False, {"error": type(exc).__name__})
+        return Check(True, {"backlog": backlog, "limit": self._backlog_limit})
+
+    async def quarantined(
+        self, *, device_id: str | None, reason: str | None, before: UUID | None, limit: int
+    ) -> list[QuarantinedReading]:
+        return await self._intake.quarantined(
+            device_id=device_id, reason=reason, before=before, limit=limit
+        )
+
+
+def _quarantined(
+    device: Device, reading: Reading, problems: list[ReadingProblem], now: datetime
+) -> QuarantinedReading:
+    first = problems[0]
+    return QuarantinedReading(
+        id=uuid7(now),
+        device_id=device.device_id,
+        patient_id=device.patient_id,
+        reason=first.reason,
+        field=first.field,
+        message="; ".join(f"{p.field}: {p.message}" for p in problems),
+        payload=reading_to_dict(reading),
+        received_at=now,
+    )

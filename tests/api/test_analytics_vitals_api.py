@@ -1,0 +1,100 @@
+"""POST /api/analytics/vitals: a worker hands in a VitalSignsRecorded event, handled once."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+
+from tests.conftest import patient_body
+from tests.telemetry_support import CRITICAL, at
+
+
+def event(patient_id: str, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": str(uuid4()),
+        "source": "/healthflow/devices/mon-1",
+        "type": "VitalSignsRecorded",
+        "time": at(60),
+        "subject": patient_id,
+        "data": {
+            "device_id": "mon-1",
+            "patient_id": patient_id,
+            "reading": {"ts": at(0), **CRITICAL},
+        },
+    }
+    body.update(overrides)
+    return body
+
+
+async def test_a_handed_in_reading_is_scored_alerted_on_and_deduplicated(
+    client: httpx.AsyncClient,
+) -> None:
+    patient_id = (await client.post("/api/patients", json=patient_body())).json()["id"]
+    body = event(patient_id)
+    first = await client.post("/api/analytics/vitals", json=body)
+    assert first.status_code == 200
+    assert first.json()["duplicate"] is False
+    assert first.json()["news2"]["risk"] == "high"
+    assert first.json()["alert"]["severity"] == "critical"
+    again = await client.post("/api/analytics/vitals", json=body)
+    assert again.json()["duplicate"] is True
+    assert again.json()["alert"]["readings"] == 1
+    assert (await client.get(f"/api/patients/{patient_id}")).json()["status"] == "critical"
+    assert len((await client.get(f"/api/patients/{patient_id}/vitals")).json()["items"]) == 1
+
+
+def fill(value: Any, names: dict[str, str]) -> Any:
+    """The test table with its {placeholders} replaced."""
+    if isinstance(value, dict):
+        return {k: fill(v, names) for k, v in value.items()}
+    return names.get(value, value) if isinstance(value, str) else value
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ({"type": "PatientCreated"}, 422),
+        ({"specversion": "0.3"}, 422),
+        ({"subject": "{other}"}, 422),
+        ({"time": "2026-11-25T09:00:00"}, 422),
+        ({"id": "x" * 37}, 422),
+        ({"extra": 1}, 422),
+        ({"data": {"device_id": "a/b", "patient_id": "{patient}", "reading": {"ts": "{ts}"}}}, 422),
+        (
+            {
+                "data": {
+                    "device_id": "m",
+                    "patient_id": "{patient}",
+                    "reading": {"ts": "{ts}", "spo2": 101},
+                }
+            },
+            422,
+        ),
+        (
+            {
+                "data": {
+                    "device_id": "m",
+                    "patient_id": "{other}",
+                    "reading": {"ts": "{ts}", "spo2": 97},
+                },
+                "subject": "{other}",
+            },
+            404,
+        ),
+    ],
+)
+async def test_bad_events_are_refused_and_change_nothing(
+    client: httpx.AsyncClient, change: dict[str, Any], status: int
+) -> None:
+    patient_id = (await client.post("/api/patients", json=patient_body())).json()["id"]
+    names = {"{patient}": patient_id, "{other}": str(uuid4()), "{ts}": at(0)}
+    body = event(patient_id, **fill(change, names))
+    response = await client.post("/api/analytics/vitals", json=body)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert (await client.get(f"/api/patients/{patient_id}/vitals")).json()["items"] == []
+    assert (await client.get("/api/alerts")).json()["items"] == []

@@ -1,0 +1,255 @@
+"""MQTT intake against the real Mosquitto at 127.0.0.1:1883 (skipped when it is down).
+
+Each test uses its own topic prefix and client ids, so runs beside other agents never mix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiomqtt
+import httpx
+import orjson
+import pytest
+from fastapi import FastAPI
+from httpx_ws import aconnect_ws
+from httpx_ws.transport import ASGIWebSocketTransport
+
+from healthflow.app import build_app
+from healthflow.settings import Settings
+from tests.conftest import auth_headers, eventually
+from tests.telemetry_support import CRITICAL, NORMAL, admit_with_device, at, wait_for_vitals
+
+BROKER = ("127.0.0.1", 1883)
+
+
+def _broker_up() -> bool:
+    try:
+        with socket.create_connection(BROKER, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+pytestmark = [
+    pytest.mark.mqtt,
+    pytest.mark.skipif(not _broker_up(), reason="Mosquitto is not answering on 127.0.0.1:1883"),
+]
+
+
+@pytest.fixture
+def mqtt_settings(make_settings: Callable[..., Settings]) -> Settings:
+    run = uuid.uuid4().hex[:12]
+    return make_settings(
+        mqtt_url=f"mqtt://{BROKER[0]}:{BROKER[1]}",
+        mqtt_topic_prefix=f"hf-test-{run}/",
+        mqtt_client_id=f"hf-test-ingest-{run}",
+    )
+
+
+@pytest.fixture
+async def forget_session(mqtt_settings: Settings) -> AsyncIterator[None]:
+    yield
+    # drop the subscriber's persistent session so the broker keeps nothing of this test
+    async with aiomqtt.Client(*BROKER, identifier=mqtt_settings.mqtt_client_id, clean_session=True):
+        pass
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    app = build_app(settings)
+    async with app.router.lifespan_context(app):
+        mqtt = app.state.platform.telemetry.mqtt
+        async with asyncio.timeout(10):
+            await mqtt.subscribed.wait()
+        transport = ASGIWebSocketTransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=auth_headers(app)
+        ) as client:
+            yield app, client
+
+
+async def publish(settings: Settings, device_id: str, payload: bytes | dict[str, Any]) -> None:
+    body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    topic = f"{settings.mqtt_topic_prefix}devices/{device_id}/messages/events/"
+    async with aiomqtt.Client(*BROKER, identifier=f"hf-test-device-{uuid.uuid4().hex[:8]}") as c:
+        await c.publish(topic, body, qos=1)
+
+
+async def test_a_reading_published_over_mqtt_is_stored_and_scored(
+    mqtt_settings: Settings, forget_session: None
+) -> None:
+    async with running(mqtt_settings) as (_, client):
+        patient_id, key = await admit_with_device(client)
+        await publish(mqtt_settings, "mon-1", {"device_key": key, "ts": at(0), **NORMAL})
+        [stored] = await wait_for_vitals(client, patient_id, 1)
+        assert stored["news2"]["risk"] == "low"
+
+
+async def test_bad_messages_are_refused_and_the_subscriber_carries_on(
+    mqtt_settings: Settings, forget_session: None
+) -> None:
+    async with running(mqtt_settings) as (_, client):
+        patient_id, key = await admit_with_device(client)
+        await publish(mqtt_settings, "mon-1", {"device_key": "wrong", "ts": at(0), **NORMAL})
+        await publish(mqtt_settings, "mon-1", {"ts": at(1), **NORMAL})  # no key
+        await publish(mqtt_settings, "nobody", {"device_key": key, "ts": at(2), **NORMAL})
+        await publish(mqtt_settings, "mon-1", b"{not json")
+        await publish(mqtt_settings, "mon-1", b"[1, 2]")
+        await publish(mqtt_settings, "mon-1", {"device_key": key, "ts": at(3), "pulse": 70})
+        await publish(mqtt_settings, "mon-1", {"device_key": key, "readings": []})
+        await publish(mqtt_settings, "mon-1", b"{" + b" " * 1_100_000 + b"}")
+        await publish(
+            mqtt_settings, "mon-1", {"device_key": key, "ts": at(4), **NORMAL, "spo2": 120}
+        )
+        await publish(mqtt_settings, "mon-1", {"device_key": key, "ts": at(5), **NORMAL})
+        # messages on one topic arrive in order: once the last is stored, all were handled
+        [stored] = await wait_for_vitals(client, patient_id, 1)
+        assert stored["ts"].startswith(at(5)[:19])
+        held = (await client.get("/api/quarantine")).json()["items"]
+        assert [(q["reason"], q["field"]) for q in held] == [("out_of_range", "spo2")]
+
+
+async def test_deterioration_over_mqtt_gives_one_critical_alert_and_recovery_resolves_it(
+    mqtt_settings: Settings, forget_session: None
+) -> None:
+    async with (
+        running(mqtt_settings) as (_, client),
+        aconnect_ws("http://testserver/ws", client) as ws,
+    ):
+        patient_id, key = await admit_with_device(client)
+        for i in range(3):
+            await publish(mqtt_settings, "mon-1", {"device_key": key, "ts": at(i), **NORMAL})
+        for i in range(3, 10):
+            await publish(mqtt_settings, "mon-1", {"device_key": key, "ts": at(i), **CRITICAL})
+        await wait_for_vitals(client, patient_id, 10)
+        seen: list[str] = []
+        async with asyncio.timeout(15):
+            while not {"PatientCritical", "AlertRaised"} <= set(seen):
+                seen.append(orjson.loads(await ws.receive_text())["type"])
+        [alert] = (await client.get("/api/alerts")).json()["items"]
+        assert (alert["severity"], alert["status"], alert["readings"]) == ("critical", "open", 7)
+        assert (await client.get(f"/api/patients/{patient_id}")).json()["status"] == "critical"
+
+        for i in range(10, 13):
+            await publish(mqtt_settings, "mon-1", {"device_key": key, "ts": at(i), **NORMAL})
+
+        async def resolved() -> bool:
+            items = (await client.get("/api/alerts")).json()["items"]
+            return bool(items[0]["status"] == "resolved")
+
+        await eventually(resolved)
+        assert len((await client.get("/api/alerts")).json()["items"]) == 1
+
+
+async def test_messages_sent_while_the_subscriber_is_down_arrive_after_it_returns(
+    mqtt_settings: Settings, forget_session: None
+) -> None:
+    async with running(mqtt_settings) as (_, client):
+        patient_id, key = await admit_with_device(client)
+    # the subscriber is gone; its persistent session holds QoS 1 messages for it
+    await publish(mqtt_settings, "mon-1", {"device_key": key, "ts": at(0), **NORMAL})
+    await publish(mqtt_settings, "mon-1", {"device_key": key, "ts": at(1), **NORMAL})
+    async with running(mqtt_settings) as (_, client):
+        stored = await wait_for_vitals(client, patient_id, 2)
+        assert len(stored) == 2
+
+
+class FlakyLink:
+    """A TCP proxy to the broker that can cut every connection and refuse new ones."""
+
+    def __init__(self) -> None:
+        self.accepting = True
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.accepting:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*BROKER)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        self.accepting = False
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def test_the_subscriber_reconnects_and_gets_what_was_sent_meanwhile(
+    mqtt_settings: Settings, forget_session: None
+) -> None:
+    link = FlakyLink()
+    port = await link.start()
+    settings = mqtt_settings.model_copy(update={"mqtt_url": f"mqtt://127.0.0.1:{port}"})
+    try:
+        async with running(settings) as (app, client):
+            mqtt = app.state.platform.telemetry.mqtt
+            patient_id, key = await admit_with_device(client)
+            await publish(settings, "mon-1", {"device_key": key, "ts": at(0), **NORMAL})
+            await wait_for_vitals(client, patient_id, 1)
+
+            link.cut()
+
+            async def disconnected() -> bool:
+                return not mqtt.subscribed.is_set()
+
+            await eventually(disconnected)
+            await publish(settings, "mon-1", {"device_key": key, "ts": at(1), **NORMAL})
+            link.accepting = True
+            stored = await wait_for_vitals(client, patient_id, 2)
+            assert len(stored) == 2
+            assert mqtt.subscribed.is_set()
+    finally:
+        await link.close()
+
+
+async def test_a_message_not_yet_stored_when_the_process_stops_is_delivered_again(
+    mqtt_settings: Settings, forget_session: None
+) -> None:
+    async with running(mqtt_settings) as (app, client):
+        patient_id, key = await admit_with_device(client)
+        intake = app.state.platform.telemetry.intake._intake
+        arrived = asyncio.Event()
+
+        async def stuck(*args: object) -> int:
+            arrived.set()
+            await asyncio.Event().wait()  # the process "dies" while storing: no PUBACK
+            return 0
+
+        intake.accept = stuck
+        await publish(mqtt_settings, "mon-1", {"device_key": key, "ts": at(0), **NORMAL})
+        async with asyncio.timeout(10):
+            await arrived.wait()
+    async with running(mqtt_settings) as (_, client):
+        [stored] = await wait_for_vitals(client, patient_id, 1)
+        assert stored["ts"].startswith(at(0)[:19])

@@ -1,0 +1,258 @@
+"""The store contracts (patients + outbox, analytics, dead letters) over SQLite and PostgreSQL,
+each on a schema built by the Alembic migrations, not by create_all."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, MetaData, func, select
+
+from healthflow.analytics import store as analytics_schema
+from healthflow.analytics.store import SqlAnalyticsStore
+from healthflow.ids import uuid7
+from healthflow.messaging import dead_letters as dead_letter_schema
+from healthflow.messaging.dead_letters import SqlDeadLetterStore
+from healthflow.patients import events as patient_events
+from healthflow.patients import store as patient_schema
+from healthflow.patients.domain import (
+    MrnTaken,
+    NewPatient,
+    Patient,
+    PatientChanged,
+    Sex,
+    Status,
+)
+from healthflow.patients.store import SqlOutbox, SqlPatientStore, patients
+from healthflow.ports import DeadLetter
+from healthflow.security import audit as audit_schema
+from healthflow.storage import migrations
+from healthflow.storage.engine import Database, open_database
+from tests.conftest import audit_trail, ephemeral_cipher
+from tests.integration.conftest import migrated
+
+CIPHER = ephemeral_cipher()
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/store.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = await migrated(database_url, migrations.PATIENTS, migrations.ANALYTICS)
+    yield database
+    await database.dispose()
+
+
+def admitted(mrn: str, at: datetime = T0, ward: str = "ICU") -> Patient:
+    new = NewPatient("Ada", "Lovelace", date(1980, 12, 10), Sex.FEMALE, ward, mrn=mrn)
+    return Patient.register(new, patient_id=uuid7(at), mrn=mrn, at=at)
+
+
+def _schema_differences(connection: Connection) -> list[object]:
+    target = MetaData()
+    for metadata in (patient_schema.metadata, dead_letter_schema.metadata, audit_schema.metadata):
+        for table in metadata.tables.values():
+            table.to_metadata(target)
+    for table in analytics_schema.metadata.tables.values():
+        table.to_metadata(target)
+    context = MigrationContext.configure(connection)
+    ignored = {migrations.PATIENTS.version_table, migrations.ANALYTICS.version_table}
+    return [
+        d
+        for d in compare_metadata(context, target)
+        if not (d[0] == "remove_table" and d[1].name in ignored)
+    ]
+
+
+async def test_migrations_build_exactly_the_tables_the_code_declares(db: Database) -> None:
+    async with db.writer.connect() as conn:
+        differences = await conn.run_sync(_schema_differences)
+    assert differences == []
+
+
+async def test_migrations_are_at_head_and_a_second_upgrade_changes_nothing(db: Database) -> None:
+    await migrations.require_current(db, migrations.PATIENTS)
+    assert await migrations.upgrade(db, migrations.PATIENTS) == migrations.head(migrations.PATIENTS)
+    assert await migrations.current(db, migrations.ANALYTICS) == "0001"
+
+
+async def test_a_schema_behind_refuses_to_start(database_url: str) -> None:
+    database = await migrated(database_url)  # nothing migrated
+    try:
+        with pytest.raises(migrations.SchemaBehind, match="healthflow db upgrade"):
+            await migrations.require_current(database, migrations.PATIENTS)
+    finally:
+        await database.dispose()
+
+
+async def test_a_patient_and_its_events_commit_together(db: Database) -> None:
+    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
+    patient = admitted("MRN-1")
+    event = patient_events.created(patient)
+
+    await store.add(patient, [event])
+
+    assert await store.get(patient.id) == patient
+    assert await store.history(patient.id) == [event]
+    [entry] = await SqlOutbox(db, cipher=CIPHER).pending(after_seq=0, limit=10)
+    assert entry.event == event
+
+
+async def test_a_taken_mrn_is_refused_and_nothing_is_written(db: Database) -> None:
+    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
+    first = admitted("MRN-2")
+    await store.add(first, [patient_events.created(first)])
+    second = admitted("MRN-2", at=T0 + timedelta(seconds=1))
+
+    with pytest.raises(MrnTaken):
+        await store.add(second, [patient_events.created(second)])
+
+    assert await store.get(second.id) is None
+    assert len(await SqlOutbox(db, cipher=CIPHER).pending(after_seq=0, limit=10)) == 1
+
+
+async def test_a_save_at_a_stale_version_is_refused(db: Database) -> None:
+    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
+    patient = admitted("MRN-3")
+    await store.add(patient, [patient_events.created(patient)])
+    moved, change = patient.change_status(
+        Status.WAITING, reason=None, source=None, at=T0 + timedelta(minutes=1)
+    )
+    await store.save(
+        moved, expected_version=1, events=[patient_events.status_changed(moved, change)]
+    )
+
+    with pytest.raises(PatientChanged):
+        await store.save(moved, expected_version=1, events=[])
+
+    assert (await store.get(patient.id)) == moved
+    assert len(await store.history(patient.id)) == 2
+
+
+async def test_pages_follow_registration_order_with_filters(db: Database) -> None:
+    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
+    registered = [
+        admitted(f"MRN-P{n}", at=T0 + timedelta(seconds=n), ward="ICU" if n % 2 else "ED")
+        for n in range(5)
+    ]
+    for patient in registered:
+        await store.add(patient, [patient_events.created(patient)])
+
+    first = await store.page(status=None, ward=None, after=None, limit=2)
+    rest = await store.page(status=None, ward=None, after=first[-1].id, limit=10)
+    icu = await store.page(status=Status.REGISTERED, ward="ICU", after=None, limit=10)
+
+    assert [p.id for p in first + rest] == [p.id for p in registered]
+    assert [p.mrn for p in icu] == ["MRN-P1", "MRN-P3"]
+
+
+async def test_published_outbox_rows_leave_the_pending_list(db: Database) -> None:
+    store, outbox = (
+        SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db)),
+        SqlOutbox(db, cipher=CIPHER),
+    )
+    for n in range(3):
+        patient = admitted(f"MRN-O{n}", at=T0 + timedelta(seconds=n))
+        await store.add(patient, [patient_events.created(patient)])
+    pending = await outbox.pending(after_seq=0, limit=10)
+
+    await outbox.mark_published([pending[0].seq], T0 + timedelta(minutes=1))
+
+    assert [e.seq for e in await outbox.pending(after_seq=0, limit=10)] == [
+        e.seq for e in pending[1:]
+    ]
+    stats = await outbox.stats()
+    assert stats.pending == 2
+    assert stats.oldest_created_at == pending[1].created_at
+
+
+async def test_concurrent_saves_of_one_patient_let_exactly_one_win(db: Database) -> None:
+    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
+    patient = admitted("MRN-C")
+    await store.add(patient, [patient_events.created(patient)])
+    moves = [
+        patient.change_status(s, reason=None, source=None, at=T0 + timedelta(minutes=1))[0]
+        for s in (Status.WAITING, Status.ADMITTED, Status.CRITICAL)
+    ]
+
+    results = await asyncio.gather(
+        *(store.save(m, expected_version=1, events=[]) for m in moves), return_exceptions=True
+    )
+
+    assert sum(r is None for r in results) == 1
+    assert all(isinstance(r, PatientChanged) for r in results if r is not None)
+
+
+async def test_analytics_records_an_event_once(db: Database) -> None:
+    store = SqlAnalyticsStore(db)
+    patient = admitted("MRN-A")
+    event = patient_events.created(patient)
+
+    assert await store.record(event, processed_at=T0) is True
+    assert await store.record(event, processed_at=T0) is False
+
+    summary = await store.dashboard(first_day=T0.date(), last_day=T0.date())
+    assert summary["patients_total"] == 1
+    assert summary["events_processed_total"] == 1
+    assert summary["patients_by_status"]["registered"] == 1
+
+
+async def test_analytics_rollups_follow_a_status_change(db: Database) -> None:
+    store = SqlAnalyticsStore(db)
+    patient = admitted("MRN-B")
+    moved, change = patient.change_status(
+        Status.IN_TREATMENT, reason=None, source=None, at=T0 + timedelta(minutes=30)
+    )
+    await store.record(patient_events.created(patient), processed_at=T0)
+    await store.record(patient_events.status_changed(moved, change), processed_at=T0)
+
+    summary = await store.dashboard(first_day=T0.date(), last_day=T0.date())
+    assert summary["patients_by_status"]["registered"] == 0
+    assert summary["patients_by_status"]["in_treatment"] == 1
+    assert summary["average_wait_minutes"] == 30.0
+
+
+async def test_dead_letters_are_listed_newest_first(db: Database) -> None:
+    store = SqlDeadLetterStore(db)
+    patient = admitted("MRN-D")
+    for n in range(3):
+        event = patient_events.created(patient)
+        await store.add(DeadLetter("analytics", event, f"error {n}", 3, T0))
+
+    listed = await store.list(group="analytics", limit=2)
+    assert [d.error for d in listed] == ["error 2", "error 1"]
+    assert await store.count() == 3
+    assert await store.list(group="other", limit=10) == []
+
+
+async def test_reads_go_to_the_read_url_and_writes_to_the_primary(
+    postgres_url: str, second_postgres_url: str
+) -> None:
+    # a "replica" that never receives the write shows which engine each call used
+    for url in (postgres_url, second_postgres_url):
+        await (await migrated(url, migrations.PATIENTS)).dispose()
+    db = open_database(postgres_url, read_url=second_postgres_url)
+    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
+    patient = admitted("MRN-R")
+    try:
+        await store.add(patient, [patient_events.created(patient)])
+
+        assert await store.get(patient.id) is None  # read from the replica, which lags
+        async with db.writer.connect() as conn:
+            assert await conn.scalar(select(func.count()).select_from(patients)) == 1
+    finally:
+        await db.dispose()

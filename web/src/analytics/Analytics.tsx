@@ -1,0 +1,155 @@
+import { keepPreviousData, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useEffect, useId, useRef, useState } from "react";
+import {
+  Bar,
+  BarChart,
+  CartesianGrid,
+  Legend,
+  ResponsiveContainer,
+  Tooltip,
+  XAxis,
+  YAxis,
+} from "recharts";
+
+import { getDashboard } from "../api/client";
+import { STATUSES } from "../api/types";
+import { dateTime } from "../format";
+import { useLive } from "../live/LiveProvider";
+import { STATUS_LABEL } from "../status";
+
+const RANGES = [7, 14, 30, 90];
+// A colour-blind-safe palette (Okabe–Ito); every chart also has a table or labels in words.
+const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000"];
+
+/** The operations lead's hourly look: registrations, events and statuses over N days. */
+export function Analytics() {
+  const [days, setDays] = useState(7);
+  const rangeId = useId();
+  const queries = useQueryClient();
+  const summary = useQuery({
+    queryKey: ["dashboard", days],
+    queryFn: () => getDashboard(days),
+    placeholderData: keepPreviousData,
+  });
+  useRefreshOnEvents(() => {
+    void queries.invalidateQueries({ queryKey: ["dashboard"] });
+  });
+
+  const data = summary.data;
+  const types = data
+    ? [...new Set(data.events_by_type_by_day.flatMap((d) => Object.keys(d.counts)))].sort()
+    : [];
+  const eventsByDay = data?.events_by_type_by_day.map((d) => ({ day: d.day.slice(5), ...d.counts })) ?? [];
+  const registrations = data?.registrations_by_day.map((d) => ({ day: d.day.slice(5), count: d.count })) ?? [];
+  const byStatus = data ? STATUSES.map((s) => ({ status: STATUS_LABEL[s], count: data.patients_by_status[s] })) : [];
+  const registeredInRange = data?.registrations_by_day.reduce((n, d) => n + d.count, 0) ?? 0;
+
+  return (
+    <section aria-labelledby="analytics-title">
+      <div className="page-head">
+        <h1 id="analytics-title">Analytics</h1>
+        <div>
+          <label htmlFor={rangeId}>Period </label>
+          <select id={rangeId} value={days} onChange={(e) => { setDays(Number(e.target.value)); }}>
+            {RANGES.map((n) => <option key={n} value={n}>Last {n} days</option>)}
+          </select>
+        </div>
+      </div>
+      {summary.isError && <p role="alert" className="error">{summary.error.message}</p>}
+      {!data && summary.isPending && <p>Loading…</p>}
+      {data && (
+        <>
+          <dl className="tiles" aria-label="Totals">
+            <div><dt>Patients</dt><dd data-testid="patients-total">{data.patients_total}</dd></div>
+            <div><dt>Registered in period</dt><dd data-testid="registered-in-range">{registeredInRange}</dd></div>
+            <div><dt>Critical now</dt><dd data-testid="critical-now">{data.critical_now}</dd></div>
+            <div>
+              <dt>Average wait</dt>
+              <dd data-testid="average-wait">
+                {data.average_wait_minutes === null ? "no waits yet" : `${data.average_wait_minutes} min`}
+              </dd>
+            </div>
+            <div><dt>Events processed</dt><dd data-testid="events-total">{data.events_processed_total}</dd></div>
+          </dl>
+          <p className="hint">Computed {dateTime(data.generated_at)}; updates as events are processed.</p>
+          <div className="charts">
+            <figure className="chart">
+              <figcaption>Registrations per day</figcaption>
+              <ResponsiveContainer width="100%" height={240}>
+                <BarChart data={registrations} accessibilityLayer>
+                  <CartesianGrid strokeDasharray="3 3" />
+                  <XAxis dataKey="day" />
+                  <YAxis allowDecimals={false} />
+                  <Tooltip />
+                  <Bar dataKey="count" name="Registrations" fill={PALETTE[0]} isAnimationActive={false} />
+                </BarChart>
+              </ResponsiveContainer>
+            </figure>
+            <figure className="chart">
+              <figcaption>Events by type per day</figcaption>
+              <ResponsiveContainer width="100%" height={240}>
+                <BarChart data={eventsByDay} accessibilityLayer>
+                  <CartesianGrid strokeDasharray="3 3" />
+                  <XAxis dataKey="day" />
+                  <YAxis allowDecimals={false} />
+                  <Tooltip />
+                  <Legend />
+                  {types.map((t, i) => (
+                    <Bar key={t} dataKey={t} stackId="events" fill={PALETTE[i % PALETTE.length]} isAnimationActive={false} />
+                  ))}
+                </BarChart>
+              </ResponsiveContainer>
+            </figure>
+            <figure className="chart">
+              <figcaption>Patients by status</figcaption>
+              <ResponsiveContainer width="100%" height={240}>
+                <BarChart data={byStatus} layout="vertical" accessibilityLayer>
+                  <CartesianGrid strokeDasharray="3 3" />
+                  <XAxis type="number" allowDecimals={false} />
+                  <YAxis type="category" dataKey="status" width={100} />
+                  <Tooltip />
+                  <Bar dataKey="count" name="Patients" fill={PALETTE[2]} isAnimationActive={false} />
+                </BarChart>
+              </ResponsiveContainer>
+            </figure>
+          </div>
+          <table className="board" aria-label="Patients by status">
+            <thead><tr><th scope="col">Status</th><th scope="col">Patients</th></tr></thead>
+            <tbody>
+              {STATUSES.map((s) => (
+                <tr key={s}><td>{STATUS_LABEL[s]}</td><td data-status-count={s}>{data.patients_by_status[s]}</td></tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
+    </section>
+  );
+}
+
+/** Refetch after processed events, at most every two seconds however fast they come. */
+function useRefreshOnEvents(refresh: () => void): void {
+  const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  const latest = useRef(refresh);
+  useEffect(() => {
+    latest.current = refresh;
+  });
+  useEffect(
+    () => () => {
+      if (timer.current) clearTimeout(timer.current);
+    },
+    [],
+  );
+  const schedule = () => {
+    timer.current ??= setTimeout(() => {
+      timer.current = null;
+      latest.current();
+    }, 2000);
+  };
+  useLive({
+    onMessage: (m) => {
+      if (m.type === "EventProcessed") schedule();
+    },
+    onResync: schedule,
+  });
+}

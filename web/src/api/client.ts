@@ -1,0 +1,88 @@
+import createClient, { type Middleware } from "openapi-fetch";
+
+import { authHeaders } from "./auth";
+import { ApiError, toApiError } from "./problem";
+import type { paths } from "./schema";
+import type {
+  DashboardSummary,
+  Patient,
+  PatientEvent,
+  PatientIn,
+  Readiness,
+  Status,
+} from "./types";
+
+const withAuth: Middleware = {
+  onRequest({ request }) {
+    for (const [name, value] of Object.entries(authHeaders())) request.headers.set(name, value);
+    return request;
+  },
+};
+
+/** The typed client: paths, parameters and bodies are checked against the OpenAPI schema. */
+export const api = createClient<paths>({ baseUrl: window.location.origin });
+api.use(withAuth);
+
+async function unwrap<T>(
+  call: Promise<{ data?: T; error?: unknown; response: Response }>,
+): Promise<T> {
+  const { data, error, response } = await call;
+  if (!response.ok || data === undefined) throw toApiError(error, response);
+  return data;
+}
+
+export function getPatient(id: string): Promise<Patient> {
+  return unwrap(api.GET("/api/patients/{patient_id}", { params: { path: { patient_id: id } } }));
+}
+
+export function registerPatient(body: PatientIn): Promise<Patient> {
+  return unwrap(api.POST("/api/patients", { body }));
+}
+
+export function changeStatus(id: string, status: Status, reason: string | null): Promise<Patient> {
+  return unwrap(
+    api.PUT("/api/patients/{patient_id}/status", {
+      params: { path: { patient_id: id } },
+      body: { status, reason },
+    }),
+  );
+}
+
+export async function getHistory(id: string): Promise<PatientEvent[]> {
+  const page = await unwrap(
+    api.GET("/api/patients/{patient_id}/events", { params: { path: { patient_id: id } } }),
+  );
+  return page.items as unknown as PatientEvent[];
+}
+
+/** Every patient, page by page, up to `maxPages` pages of 500 (the board filters client-side). */
+export async function listAllPatients(maxPages = 20): Promise<{ items: Patient[]; complete: boolean }> {
+  const items: Patient[] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < maxPages; page++) {
+    const result = await unwrap(
+      api.GET("/api/patients", { params: { query: { limit: 500, cursor } } }),
+    );
+    items.push(...result.items);
+    if (!result.next_cursor) return { items, complete: true };
+    cursor = result.next_cursor;
+  }
+  return { items, complete: false };
+}
+
+export async function getDashboard(days: number): Promise<DashboardSummary> {
+  const data = await unwrap(api.GET("/api/analytics/dashboard", { params: { query: { days } } }));
+  return data as unknown as DashboardSummary;
+}
+
+/** Readiness answers 503 with the same body when unhealthy: that is data here, not an error. */
+export async function getReadiness(): Promise<Readiness> {
+  const response = await fetch("/health/ready", { headers: authHeaders() });
+  const body: unknown = await response.json().catch(() => null);
+  if (body && typeof body === "object" && "status" in body && "checks" in body) {
+    return body as Readiness;
+  }
+  throw toApiError(body, response);
+}
+
+export { ApiError };

@@ -1,0 +1,63 @@
+import type { components } from "./schema";
+
+/** Types of the API, from the generated OpenAPI schema (src/api/schema.d.ts). */
+export type Patient = components["schemas"]["PatientOut"];
+export type PatientIn = components["schemas"]["PatientIn"];
+export type PatientPage = components["schemas"]["PatientPage"];
+export type Status = components["schemas"]["Status"];
+export type Sex = components["schemas"]["Sex"];
+
+// The statuses in the order of a stay; `satisfies` fails the build if the schema's enum changes.
+export const STATUSES = [
+  "registered",
+  "waiting",
+  "in_treatment",
+  "admitted",
+  "critical",
+  "stable",
+  "discharged",
+] as const satisfies readonly Status[];
+
+export const SEXES = ["female", "male", "other", "unknown"] as const satisfies readonly Sex[];
+
+/*
+ * The routes below answer untyped JSON in the schema (`dict[str, Any]` on the server), so their
+ * shape is written out here by hand from analytics/store.py and observability/health.py.
+ */
+
+/** One CloudEvent of a patient's history (GET /api/patients/{id}/events). */
+export interface PatientEvent {
+  id: string;
+  type: string;
+  time: string;
+  subject?: string;
+  data: {
+    status?: Status;
+    previous_status?: Status | null;
+    reason?: string | null;
+    source?: string | null;
+    ward?: string;
+    bed?: string | null;
+    version?: number;
+  };
+}
+
+/** GET /api/analytics/dashboard?days=N */
+export interface DashboardSummary {
+  days: number;
+  patients_total: number;
+  patients_by_status: Record<Status, number>;
+  registrations_by_day: { day: string; count: number }[];
+  events_by_type_by_day: { day: string; counts: Record<string, number> }[];
+  critical_now: number;
+  average_wait_minutes: number | null;
+  waits_counted: number;
+  events_processed_total: number;
+  generated_at: string;
+}
+
+/** GET /health/ready (200 healthy/degraded, 503 unhealthy, same body). */
+export interface Readiness {
+  status: "healthy" | "degraded" | "unhealthy";
+  checks: Record<string, Record<string, string | number | null>>;
+}

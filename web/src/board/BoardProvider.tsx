@@ -1,0 +1,95 @@
+import {
+  createContext,
+  useCallback,
+  useContext,
+  useEffect,
+  useReducer,
+  useRef,
+  useState,
+  type ReactNode,
+} from "react";
+
+import { ApiError, getPatient, listAllPatients } from "../api/client";
+import { useLive } from "../live/LiveProvider";
+import { type BoardState, boardReducer, initialBoard, missingPeople } from "./boardState";
+
+interface BoardContextValue {
+  state: BoardState;
+  error: string | null;
+  reload: () => void;
+}
+
+const BoardContext = createContext<BoardContextValue | null>(null);
+
+/**
+ * Keeps every patient loaded for the whole session: loaded once over HTTP, then kept current by
+ * live messages (names fetched by id, since live messages are de-identified), reloaded on resync.
+ */
+export function BoardProvider({ children }: { children: ReactNode }) {
+  const [state, dispatch] = useReducer(boardReducer, initialBoard);
+  const [error, setError] = useState<string | null>(null);
+  const generation = useRef(0);
+  const loading = useRef(false);
+  const again = useRef(false);
+  const requested = useRef(new Set<string>());
+
+  // read through a function: the compiler would otherwise assume the loop did not change it
+  const reloadAsked = useCallback(() => again.current, []);
+  const reload = useCallback(() => {
+    if (loading.current) {
+      again.current = true; // one more reload after this one, however many resyncs came
+      return;
+    }
+    loading.current = true;
+    void (async () => {
+      do {
+        again.current = false;
+        generation.current += 1;
+        const started = generation.current;
+        dispatch({ kind: "reloadStarted" });
+        try {
+          const { items, complete } = await listAllPatients();
+          dispatch({ kind: "loaded", patients: items, complete, generation: started });
+          setError(null);
+        } catch (e: unknown) {
+          setError(e instanceof ApiError ? e.message : "The patient list could not be loaded.");
+        }
+      } while (reloadAsked());
+      loading.current = false;
+    })();
+  }, [reloadAsked]);
+
+  useEffect(() => {
+    reload();
+  }, [reload]);
+
+  useLive({
+    onMessage: (message) => {
+      dispatch({ kind: "live", message });
+    },
+    onResync: reload,
+  });
+
+  useEffect(() => {
+    for (const id of missingPeople(state)) {
+      if (requested.current.has(id)) continue;
+      requested.current.add(id);
+      getPatient(id)
+        .then((patient) => {
+          dispatch({ kind: "details", patient });
+        })
+        .catch(() => {
+          // the next resync or live message for this patient asks again
+          requested.current.delete(id);
+        });
+    }
+  }, [state]);
+
+  return <BoardContext.Provider value={{ state, error, reload }}>{children}</BoardContext.Provider>;
+}
+
+export function useBoard(): BoardContextValue {
+  const context = useContext(BoardContext);
+  if (context === null) throw new Error("useBoard needs a BoardProvider above it");
+  return context;
+}
