@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -107,6 +108,18 @@ async def eventually(
     async with asyncio.timeout(timeout):
         while not await predicate():
             await asyncio.sleep(interval)
+
+
+async def subscribe(
+    send: Callable[[str], Awaitable[None]],
+    receive: Callable[[], Awaitable[str | bytes]],
+    topics: list[str],
+) -> None:
+    """Subscribe a live-push client (any WebSocket library) and wait for the server's answer."""
+    await send(json.dumps({"op": "subscribe", "topics": topics}))
+    async with asyncio.timeout(10):
+        while json.loads(await receive()).get("type") != "Subscribed":
+            pass
 
 
 def patient_body(**overrides: Any) -> dict[str, Any]:

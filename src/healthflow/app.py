@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ import orjson
 import structlog
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import Counter
 from pydantic import SecretStr
 
 from healthflow import __version__
@@ -40,15 +42,18 @@ from healthflow.messaging.memory import MemoryBus
 from healthflow.messaging.outbox import OutboxRelay
 from healthflow.messaging.rabbitmq import RabbitBus
 from healthflow.messaging.worker import WorkerPool
-from healthflow.observability import health
+from healthflow.observability import health, metrics
 from healthflow.observability.health import Readiness
 from healthflow.patients import api as patients_api
 from healthflow.patients import events as patient_events
 from healthflow.patients.service import PatientService
 from healthflow.patients.store import SqlOutbox, SqlPatientStore
-from healthflow.ports import Cache, Check, Clock, DeadLetter, Delivery, EventBus
-from healthflow.realtime import websocket
-from healthflow.realtime.hub import MemoryHub
+from healthflow.ports import Cache, Check, Clock, DeadLetter, Delivery, EventBus, Hub
+from healthflow.realtime import sse, websocket
+from healthflow.realtime.fanout import Fanout
+from healthflow.realtime.hub import LiveHub, MemoryHub
+from healthflow.realtime.metrics_feed import MetricsFeed, MetricsSources
+from healthflow.realtime.redis_backplane import RedisHub
 from healthflow.security import api as audit_api
 from healthflow.security.audit import SqlAuditTrail
 from healthflow.security.crypto import FieldCipher, KeyRing, decode_key
@@ -97,7 +102,7 @@ def backends(settings: Settings) -> dict[str, str]:
         "analytics": scheme(settings.analytics_url),
         "bus": scheme(settings.broker_url),
         "cache": scheme(settings.cache_url),
-        "hub": "memory",
+        "hub": "redis" if _hub_backplane_url(settings) else "memory",
         "role": settings.role,
     }
 
@@ -182,7 +187,7 @@ class Platform:
     patients_db: Database
     analytics_db: Database
     bus: EventBus
-    hub: MemoryHub
+    hub: LiveHub
     patient_store: SqlPatientStore
     patients: PatientService
     analytics: AnalyticsService
@@ -193,6 +198,7 @@ class Platform:
     cache: Cache | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     telemetry: Telemetry | None = None
+    metrics_feed: MetricsFeed | None = None
 
     async def prepare_storage(self) -> None:
         """Bring both databases to the current schema (Alembic); start the audit chain."""
@@ -204,10 +210,13 @@ class Platform:
     async def start(self) -> None:
         await self.prepare_storage()
         await self.bus.start()
+        await self.hub.start()
         self.pool.start()
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
         if self.telemetry is not None:
             self._tasks.extend(await self.telemetry.start(self.patients_db, self.analytics_db))
+        if self.metrics_feed is not None:
+            self._tasks.append(asyncio.create_task(self.metrics_feed.run(), name="metrics-feed"))
         for task in self._tasks:
             task.add_done_callback(_report_crash)
 
@@ -220,6 +229,7 @@ class Platform:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.relay.stop()
+        await self.hub.close()
         await self.bus.close()
         await _close_cache(self.cache)
         await self.patients_db.dispose()
@@ -264,7 +274,7 @@ def _build_telemetry(
     patients_db: Database,
     analytics_db: Database,
     bus: EventBus,
-    hub: MemoryHub,
+    hub: Hub,
     patients: PatientService,
 ) -> Telemetry:
     relay = OutboxRelay(
@@ -315,7 +325,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
     analytics_db = open_database(
         settings.analytics_url, sqlite_synchronous=settings.sqlite_synchronous
     )
-    hub = MemoryHub(send_queue_size=settings.hub_send_queue_size)
+    hub = _build_hub(settings)
     cache = _cache(settings)
     bus = _event_bus(settings, clock, patients_db)
     security = build_security(settings, clock, patients_db)
@@ -386,6 +396,80 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         security,
         cache,
         telemetry=telemetry,
+        metrics_feed=_build_metrics_feed(settings, hub, analytics, pool, clock),
+    )
+
+
+# --- live push (realtime/): which hub, and where MetricsUpdated takes its figures from ---
+
+
+def _hub_backplane_url(settings: Settings) -> str:
+    """The Redis URL the hub shares messages through, or "" for a hub local to this process."""
+    if settings.hub_backplane_url:
+        return settings.hub_backplane_url
+    if settings.cache_url.startswith(("redis://", "rediss://")):
+        return settings.cache_url
+    return ""
+
+
+def _build_hub(settings: Settings) -> LiveHub:
+    fanout = Fanout(
+        replay_size=settings.hub_replay_size,
+        send_queue_size=settings.hub_send_queue_size,
+        max_clients=settings.hub_max_clients,
+    )
+    url = _hub_backplane_url(settings)
+    if not url:
+        return MemoryHub(
+            fanout,
+            vitals_min_interval_s=settings.hub_vitals_min_interval_s,
+            heartbeat_s=settings.hub_heartbeat_s,
+            idle_timeout_s=settings.hub_idle_timeout_s,
+        )
+    if not url.startswith(("redis://", "rediss://")):
+        raise ValueError(f"unsupported hub_backplane_url {url!r}: redis:// or empty")
+    return RedisHub(
+        fanout,
+        url=url,
+        prefix=settings.hub_redis_prefix,
+        replay_size=settings.hub_replay_size,
+        publish_timeout_s=settings.hub_publish_timeout_s,
+        publish_queue_size=settings.hub_publish_queue_size,
+        vitals_min_interval_s=settings.hub_vitals_min_interval_s,
+        heartbeat_s=settings.hub_heartbeat_s,
+        idle_timeout_s=settings.hub_idle_timeout_s,
+    )
+
+
+def _counter_total(counter: Counter) -> float:
+    return sum(
+        sample.value
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
+def _build_metrics_feed(
+    settings: Settings, hub: LiveHub, analytics: AnalyticsService, pool: WorkerPool, clock: Clock
+) -> MetricsFeed:
+    async def patients_by_status() -> dict[str, int]:
+        by_status: dict[str, int] = (await analytics.dashboard(1))["patients_by_status"]
+        return by_status
+
+    sources = MetricsSources(
+        events_in_total=lambda: _counter_total(metrics.EVENTS_PUBLISHED),
+        events_processed_total=lambda: _counter_total(metrics.EVENTS_PROCESSED),
+        worker_queue=lambda: {"depth": pool.depth, "capacity": pool.capacity},
+        connected_clients=lambda: hub.fanout.clients,
+        patients_by_status=patients_by_status,
+    )
+    return MetricsFeed(
+        hub,
+        sources,
+        clock,
+        interval_s=settings.hub_metrics_interval_s,
+        instance=f"{socket.gethostname()}:{os.getpid()}",
     )
 
 
@@ -443,6 +527,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(audit_api.dev_router)
     app.include_router(ingest_http.router)
     app.include_router(vitals_api.router)
+    app.include_router(sse.router)
     mount_dashboard(app, settings.web_dir or DEFAULT_DIST)
     app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -669,7 +754,9 @@ def build_role_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
     life = Lifecycle()
     db = _patients_database(settings)
-    hub = MemoryHub(send_queue_size=settings.hub_send_queue_size)
+    hub = _build_hub(settings)  # with a backplane, the gateway's clients get its pushes
+    life.starts.append(hub.start)
+    life.stops.append(hub.close)
     bus = _event_bus(settings, clock, db)
     security = build_security(settings, clock, db)
     outbox = SqlOutbox(db, cipher=security.cipher)
@@ -714,7 +801,9 @@ def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
 def _analytics_role(settings: Settings, clock: Clock) -> FastAPI:
     life = Lifecycle()
     db = open_database(settings.analytics_url, sqlite_synchronous=settings.sqlite_synchronous)
-    hub = MemoryHub(send_queue_size=settings.hub_send_queue_size)
+    hub = _build_hub(settings)  # with a backplane, the gateway's clients get its pushes
+    life.starts.append(hub.start)
+    life.stops.append(hub.close)
     cache = _cache(settings)
     store = SqlAnalyticsStore(db)
 
@@ -787,9 +876,15 @@ def _worker_role(settings: Settings, clock: Clock) -> FastAPI:
 
 def _gateway_role(settings: Settings, clock: Clock) -> FastAPI:
     life = Lifecycle()
-    hub = MemoryHub(send_queue_size=settings.hub_send_queue_size)
+    hub = _build_hub(settings)
+    life.starts.append(hub.start)
+    life.stops.append(hub.close)
     live_group = f"live-{uuid.uuid4().hex[:12]}"
-    bus = _event_bus(settings, clock, None, declare_groups=(), live_groups=(live_group,))
+    # With a Redis backplane every service's pushes reach this hub through it; without one the
+    # gateway feeds its own hub from the bus (patient events only: no EventProcessed).
+    backplane = bool(_hub_backplane_url(settings))
+    live_groups = () if backplane else (live_group,)
+    bus = _event_bus(settings, clock, None, declare_groups=(), live_groups=live_groups)
 
     async def push(delivery: Delivery) -> None:
         # live push is best effort: the event's effect is carried by the outbox and the worker
@@ -799,7 +894,8 @@ def _gateway_role(settings: Settings, clock: Clock) -> FastAPI:
         finally:
             await delivery.ack()
 
-    bus.subscribe(live_group, push)
+    if not backplane:
+        bus.subscribe(live_group, push)
     patients = Upstream("patients", _service_client(settings.patients_service_url, settings))
     analytics = Upstream("analytics", _service_client(settings.analytics_service_url, settings))
     upstreams = [patients, analytics]

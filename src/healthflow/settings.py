@@ -196,6 +196,39 @@ class Settings(BaseSettings):
         10.0, gt=0, description="How long an open circuit refuses calls before one probe."
     )
 
+    # Live push (realtime/, docs/realtime.md)
+    hub_replay_size: int = Field(
+        10_000, ge=1, le=1_000_000, description="Recent live messages kept for `resume`."
+    )
+    hub_max_clients: int = Field(
+        10_000, ge=1, description="Live connections per process; more are refused (1013 / 503)."
+    )
+    hub_heartbeat_s: float = Field(
+        15.0, gt=0, description="How often the server pings each live connection."
+    )
+    hub_idle_timeout_s: float = Field(
+        45.0, gt=0, description="A WebSocket silent this long (no op, no pong) is closed (4010)."
+    )
+    hub_vitals_min_interval_s: float = Field(
+        0.25, ge=0, description="Least time between two VitalsUpdated of one patient (0: off)."
+    )
+    hub_metrics_interval_s: float = Field(
+        1.0, gt=0, description="How often MetricsUpdated is published on the `metrics` topic."
+    )
+    hub_backplane_url: str = Field(
+        "",
+        description="Hub backplane `redis://...`; empty: a redis:// cache_url, else in-process.",
+    )
+    hub_redis_prefix: str = Field(
+        "healthflow:hub", min_length=1, description="Key prefix of the hub's Redis stream."
+    )
+    hub_publish_timeout_s: float = Field(
+        2.0, gt=0, description="How long a publish to the backplane may take before it fails."
+    )
+    hub_publish_queue_size: int = Field(
+        10_000, ge=1, description="Messages waiting for the backplane; more are dropped."
+    )
+
     @model_validator(mode="after")
     def _default_urls(self) -> Settings:
         # frozen: fill derived defaults through object.__setattr__ once, at construction

@@ -21,7 +21,7 @@ import orjson
 import pytest
 from httpx_ws import aconnect_ws
 
-from tests.conftest import dev_headers, eventually, patient_body
+from tests.conftest import dev_headers, eventually, patient_body, subscribe
 
 BROKER = ("127.0.0.1", 1883)
 HEALTHFLOW = str(Path(sys.executable).with_name("healthflow"))
@@ -116,6 +116,7 @@ async def test_simulated_deterioration_over_mqtt_end_to_end(
         await eventually(up, timeout=30, interval=0.2)
         await _wait_until_subscribed(client, env)
         async with aconnect_ws(f"{base_url}/ws", client) as ws:
+            await subscribe(ws.send_text, ws.receive_text, ["patients", "alerts"])
             simulate = await asyncio.create_subprocess_exec(
                 HEALTHFLOW,
                 "simulate",

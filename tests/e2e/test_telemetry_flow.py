@@ -14,7 +14,7 @@ from httpx_ws.transport import ASGIWebSocketTransport
 
 from healthflow.app import build_app
 from healthflow.settings import Settings
-from tests.conftest import auth_headers, eventually
+from tests.conftest import auth_headers, eventually, subscribe
 from tests.telemetry_support import (
     CRITICAL,
     NORMAL,
@@ -46,6 +46,9 @@ async def test_deterioration_raises_one_critical_alert_and_recovery_resolves_it(
             aconnect_ws("http://testserver/ws", client) as ws,
         ):
             patient_id, key = await admit_with_device(client)
+            await subscribe(
+                ws.send_text, ws.receive_text, ["patients", "alerts", f"patient:{patient_id}"]
+            )
             seen: list[dict[str, Any]] = []
 
             # baseline: vitals flow, no alert

@@ -22,7 +22,7 @@ from httpx_ws.transport import ASGIWebSocketTransport
 
 from healthflow.app import build_app
 from healthflow.settings import Settings
-from tests.conftest import auth_headers, eventually
+from tests.conftest import auth_headers, eventually, subscribe
 from tests.telemetry_support import CRITICAL, NORMAL, admit_with_device, at, wait_for_vitals
 
 BROKER = ("127.0.0.1", 1883)
@@ -123,6 +123,7 @@ async def test_deterioration_over_mqtt_gives_one_critical_alert_and_recovery_res
         aconnect_ws("http://testserver/ws", client) as ws,
     ):
         patient_id, key = await admit_with_device(client)
+        await subscribe(ws.send_text, ws.receive_text, ["patients", "alerts"])
         for i in range(3):
             await publish(mqtt_settings, "mon-1", {"device_key": key, "ts": at(i), **NORMAL})
         for i in range(3, 10):

@@ -23,7 +23,7 @@ import websockets
 from healthflow import cluster
 from healthflow.app import cluster_plan
 from healthflow.settings import Settings
-from tests.conftest import dev_headers, eventually, patient_body
+from tests.conftest import dev_headers, eventually, patient_body, subscribe
 from tests.integration.conftest import RABBIT_URL, REDIS_URL, Rabbit
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -182,6 +182,7 @@ async def test_the_entry_point_websocket_pushes_patient_events(
         websockets.connect(ws_url) as ws,
         httpx.AsyncClient(base_url=entry_url, timeout=10, headers=headers) as client,
     ):
+        await subscribe(ws.send, ws.recv, ["patients"])
         created = await client.post("/api/patients", json=patient_body())
         async with asyncio.timeout(20):
             while True:

@@ -15,6 +15,7 @@ from healthflow.patients import store as patient_schema
 from healthflow.patients.domain import NewPatient, Sex
 from healthflow.patients.service import PatientService
 from healthflow.patients.store import SqlOutbox, SqlPatientStore
+from healthflow.realtime.fanout import Fanout
 from healthflow.realtime.hub import MemoryHub
 from healthflow.storage.engine import Database, open_database
 from tests.conftest import SteppingClock, audit_trail, ephemeral_cipher, eventually
@@ -45,8 +46,13 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 async def register(db: Database, n: int) -> None:
-    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
-    service = PatientService(store, MemoryHub(send_queue_size=10), SteppingClock())
+    service = PatientService(
+        SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db)),
+        MemoryHub(
+            Fanout(replay_size=10, send_queue_size=10, max_clients=1), vitals_min_interval_s=0
+        ),
+        SteppingClock(),
+    )
     for i in range(n):
         await service.register(NewPatient(f"P{i}", "X", date(1990, 1, 1), Sex.OTHER, "A"))
 

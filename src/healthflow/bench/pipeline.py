@@ -184,6 +184,10 @@ class LiveListener:
 
     async def _listen(self) -> None:
         async with websockets.connect(self._url, max_queue=None) as ws:
+            await ws.send(orjson.dumps({"op": "subscribe", "topics": ["patients"]}).decode())
+            async for raw in ws:
+                if orjson.loads(raw).get("type") == "Subscribed":
+                    break
             self._ready.set()
             async for raw in ws:
                 message = orjson.loads(raw)

@@ -43,3 +43,14 @@ HUB_DROPPED_CLIENTS = Counter(
     "healthflow_hub_slow_clients_dropped_total", "Clients disconnected for falling behind"
 )
 HUB_FAILURES = Counter("healthflow_hub_failures_total", "Live pushes that failed after commit")
+
+# Live push (realtime/): resumes, coalescing, backplane
+HUB_RESUMES = Counter(
+    "healthflow_hub_resumes_total", "Resume requests, by outcome (replayed or resync)", ["outcome"]
+)
+HUB_COALESCED = Counter(
+    "healthflow_hub_vitals_coalesced_total", "VitalsUpdated messages superseded by a newer one"
+)
+HUB_BACKPLANE_ERRORS = Counter(
+    "healthflow_hub_backplane_errors_total", "Backplane reads or publishes that failed", ["op"]
+)

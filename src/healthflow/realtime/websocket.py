@@ -4,48 +4,88 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
+import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from healthflow.realtime.hub import MemoryHub
+from healthflow.realtime import protocol
+from healthflow.realtime.access import LiveAccessDenied, topic_filter_for
+from healthflow.realtime.fanout import (
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHORIZED,
+    Connection,
+)
+from healthflow.realtime.hub import LiveHub
 
-# Close code for a client that fell behind its bounded send queue; it may reconnect.
-CLOSE_TOO_SLOW = 4008
+log = structlog.get_logger(__name__)
+MAX_CLIENT_FRAME = 65_536
 
 router = APIRouter()
 
 
 @router.websocket("/ws")
 async def live(websocket: WebSocket) -> None:
-    hub: MemoryHub = websocket.app.state.hub
+    hub: LiveHub = websocket.app.state.hub
     await websocket.accept()
-    subscriber = hub.connect()
     try:
-        async with asyncio.TaskGroup() as tasks:
-            sender = tasks.create_task(_send(websocket, subscriber.queue))
-            receiver = tasks.create_task(_drain_client(websocket))
-            lagging = tasks.create_task(subscriber.lagging.wait())
-            done, _ = await asyncio.wait(
-                {sender, receiver, lagging}, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in (sender, receiver, lagging):
-                task.cancel()
-            if lagging in done:
-                with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                    await websocket.close(CLOSE_TOO_SLOW, "too slow: reconnect and reload")
-    except* WebSocketDisconnect:
-        pass
+        allow = await topic_filter_for(websocket)
+    except LiveAccessDenied as denied:
+        await websocket.close(CLOSE_UNAUTHORIZED, str(denied) or "unauthorized")
+        return
+    connection = hub.fanout.connect(allow, heard=time.monotonic())
+    if connection is None:
+        await websocket.close(CLOSE_TRY_AGAIN_LATER, "hub at capacity: retry later")
+        return
+    try:
+        await _serve(websocket, hub, connection)
     finally:
-        hub.disconnect(subscriber)
+        hub.fanout.disconnect(connection)
 
 
-async def _send(websocket: WebSocket, queue: asyncio.Queue[bytes]) -> None:
+async def _serve(websocket: WebSocket, hub: LiveHub, connection: Connection) -> None:
+    tasks = [
+        asyncio.create_task(_read(websocket, hub, connection)),
+        asyncio.create_task(_write(websocket, connection)),
+    ]
+    for task in tasks:
+        task.add_done_callback(lambda _: connection.finished.set())
+    try:
+        await connection.finished.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Exception) and not isinstance(outcome, WebSocketDisconnect):
+                log.warning("live_connection_failed", error=repr(outcome))
+    if connection.close_code is not None:
+        # the client may not be reading: bound the wait for our close frame to go out
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(hub.idle_timeout_s):
+                await websocket.close(connection.close_code, connection.close_reason)
+
+
+async def _read(websocket: WebSocket, hub: LiveHub, connection: Connection) -> None:
     while True:
-        message = await queue.get()
-        await websocket.send_text(message.decode())
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        raw = message.get("text")
+        if raw is None:
+            raw = message.get("bytes") or b""
+        if len(raw) > MAX_CLIENT_FRAME:
+            connection.hang_up(CLOSE_TOO_BIG, f"client frames are limited to {MAX_CLIENT_FRAME}")
+            return
+        connection.heard = time.monotonic()
+        protocol.handle(hub.fanout, connection, raw)
 
 
-async def _drain_client(websocket: WebSocket) -> None:
-    # The core protocol is server-to-client; reading still notices a closed socket promptly.
+async def _write(websocket: WebSocket, connection: Connection) -> None:
+    send = websocket.send
     while True:
-        await websocket.receive_text()
+        await connection.wait()
+        if connection.close_code is not None:
+            return
+        for _, frame in connection.take():
+            await send({"type": "websocket.send", "text": frame})

@@ -95,6 +95,7 @@ PERMISSIONS: dict[tuple[str, str], Rule] = {
     ("GET", "/api/analytics/dashboard"): allow(C, N, AN),
     ("GET", "/api/audit"): allow(audit=ACTION, resource="audit"),
     ("GET", "/ws"): allow(C, N, S, query_token=True),
+    ("GET", "/api/stream"): allow(C, N, S, query_token=True),  # SSE: EventSource sends no headers
     # mints demo tokens; refused unless development tokens are on and the caller is local
     ("POST", "/api/dev/sign-in"): PUBLIC,
     # device telemetry and alerting (issue 4)

@@ -1,0 +1,67 @@
+"""MetricsUpdated: rates from counters, figures from injected sources, failures isolated."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from healthflow.realtime.metrics_feed import MetricsFeed, MetricsSources
+from tests.conftest import SteppingClock
+
+
+class RecordingHub:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any], datetime]] = []
+
+    async def broadcast(self, type: str, data: dict[str, Any], time: datetime) -> None:
+        self.sent.append((type, data, time))
+
+    def stats(self) -> dict[str, int]:
+        return {}
+
+
+class Counters:
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.events_in = 0.0
+        self.processed = 0.0
+
+
+async def test_rates_are_per_second_over_the_last_interval() -> None:
+    counters = Counters()
+
+    async def by_status() -> dict[str, int]:
+        return {"registered": 2}
+
+    async def broken() -> dict[str, int]:
+        raise RuntimeError("alerts store down")
+
+    sources = MetricsSources(
+        events_in_total=lambda: counters.events_in,
+        events_processed_total=lambda: counters.processed,
+        worker_queue=lambda: {"depth": 3, "capacity": 100, "busy": 1},
+        connected_clients=lambda: 7,
+        patients_by_status=by_status,
+        open_alerts_by_severity=broken,
+    )
+    hub = RecordingHub()
+    clock = SteppingClock()
+    feed = MetricsFeed(
+        hub, sources, clock, interval_s=1, instance="i1", monotonic=lambda: counters.t
+    )
+    await feed.publish_once()
+    counters.t, counters.events_in, counters.processed = 2.0, 40.0, 30.0
+    await feed.publish_once()
+    (type0, first, _), (type1, second, at) = hub.sent
+    assert type0 == type1 == "MetricsUpdated"
+    assert first["events_in_per_s"] == 0.0
+    assert second == {
+        "instance": "i1",
+        "events_in_per_s": 20.0,
+        "events_processed_per_s": 15.0,
+        "worker_queue": {"depth": 3, "capacity": 100},
+        "open_alerts_by_severity": None,
+        "patients_by_status": {"registered": 2},
+        "connected_clients": 7,
+    }
+    assert at == clock.now()
