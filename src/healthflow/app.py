@@ -6,7 +6,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import orjson
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import Counter
 from pydantic import SecretStr
 
@@ -28,7 +29,13 @@ from healthflow.clock import SystemClock
 from healthflow.gateway import proxy as gateway_proxy
 from healthflow.gateway.health import GatewayReadiness
 from healthflow.gateway.proxy import Upstream
-from healthflow.http import BodyLimit, RequestContext, install_error_handlers
+from healthflow.http import (
+    BodyLimit,
+    RequestContext,
+    RequestTimeout,
+    SecurityHeaders,
+    install_error_handlers,
+)
 from healthflow.messaging.dead_letters import SqlDeadLetterStore
 from healthflow.messaging.events import CloudEvent
 from healthflow.messaging.memory import MemoryBus
@@ -47,6 +54,25 @@ from healthflow.realtime.fanout import Fanout
 from healthflow.realtime.hub import LiveHub, MemoryHub
 from healthflow.realtime.metrics_feed import MetricsFeed, MetricsSources
 from healthflow.realtime.redis_backplane import RedisHub
+from healthflow.security import api as audit_api
+from healthflow.security.audit import SqlAuditTrail
+from healthflow.security.crypto import FieldCipher, KeyRing, decode_key
+from healthflow.security.ratelimit import RateLimiter
+from healthflow.security.rbac import (
+    GATEWAY_PERMISSIONS,
+    PERMISSIONS,
+    Guard,
+    Rule,
+    document_security,
+    guard,
+)
+from healthflow.security.tokens import (
+    DevTokens,
+    JwksTokens,
+    ServiceCredentials,
+    TokenVerifier,
+    load_or_create_secret,
+)
 from healthflow.settings import Settings
 from healthflow.storage import migrations
 from healthflow.storage.cache import MemoryCache
@@ -93,6 +119,65 @@ def _check_supported(settings: Settings) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Security:
+    """Token checks, the audit trail and PHI keys; `dev_tokens` is None when an issuer is set."""
+
+    verifier: TokenVerifier
+    dev_tokens: DevTokens | None
+    audit: SqlAuditTrail
+    keys: KeyRing
+    cipher: FieldCipher
+
+
+def dev_tokens(settings: Settings) -> DevTokens | None:
+    """The development token minter, or None when an OIDC issuer (JWKS) is configured."""
+    if settings.auth_jwks_url:
+        return None
+    secret = (
+        settings.auth_secret.get_secret_value().encode()
+        if settings.auth_secret
+        else load_or_create_secret(settings.data_dir / "auth_secret")
+    )
+    return DevTokens(
+        secret,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        roles_claim=settings.auth_roles_claim,
+        leeway_s=settings.auth_leeway_s,
+    )
+
+
+def build_verifier(settings: Settings) -> TokenVerifier:
+    """Development tokens (HS256) unless an OIDC issuer's JWKS is configured."""
+    return dev_tokens(settings) or JwksTokens(
+        settings.auth_jwks_url,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        roles_claim=settings.auth_roles_claim,
+        leeway_s=settings.auth_leeway_s,
+        cache_s=settings.auth_jwks_cache_s,
+        timeout_s=settings.auth_jwks_timeout_s,
+    )
+
+
+def build_security(settings: Settings, clock: Clock, patients_db: Database) -> Security:
+    minter = dev_tokens(settings)
+    verifier = build_verifier(settings)
+    key = settings.encryption_key
+    index_key = settings.blind_index_key
+    keys = KeyRing(
+        settings.encryption_key_file or settings.data_dir / "keys.json",
+        env_key=decode_key(key.get_secret_value(), "HEALTHFLOW_ENCRYPTION_KEY") if key else None,
+        env_index_key=(
+            decode_key(index_key.get_secret_value(), "HEALTHFLOW_BLIND_INDEX_KEY")
+            if index_key
+            else None
+        ),
+    )
+    return Security(verifier, minter, SqlAuditTrail(patients_db, clock), keys, FieldCipher(keys))
+
+
 @dataclass
 class Platform:
     """Everything one running process holds, started and stopped in order."""
@@ -109,14 +194,21 @@ class Platform:
     pool: WorkerPool
     relay: OutboxRelay
     readiness: Readiness
+    security: Security
     cache: Cache | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     telemetry: Telemetry | None = None
     metrics_feed: MetricsFeed | None = None
 
-    async def start(self) -> None:
+    async def prepare_storage(self) -> None:
+        """Bring both databases to the current schema (Alembic); start the audit chain."""
         await _migrate(self.patients_db, migrations.PATIENTS)
         await _migrate(self.analytics_db, migrations.ANALYTICS)
+        await self.security.audit.prepare()
+        await self.patient_store.reencrypt_all()
+
+    async def start(self) -> None:
+        await self.prepare_storage()
         await self.bus.start()
         await self.hub.start()
         self.pool.start()
@@ -236,7 +328,8 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
     hub = _build_hub(settings)
     cache = _cache(settings)
     bus = _event_bus(settings, clock, patients_db)
-    outbox = SqlOutbox(patients_db)
+    security = build_security(settings, clock, patients_db)
+    outbox = SqlOutbox(patients_db, cipher=security.cipher)
     relay = OutboxRelay(
         outbox,
         bus,
@@ -246,7 +339,9 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         max_in_flight=settings.outbox_max_in_flight,
         publish_timeout_s=settings.outbox_publish_timeout_s,
     )
-    patient_store = SqlPatientStore(patients_db, on_commit=relay.wake)
+    patient_store = SqlPatientStore(
+        patients_db, cipher=security.cipher, audit=security.audit, on_commit=relay.wake
+    )
     patients = PatientService(patient_store, hub, clock)
     analytics_store = SqlAnalyticsStore(analytics_db)
     analytics = AnalyticsService(
@@ -298,6 +393,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         pool,
         relay,
         readiness,
+        security,
         cache,
         telemetry=telemetry,
         metrics_feed=_build_metrics_feed(settings, hub, analytics, pool, clock),
@@ -398,12 +494,25 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description="Real-time patient flow and bedside monitoring.",
+        # every route passes the access guard; "function" scope: its audit record is written
+        # before the response leaves, so no PHI is served unrecorded
+        dependencies=[Depends(guard, scope="function")],
     )
     app.state.platform = platform
     app.state.patients = platform.patients
     app.state.analytics = platform.analytics
     app.state.hub = platform.hub
     app.state.readiness = platform.readiness
+    app.state.audit = platform.security.audit
+    app.state.dev_tokens = platform.security.dev_tokens
+    app.state.guard = Guard(
+        platform.security.verifier,
+        platform.security.audit,
+        platform.patient_store.ward_of,
+        per_client=RateLimiter(settings.rate_limit_client_per_minute),
+        per_subject=RateLimiter(settings.rate_limit_subject_per_minute),
+    )
+    document_security(app)
     if platform.telemetry is not None:
         app.state.devices = platform.telemetry.devices
         app.state.telemetry = platform.telemetry.intake
@@ -414,12 +523,24 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(analytics_api.router)
     app.include_router(health.router)
     app.include_router(websocket.router)
+    app.include_router(audit_api.router)
+    app.include_router(audit_api.dev_router)
     app.include_router(ingest_http.router)
     app.include_router(vitals_api.router)
     app.include_router(sse.router)
     mount_dashboard(app, settings.web_dir or DEFAULT_DIST)
+    app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
+    app.add_middleware(SecurityHeaders)
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_allow_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
+            expose_headers=["ETag", "Location", "X-Request-ID", "Retry-After"],
+        )
     return app
 
 
@@ -501,9 +622,12 @@ async def migrate_databases(settings: Settings) -> dict[str, str]:
     return done
 
 
-def _service_client(base_url: str, settings: Settings) -> httpx.AsyncClient:
+def _service_client(
+    base_url: str, settings: Settings, auth: httpx.Auth | None = None
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
+        auth=auth,
         timeout=settings.service_timeout_s,
         limits=httpx.Limits(
             max_connections=settings.service_max_connections,
@@ -550,7 +674,43 @@ class Lifecycle:
                 log.exception("stop_step_failed")
 
 
-def _role_http_app(settings: Settings, life: Lifecycle) -> FastAPI:
+def _no_ward(_: uuid.UUID) -> Awaitable[str | None]:
+    async def none() -> str | None:
+        return None
+
+    return none()
+
+
+def _guard(
+    settings: Settings,
+    security: Security | None,
+    ward_of: Callable[[uuid.UUID], Awaitable[str | None]],
+    permissions: Mapping[tuple[str, str], Rule] = PERMISSIONS,
+) -> Guard:
+    """The access guard of one process; without a patient database there is no audit trail,
+    and no route there reads or changes patient data."""
+    verifier = security.verifier if security else build_verifier(settings)
+    return Guard(
+        verifier,
+        security.audit if security else None,
+        ward_of,
+        per_client=RateLimiter(settings.rate_limit_client_per_minute),
+        per_subject=RateLimiter(settings.rate_limit_subject_per_minute),
+        permissions=permissions,
+    )
+
+
+def _service_credentials(settings: Settings) -> httpx.Auth | None:
+    """Bearer tokens one HealthFlow service presents to another (role `service`).
+
+    With development tokens each call gets a fresh short-lived token; with an OIDC issuer the
+    deployment must supply client-credentials tokens (not built yet: see docs/security.md).
+    """
+    minter = dev_tokens(settings)
+    return ServiceCredentials(minter, subject=f"healthflow-{settings.role}") if minter else None
+
+
+def _role_http_app(settings: Settings, life: Lifecycle, guard_: Guard) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await life.start()
@@ -566,11 +726,16 @@ def _role_http_app(settings: Settings, life: Lifecycle) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description=f"HealthFlow {settings.role} service.",
+        dependencies=[Depends(guard, scope="function")],
     )
+    app.state.guard = guard_
+    document_security(app)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
+    app.add_middleware(SecurityHeaders)
     return app
 
 
@@ -593,7 +758,8 @@ def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
     life.starts.append(hub.start)
     life.stops.append(hub.close)
     bus = _event_bus(settings, clock, db)
-    outbox = SqlOutbox(db)
+    security = build_security(settings, clock, db)
+    outbox = SqlOutbox(db, cipher=security.cipher)
     relay = OutboxRelay(
         outbox,
         bus,
@@ -602,10 +768,12 @@ def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
         poll_interval_s=settings.outbox_poll_interval_s,
         max_in_flight=settings.outbox_max_in_flight,
     )
-    store = SqlPatientStore(db, on_commit=relay.wake)
+    store = SqlPatientStore(db, cipher=security.cipher, audit=security.audit, on_commit=relay.wake)
 
     async def open_stores() -> None:
         await _migrate(db, migrations.PATIENTS)
+        await security.audit.prepare()
+        await store.reencrypt_all()
 
     life.starts.append(open_stores)
     life.stops.append(db.dispose)
@@ -613,7 +781,9 @@ def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
     life.stops.append(bus.close)
     life.stops.append(relay.stop)
     life.background("outbox-relay", relay.run)
-    app = _role_http_app(settings, life)
+    app = _role_http_app(settings, life, _guard(settings, security, store.ward_of))
+    app.state.audit = security.audit
+    app.include_router(audit_api.router)
     app.state.patients = PatientService(store, hub, clock)
     app.state.hub = hub
     app.state.readiness = Readiness(
@@ -646,7 +816,7 @@ def _analytics_role(settings: Settings, clock: Clock) -> FastAPI:
     life.starts.append(open_stores)
     life.stops.append(db.dispose)
     life.stops.append(close_cache)
-    app = _role_http_app(settings, life)
+    app = _role_http_app(settings, life, _guard(settings, None, _no_ward))
     app.state.analytics = AnalyticsService(
         store, cache, hub, clock, cache_ttl_s=settings.dashboard_cache_ttl_s
     )
@@ -666,7 +836,9 @@ def _analytics_role(settings: Settings, clock: Clock) -> FastAPI:
 def _worker_role(settings: Settings, clock: Clock) -> FastAPI:
     life = Lifecycle()
     bus = _event_bus(settings, clock, None)
-    client = _service_client(settings.analytics_service_url, settings)
+    client = _service_client(
+        settings.analytics_service_url, settings, auth=_service_credentials(settings)
+    )
     breaker = CircuitBreaker(
         "analytics", failures=settings.breaker_failures, reset_s=settings.breaker_reset_s
     )
@@ -691,7 +863,7 @@ def _worker_role(settings: Settings, clock: Clock) -> FastAPI:
     life.starts.append(start_pool)
     life.starts.append(bus.start)
     life.stops.append(stop_pool)
-    app = _role_http_app(settings, life)
+    app = _role_http_app(settings, life, _guard(settings, None, _no_ward))
     app.state.readiness = Readiness(
         critical={"event_bus": bus.check, "analytics_service": sink.check},
         outbox=None,
@@ -733,7 +905,9 @@ def _gateway_role(settings: Settings, clock: Clock) -> FastAPI:
         life.stops.append(upstream.client.aclose)
     life.starts.append(bus.start)
     life.stops.append(bus.close)
-    app = _role_http_app(settings, life)
+    app = _role_http_app(
+        settings, life, _guard(settings, None, _no_ward, permissions=GATEWAY_PERMISSIONS)
+    )
     app.state.hub = hub
     app.state.readiness = GatewayReadiness(upstreams, local={"event_bus": bus.check})
     app.include_router(gateway_proxy.router(patients, analytics))

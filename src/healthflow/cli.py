@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import getpass
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import uvicorn
@@ -13,6 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from healthflow import __version__
+
+if TYPE_CHECKING:
+    from healthflow.app import Platform
+    from healthflow.settings import Settings
 
 app = typer.Typer(
     help="HealthFlow: real-time patient flow and bedside monitoring.", no_args_is_help=True
@@ -39,9 +46,13 @@ def serve(
         Role | None,
         typer.Option(help="Which part to run (HEALTHFLOW_ROLE); `all` is the whole platform."),
     ] = None,
+    ssl_certfile: Annotated[
+        Path | None, typer.Option(help="TLS certificate (PEM): serve HTTPS and WSS.")
+    ] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
 ) -> None:
     """Run the whole platform in this process, or one role of the multi-process topology."""
-    from healthflow.app import backends, build_app
+    from healthflow.app import backends, build_app, dev_tokens
     from healthflow.observability.logs import configure
     from healthflow.settings import Settings
 
@@ -62,14 +73,135 @@ def serve(
     table.add_row("data dir", str(settings.data_dir.resolve()))
     for port_name, backend in backends(settings).items():
         table.add_row(port_name, backend)
+    minter = dev_tokens(settings)
+    table.add_row("sign-in", "development tokens" if minter else settings.auth_jwks_url)
     console.print(table)
+    if minter is not None:
+        token = minter.mint("admin", "admin", now=datetime.now(UTC), ttl=timedelta(hours=8))
+        # stdout, apart from the banner: `healthflow serve | head -1` hands a script the token
+        typer.echo(f"admin token (8h, development only): {token}")
+    if bool(ssl_certfile) != bool(ssl_keyfile):
+        raise typer.BadParameter("--ssl-certfile and --ssl-keyfile go together")
     uvicorn.run(
         build_app(settings),
         host=settings.host,
         port=settings.port,
         log_level="warning",
+        access_log=False,  # request lines carry query strings (WebSocket tokens): never logged
         timeout_graceful_shutdown=int(settings.worker_shutdown_grace_s) + 5,
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    from healthflow.settings import Settings
+
+    return Settings(data_dir=data_dir) if data_dir else Settings()  # type: ignore[call-arg]
+
+
+DataDir = Annotated[
+    Path | None, typer.Option(help="Folder for the embedded databases (HEALTHFLOW_DATA_DIR).")
+]
+
+
+@app.command()
+def token(
+    sub: Annotated[str, typer.Option(help="Subject: who the token names.")],
+    role: Annotated[str, typer.Option(help="Role: admin, clinician, nurse, analyst, ...")],
+    ward: Annotated[str | None, typer.Option(help="Ward claim (limits a nurse).")] = None,
+    ttl: Annotated[str, typer.Option(help="Lifetime, like 30m, 8h or 7d.")] = "8h",
+    data_dir: DataDir = None,
+) -> None:
+    """Print a development token (refused when an OIDC issuer is configured)."""
+    from healthflow.app import dev_tokens
+    from healthflow.security.rbac import Role as AccessRole
+    from healthflow.security.tokens import parse_ttl
+
+    if role not in {r.value for r in AccessRole}:
+        raise typer.BadParameter(f"unknown role {role!r}", param_hint="--role")
+    try:
+        lifetime = parse_ttl(ttl)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--ttl") from exc
+    minter = dev_tokens(_settings(data_dir))
+    if minter is None:
+        console.print("refused: an OIDC issuer is configured; get tokens from it")
+        raise typer.Exit(2)
+    typer.echo(minter.mint(sub, role, now=datetime.now(UTC), ttl=lifetime, ward=ward))
+
+
+@app.command()
+def permissions() -> None:
+    """Print the permission table (Markdown), as README shows it."""
+    from healthflow.security.rbac import permission_table_markdown
+
+    typer.echo(permission_table_markdown())
+
+
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+keys_app = typer.Typer(help="PHI encryption keys.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+
+
+async def _with_platform(settings: Settings, work: Callable[[Platform], Awaitable[int]]) -> int:
+    from healthflow.app import build_platform
+
+    platform = build_platform(settings)
+    try:
+        await platform.prepare_storage()
+        return await work(platform)
+    finally:
+        await platform.patients_db.dispose()
+        await platform.analytics_db.dispose()
+
+
+@audit_app.command("verify")
+def audit_verify(data_dir: DataDir = None) -> None:
+    """Check the audit chain; exit 1 naming the first edited, removed or moved record."""
+
+    async def verify(platform: Platform) -> int:
+        result = await platform.security.audit.verify()
+        if result.ok:
+            typer.echo(f"audit chain intact: {result.checked} records, head {result.head_hash}")
+            return 0
+        typer.echo(
+            f"audit chain BROKEN at record {result.first_bad_seq}: {result.reason} "
+            f"({result.checked} records before it are intact)"
+        )
+        return 1
+
+    raise typer.Exit(asyncio.run(_with_platform(_settings(data_dir), verify)))
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per batch.")] = 200,
+    data_dir: DataDir = None,
+) -> None:
+    """Make a new active key and re-encrypt every patient and event under it, in batches, online."""
+    from healthflow.security.audit import Actor, AuditEntry
+    from healthflow.security.crypto import KeyRingError
+
+    async def rotate(platform: Platform) -> int:
+        try:
+            kid = platform.security.keys.rotate()
+        except KeyRingError as exc:
+            console.print(f"refused: {exc}")
+            return 2
+        total = 0
+        while changed := await platform.patient_store.reencrypt(limit=batch_size):
+            total += changed
+        actor = Actor(f"cli:{getpass.getuser()}", "admin")
+        detail = f"new active key {kid}; {total} rows re-encrypted"
+        await platform.security.audit.record(
+            AuditEntry("keys.rotate", "key", kid, detail=detail), actor
+        )
+        typer.echo(f"active key is now {kid}; {total} rows re-encrypted")
+        return 0
+
+    raise typer.Exit(asyncio.run(_with_platform(_settings(data_dir), rotate)))
 
 
 @app.command()
@@ -154,6 +286,15 @@ def simulate(
     ] = "",
     ward: Annotated[str, typer.Option(help="Ward the simulated patients are in.")] = "SIM",
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible vitals.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HEALTHFLOW_TOKEN",
+            help="Bearer token for registering patients and devices; default: a development "
+            "clinician token from the local data dir.",
+        ),
+    ] = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Register patients and monitors, stream realistic vitals, print a summary."""
     import asyncio
@@ -162,6 +303,17 @@ def simulate(
         raise typer.BadParameter("must be http or mqtt", param_hint="--via")
     if deteriorate > devices:
         raise typer.BadParameter("cannot exceed --devices", param_hint="--deteriorate")
+    if token is None:
+        from healthflow.app import dev_tokens
+
+        minter = dev_tokens(_settings(data_dir))
+        if minter is None:
+            raise typer.BadParameter(
+                "an OIDC issuer is configured: pass --token", param_hint="--token"
+            )
+        token = minter.mint(
+            "simulator", "clinician", now=datetime.now(UTC), ttl=timedelta(hours=12)
+        )
     summary = asyncio.run(
         _simulate(
             devices=devices,
@@ -176,6 +328,7 @@ def simulate(
             topic_prefix=topic_prefix,
             ward=ward,
             seed=seed,
+            token=token,
         )
     )
     table = Table(title="simulation", show_header=False)
@@ -207,6 +360,7 @@ async def _simulate(
     topic_prefix: str,
     ward: str,
     seed: int | None,
+    token: str,
 ) -> Any:
     import httpx
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -215,7 +369,8 @@ async def _simulate(
     from healthflow.vitals.ingest_mqtt import Broker
 
     limits = httpx.Limits(max_connections=min(devices, 200))
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+    auth = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits, headers=auth) as client:
         fleet = await simulator.register(
             client,
             devices=devices,

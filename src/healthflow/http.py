@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -11,7 +14,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from healthflow.observability import metrics
 from healthflow.patients.domain import (
@@ -22,6 +27,9 @@ from healthflow.patients.domain import (
     PatientNotFound,
     TransitionRefused,
 )
+from healthflow.security.errors import Forbidden, Unauthenticated
+from healthflow.security.ratelimit import TooManyRequests
+from healthflow.security.tokens import IdentityProviderUnavailable
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger(__name__)
@@ -97,7 +105,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(422, "Invalid request", str(exc), slug="validation-error", errors=listed)
 
     @app.exception_handler(DomainError)
-    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        if isinstance(exc, PatientChanged) and "if-match" in request.headers:
+            return problem(412, "Precondition failed", str(exc), slug="precondition-failed")
         for cls, status, title, slug in _DOMAIN_PROBLEMS:
             if isinstance(exc, cls):
                 return problem(status, title, str(exc), slug=slug)
@@ -121,12 +131,76 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return problem(exc.status_code, title, str(exc.detail), slug=slug, headers=headers)
 
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(conn: HTTPConnection, exc: Unauthenticated) -> JSONResponse:
+        response = problem(
+            401,
+            "Not authenticated",
+            str(exc),
+            slug="unauthenticated",
+            headers={"WWW-Authenticate": 'Bearer realm="healthflow"'},
+        )
+        return await _refuse(conn, response, close_code=4401)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(conn: HTTPConnection, exc: Forbidden) -> JSONResponse:
+        response = problem(403, "Forbidden", str(exc), slug="forbidden")
+        return await _refuse(conn, response, close_code=4403)
+
+    @app.exception_handler(TooManyRequests)
+    async def _too_many(conn: HTTPConnection, exc: TooManyRequests) -> JSONResponse:
+        response = problem(
+            429,
+            "Too many requests",
+            str(exc),
+            slug="rate-limited",
+            headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))},
+        )
+        return await _refuse(conn, response, close_code=1013)
+
+    @app.exception_handler(IdentityProviderUnavailable)
+    async def _idp_down(conn: HTTPConnection, exc: IdentityProviderUnavailable) -> JSONResponse:
+        log.warning("identity_provider_unavailable", error=str(exc))
+        response = problem(
+            503,
+            "Identity provider unavailable",
+            "Tokens cannot be checked right now; retry shortly.",
+            slug="identity-provider-unavailable",
+            headers={"Retry-After": "5"},
+        )
+        return await _refuse(conn, response, close_code=1013)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", error_type=type(exc).__name__)
         return problem(
             500, "Internal error", "The server failed to handle the request; it has been logged."
         )
+
+
+async def _refuse(conn: HTTPConnection, response: JSONResponse, *, close_code: int) -> JSONResponse:
+    """HTTP gets the problem back; a WebSocket handshake gets it as a denial response where the
+    server supports that (uvicorn does), else it is closed with an HTTP-like 44xx code."""
+    if isinstance(conn, WebSocket):
+        if "websocket.http.response" in conn.scope.get("extensions", {}):
+            await conn.send_denial_response(response)
+        else:
+            await conn.close(close_code, str(response.status_code))
+    return response
+
+
+def route_template(scope: Mapping[str, Any]) -> str | None:
+    """The matched route's full path as declared (`/api/patients/{patient_id}`).
+
+    FastAPI >= 0.16x keeps included routers unflattened: `scope["route"]` holds the path inside
+    its router, and the include prefixes live on the included router's context.
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if path is None:
+        return None
+    included = (scope.get("fastapi") or {}).get("included_router")
+    prefix = getattr(getattr(included, "include_context", None), "prefix", "") or ""
+    return f"{prefix}{path}"
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -216,7 +290,7 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = route_template(scope) or "unmatched"
             elapsed = time.perf_counter() - started
             metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
             metrics.HTTP_SECONDS.labels(scope["method"], route).observe(elapsed)
@@ -229,3 +303,83 @@ class RequestContext:
                 duration_ms=round(elapsed * 1000, 2),
             )
             structlog.contextvars.unbind_contextvars("request_id")
+
+
+# /docs and /redoc load Swagger UI / ReDoc from a CDN: they get every header but the CSP.
+_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+_DOC_PATHS = ("/docs", "/redoc")
+
+
+class SecurityHeaders:
+    """HSTS, no sniffing, no framing, no referrer, a CSP, and `no-store` on API answers (PHI
+    must not sit in browser or proxy caches)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        extra = [
+            (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+        if not path.startswith(_DOC_PATHS):
+            extra.append((b"content-security-policy", _CSP.encode()))
+        if path.startswith("/api/"):
+            extra.append((b"cache-control", b"no-store"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                added = [(name, value) for name, value in extra if name not in present]
+                message["headers"] = [*message.get("headers", []), *added]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class RequestTimeout:
+    """Answer 504 when a request has produced no response within `timeout_s`, and cancel it.
+
+    Only the time to the first byte is limited: a stream (SSE) that has started runs on.
+    """
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+        try:
+            async with asyncio.timeout(self.timeout_s) as deadline:
+
+                async def send_tracking(message: Message) -> None:
+                    nonlocal started
+                    if message["type"] == "http.response.start":
+                        started = True
+                        deadline.reschedule(None)
+                    await send(message)
+
+                await self.app(scope, receive, send_tracking)
+        except TimeoutError:
+            if started or not deadline.expired():
+                raise  # a timeout of the app's own making, or one after the answer began
+            log.warning("request_timed_out", timeout_s=self.timeout_s)
+            response = problem(
+                504,
+                "Request timed out",
+                f"No answer within {self.timeout_s} s; the request was cancelled.",
+                slug="request-timeout",
+            )
+            await response(scope, receive, send)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -77,6 +77,53 @@ class Settings(BaseSettings):
     )
     log_format: Literal["json", "console"] = Field(
         "json", description="Log lines as JSON (production) or for people (console)."
+    )
+    # --- security (issue 6) ---
+    auth_secret: SecretStr | None = Field(
+        None,
+        description="HS256 secret for development tokens; unset means generated into the data dir.",
+    )
+    auth_jwks_url: str = Field(
+        "",
+        description="OIDC issuer's JWKS URL; when set only its RS256/ES256 tokens are accepted.",
+    )
+    auth_issuer: str = Field(
+        "healthflow-dev", description="Expected `iss` claim (the OIDC issuer URL in production)."
+    )
+    auth_audience: str = Field("healthflow", description="Expected `aud` claim.")
+    auth_roles_claim: str = Field(
+        "roles", description="Claim holding the roles; dotted for nested (`realm_access.roles`)."
+    )
+    auth_leeway_s: float = Field(
+        30.0, ge=0, le=300, description="Clock skew tolerated on `exp` and `nbf`."
+    )
+    auth_jwks_cache_s: int = Field(
+        300, ge=1, description="How long fetched JWKS keys are reused before a refresh."
+    )
+    auth_jwks_timeout_s: float = Field(
+        5.0, gt=0, description="Timeout for fetching the JWKS from the issuer."
+    )
+    encryption_key: SecretStr | None = Field(
+        None,
+        description="Base64 AES-256 key for PHI at rest; unset means the key file's active key.",
+    )
+    blind_index_key: SecretStr | None = Field(
+        None, description="Base64 HMAC key for the MRN blind index; unset means the key file's."
+    )
+    encryption_key_file: Path | None = Field(
+        None, description="PHI key ring file; unset means `keys.json` in the data dir."
+    )
+    cors_allow_origins: tuple[str, ...] = Field(
+        (), description="Browser origins allowed to call the API cross-site; empty means none."
+    )
+    rate_limit_subject_per_minute: int = Field(
+        6000, ge=1, description="Requests per minute one token subject may make (429 beyond)."
+    )
+    rate_limit_client_per_minute: int = Field(
+        12000, ge=1, description="Requests per minute one client address may make (429 beyond)."
+    )
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="Longest wait for a response to start before 504 (not streams)."
     )
     # --- device telemetry (issue 4) ---
     mqtt_url: str = Field(

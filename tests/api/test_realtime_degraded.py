@@ -8,7 +8,7 @@ import httpx
 
 from healthflow.app import build_app
 from healthflow.settings import Settings
-from tests.conftest import patient_body
+from tests.conftest import auth_headers, patient_body
 from tests.e2e.live import free_port
 
 
@@ -23,7 +23,9 @@ async def test_registration_succeeds_while_the_backplane_is_unreachable(
     app = build_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=auth_headers(app)
+        ) as http:
             created = await http.post("/api/patients", json=patient_body())
             assert created.status_code == 201
             fetched = await http.get(f"/api/patients/{created.json()['id']}")

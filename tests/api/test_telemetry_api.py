@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from healthflow.app import build_app
 from healthflow.settings import Settings
+from tests.conftest import mint_token
 from tests.telemetry_support import NORMAL, admit_with_device, at, post_readings, wait_for_vitals
 
 PROBLEM = "application/problem+json"
@@ -275,7 +276,10 @@ async def stalled_app(make_settings: Callable[..., Settings]) -> AsyncIterator[F
 
 async def test_a_full_backlog_answers_503_with_retry_after(stalled_app: FastAPI) -> None:
     transport = httpx.ASGITransport(app=stalled_app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    admin = {"Authorization": f"Bearer {mint_token(stalled_app, 'admin')}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers=admin
+    ) as client:
         _, key = await admit_with_device(client)
         ok = await post_readings(
             client, "mon-1", key, [{"ts": at(0)} | NORMAL, {"ts": at(1)} | NORMAL]

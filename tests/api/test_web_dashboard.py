@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 
 from healthflow.app import build_app
 from healthflow.cli import app as cli
+from healthflow.security.rbac import PERMISSIONS, allow
 from healthflow.settings import Settings
+from tests.conftest import mint_token
 
 INDEX = "<!doctype html><title>HealthFlow</title><div id=root></div>"
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +33,10 @@ def dist(tmp_path: Path) -> Path:
 async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        admin = {"Authorization": f"Bearer {mint_token(app, 'admin')}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=admin
+        ) as http:
             yield http
 
 
@@ -107,8 +112,9 @@ async def test_paths_cannot_escape_the_dist_folder(web: httpx.AsyncClient, dist:
 
 
 async def test_routes_added_after_the_dashboard_are_not_shadowed(
-    make_settings: Callable[..., Settings], dist: Path
+    make_settings: Callable[..., Settings], dist: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setitem(PERMISSIONS, ("GET", "/api/added-later"), allow())
     app = build_app(make_settings(web_dir=dist))
     later = APIRouter()
 

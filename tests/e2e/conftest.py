@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,6 +35,17 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token(self) -> str:
+        """The development admin token `serve` printed at start-up."""
+        found = re.search(rb"admin token \(8h, development only\): (\S+)", self.log.read_bytes())
+        assert found, "serve printed no admin token"
+        return found.group(1).decode()
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
     def start(self, timeout: float = 30.0) -> Server:
         env = {**os.environ, "HEALTHFLOW_LOG_LEVEL": "warning", **self.env}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -27,8 +28,21 @@ from websockets.exceptions import ConnectionClosed
 from healthflow.app import build_app
 from healthflow.realtime.hub import LiveHub
 from healthflow.settings import Settings
+from tests.conftest import dev_headers, mint_token
 
 WAIT_S = 10.0
+# The admin token of each server these helpers started, by "host:port": ws_client and sse_client
+# present it (as `?access_token=`, what a browser does) unless the URL carries one already.
+TOKENS: dict[str, str] = {}
+
+
+def _with_token(url: str) -> str:
+    parts = urlsplit(url)
+    token = TOKENS.get(parts.netloc)
+    if token is None or "access_token=" in parts.query:
+        return url
+    query = f"{parts.query}&access_token={token}" if parts.query else f"access_token={token}"
+    return urlunsplit(parts._replace(query=query))
 
 
 def free_port() -> int:
@@ -52,6 +66,10 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKENS[f'127.0.0.1:{self.port}']}"}
+
+    @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
@@ -71,6 +89,7 @@ async def serving(settings: Settings) -> AsyncIterator[LiveServer]:
         async with asyncio.timeout(WAIT_S):
             while not server.started:
                 await asyncio.sleep(0.01)
+        TOKENS[f"127.0.0.1:{port}"] = mint_token(app, "admin")
         yield LiveServer(app, port)
     finally:
         server.should_exit = True
@@ -146,7 +165,7 @@ class WsClient:
 
 @contextlib.asynccontextmanager
 async def ws_client(url: str, **options: Any) -> AsyncIterator[WsClient]:
-    async with connect(url, open_timeout=WAIT_S, **options) as ws:
+    async with connect(_with_token(url), open_timeout=WAIT_S, **options) as ws:
         yield WsClient(ws)
 
 
@@ -185,7 +204,9 @@ async def sse_client(
 ) -> AsyncIterator[SseClient]:
     async with (
         httpx.AsyncClient(base_url=base, timeout=WAIT_S) as http,
-        http.stream("GET", "/api/stream", params={"topics": topics}, headers=headers) as reply,
+        http.stream(
+            "GET", _with_token(f"{base}/api/stream?topics={topics}"), headers=headers
+        ) as reply,
     ):
         assert reply.status_code == 200, reply.status_code
         assert reply.headers["content-type"].startswith("text/event-stream")
@@ -221,6 +242,7 @@ def serve_process(data_dir: Path, **env: str) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise AssertionError("serve did not answer /health within 30 s")
             time.sleep(0.1)
+        TOKENS[f"127.0.0.1:{port}"] = dev_headers(data_dir)["Authorization"].removeprefix("Bearer ")
         yield base
     finally:
         process.terminate()
@@ -229,3 +251,8 @@ def serve_process(data_dir: Path, **env: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def auth_for(base: str) -> dict[str, str]:
+    """The `Authorization` header for a server started by these helpers."""
+    return {"Authorization": f"Bearer {TOKENS[urlsplit(base).netloc]}"}

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import eventually, patient_body
-from tests.e2e.live import serve_process, ws_client
+from tests.e2e.live import auth_for, serve_process, ws_client
 from tests.integration.redis_support import REDIS_URL, needs_redis, redis_prefix
 
 __all__ = ["redis_prefix"]
@@ -23,7 +23,10 @@ async def test_a_registration_reaches_a_websocket_client_of_a_serve_process(
     tmp_path: Path,
 ) -> None:
     with serve_process(tmp_path / "data", HEALTHFLOW_HUB_METRICS_INTERVAL_S="0.2") as base:
-        async with ws_client(ws_url(base)) as client, httpx.AsyncClient(base_url=base) as http:
+        async with (
+            ws_client(ws_url(base)) as client,
+            httpx.AsyncClient(base_url=base, headers=auth_for(base)) as http,
+        ):
             await client.subscribe("patients", "metrics")
             created = (await http.post("/api/patients", json=patient_body())).json()
 
@@ -53,8 +56,8 @@ async def test_two_instances_share_one_stream_through_redis(
         serve_process(tmp_path / "b", **env) as b,
     ):
         async with (
-            httpx.AsyncClient(base_url=a) as http_a,
-            httpx.AsyncClient(base_url=b) as http_b,
+            httpx.AsyncClient(base_url=a, headers=auth_for(a)) as http_a,
+            httpx.AsyncClient(base_url=b, headers=auth_for(b)) as http_b,
             ws_client(ws_url(a)) as on_a,
             ws_client(ws_url(b)) as on_b,
         ):

@@ -104,7 +104,7 @@ async def test_bad_stream_requests_get_problem_json_and_open_nothing(
     status: int,
 ) -> None:
     async with serving(make_settings(**QUIET)) as server:
-        async with httpx.AsyncClient(base_url=server.http) as http:
+        async with httpx.AsyncClient(base_url=server.http, headers=server.auth) as http:
             reply = await http.get("/api/stream", params=params, headers=headers)
         assert reply.status_code == status
         assert reply.headers["content-type"] == "application/problem+json"
@@ -123,7 +123,7 @@ async def test_a_stalled_sse_reader_is_cut_off_while_websocket_clients_keep_rece
         stalled.connect(("127.0.0.1", server.port))
         stalled.sendall(
             b"GET /api/stream?topics=patients HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream"
-            b"\r\n\r\n"
+            b"\r\nAuthorization: " + server.auth["Authorization"].encode() + b"\r\n\r\n"
         )
 
         async def streaming() -> bool:

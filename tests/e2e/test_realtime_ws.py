@@ -35,7 +35,7 @@ async def test_each_client_gets_only_its_topics_each_message_once(
 ) -> None:
     async with (
         serving(make_settings(**QUIET)) as server,
-        httpx.AsyncClient(base_url=server.http) as http,
+        httpx.AsyncClient(base_url=server.http, headers=server.auth) as http,
         ws_client(server.ws) as everyone,
         ws_client(server.ws) as icu,
         ws_client(server.ws) as alerts,
@@ -100,7 +100,7 @@ async def test_concurrent_registrations_get_distinct_increasing_seqs(
 ) -> None:
     async with (
         serving(make_settings(**QUIET)) as server,
-        httpx.AsyncClient(base_url=server.http) as http,
+        httpx.AsyncClient(base_url=server.http, headers=server.auth) as http,
         ws_client(server.ws) as client,
     ):
         await client.subscribe("patients")
@@ -298,7 +298,7 @@ async def test_connections_beyond_capacity_are_refused_1013(
         await first.subscribe("alerts")
         async with ws_client(server.ws) as second:
             assert await second.read_until_closed() == 1013
-        async with httpx.AsyncClient(base_url=server.http) as http:
+        async with httpx.AsyncClient(base_url=server.http, headers=server.auth) as http:
             refused = await http.get("/api/stream", params={"topics": "alerts"})
         assert refused.status_code == 503
         assert refused.headers["content-type"] == "application/problem+json"
@@ -339,7 +339,7 @@ async def test_metrics_updated_reports_the_platform(
 ) -> None:
     async with (
         serving(make_settings(hub_metrics_interval_s=0.05)) as server,
-        httpx.AsyncClient(base_url=server.http) as http,
+        httpx.AsyncClient(base_url=server.http, headers=server.auth) as http,
         ws_client(server.ws) as client,
     ):
         await client.subscribe("metrics")
@@ -388,7 +388,7 @@ async def test_the_access_hook_can_refuse_a_connection_or_filter_its_topics(
             await server.hub.broadcast("AlertRaised", patient_data("ICU"), now())
             assert kinds(await nurse.fence())[0][1] == "ward:ICU"
             assert len(nurse.messages) == 1
-        async with httpx.AsyncClient(base_url=server.http) as http:
+        async with httpx.AsyncClient(base_url=server.http, headers=server.auth) as http:
             unauthorized = await http.get("/api/stream", params={"topics": "ward:ICU"})
             forbidden = await http.get(
                 "/api/stream", params={"topics": "ward:B2", "token": "nurse"}

@@ -48,7 +48,7 @@ def unpublished(data_dir: Path) -> int:
 async def test_two_thousand_registrations_in_a_row_all_reach_the_dashboard(
     server: Server,
 ) -> None:
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=server.auth) as http:
         for i in range(2000):
             response = await http.post("/api/patients", json=patient_body(given_name=f"P{i}"))
             assert response.status_code == 201, response.text
@@ -71,7 +71,7 @@ async def test_a_killed_server_delivers_every_committed_event_after_restart(
     # events are committed but not yet processed
     throttled = {"HEALTHFLOW_WORKER_COUNT": "1", "HEALTHFLOW_WORKER_QUEUE_SIZE": "1"}
     first = server_factory(data_dir, throttled).start()
-    async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=first.url, timeout=30, headers=first.auth) as http:
 
         async def register(i: int) -> None:
             response = await http.post("/api/patients", json=patient_body(given_name=f"K{i}"))
@@ -84,7 +84,7 @@ async def test_a_killed_server_delivers_every_committed_event_after_restart(
     assert left > 0, "the kill came too late to test recovery; throttle the first run harder"
 
     second = server_factory(data_dir).start()
-    async with httpx.AsyncClient(base_url=second.url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=second.url, timeout=30, headers=second.auth) as http:
 
         async def drained() -> bool:
             ready = (await http.get("/health/ready")).json()
@@ -106,7 +106,7 @@ async def test_sigterm_finishes_in_flight_work_and_exits_cleanly(
 ) -> None:
     data_dir = tmp_path / "data"
     first = server_factory(data_dir, {"HEALTHFLOW_LOG_LEVEL": "info"}).start()
-    async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=first.url, timeout=30, headers=first.auth) as http:
         for i in range(50):
             response = await http.post("/api/patients", json=patient_body(given_name=f"T{i}"))
             assert response.status_code == 201
@@ -114,7 +114,7 @@ async def test_sigterm_finishes_in_flight_work_and_exits_cleanly(
     assert first.terminate() in (0, -signal.SIGTERM)
     assert "healthflow_stopped" in first.log.read_text()
     second = server_factory(data_dir).start()
-    async with httpx.AsyncClient(base_url=second.url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=second.url, timeout=30, headers=second.auth) as http:
 
         async def counted() -> bool:
             return bool((await dashboard(http))["patients_total"] == 50)
@@ -126,11 +126,11 @@ async def test_sigterm_finishes_in_flight_work_and_exits_cleanly(
 async def test_websocket_clients_see_registration_status_change_and_processing(
     server: Server,
 ) -> None:
-    ws_url = server.url.replace("http", "ws") + "/ws"
+    ws_url = server.url.replace("http", "ws") + f"/ws?access_token={server.token}"
     async with websockets.connect(ws_url) as first, websockets.connect(ws_url) as second:
         for ws in (first, second):
             await subscribe(ws.send, ws.recv, ["patients", "metrics"])
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=server.auth) as http:
             created = (await http.post("/api/patients", json=patient_body())).json()
             await http.put(f"/api/patients/{created['id']}/status", json={"status": "waiting"})
         for ws in (first, second):

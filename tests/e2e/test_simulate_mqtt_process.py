@@ -21,7 +21,7 @@ import orjson
 import pytest
 from httpx_ws import aconnect_ws
 
-from tests.conftest import eventually, patient_body, subscribe
+from tests.conftest import dev_headers, eventually, patient_body, subscribe
 
 BROKER = ("127.0.0.1", 1883)
 HEALTHFLOW = str(Path(sys.executable).with_name("healthflow"))
@@ -104,7 +104,8 @@ async def test_simulated_deterioration_over_mqtt_end_to_end(
     server: tuple[str, dict[str, str]],
 ) -> None:
     base_url, env = server
-    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+    headers = dev_headers(Path(env["HEALTHFLOW_DATA_DIR"]))
+    async with httpx.AsyncClient(base_url=base_url, timeout=10, headers=headers) as client:
 
         async def up() -> bool:
             try:

@@ -14,7 +14,7 @@ from httpx_ws.transport import ASGIWebSocketTransport
 
 from healthflow.app import build_app
 from healthflow.settings import Settings
-from tests.conftest import eventually, subscribe
+from tests.conftest import auth_headers, eventually, subscribe
 from tests.telemetry_support import (
     CRITICAL,
     NORMAL,
@@ -40,7 +40,9 @@ async def test_deterioration_raises_one_critical_alert_and_recovery_resolves_it(
     async with app.router.lifespan_context(app):
         transport = ASGIWebSocketTransport(app=app)
         async with (
-            httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+            httpx.AsyncClient(
+                transport=transport, base_url="http://testserver", headers=auth_headers(app)
+            ) as client,
             aconnect_ws("http://testserver/ws", client) as ws,
         ):
             patient_id, key = await admit_with_device(client)
@@ -130,7 +132,9 @@ async def test_readings_accepted_before_a_crash_are_handled_after_restart(
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         transport = httpx.ASGITransport(app=first)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=auth_headers(first)
+        ) as client:
             patient_id, key = await admit_with_device(client)
             posted = await post_readings(
                 client, "mon-1", key, [{"ts": at(i), **CRITICAL} for i in range(4)]
@@ -141,7 +145,9 @@ async def test_readings_accepted_before_a_crash_are_handled_after_restart(
     second = build_app(settings)
     async with second.router.lifespan_context(second):
         transport = httpx.ASGITransport(app=second)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=auth_headers(second)
+        ) as client:
             await wait_for_vitals(client, patient_id, 4)
             [alert] = (await client.get("/api/alerts")).json()["items"]
             assert (alert["severity"], alert["readings"]) == ("critical", 4)

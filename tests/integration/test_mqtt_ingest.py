@@ -22,7 +22,7 @@ from httpx_ws.transport import ASGIWebSocketTransport
 
 from healthflow.app import build_app
 from healthflow.settings import Settings
-from tests.conftest import eventually, subscribe
+from tests.conftest import auth_headers, eventually, subscribe
 from tests.telemetry_support import CRITICAL, NORMAL, admit_with_device, at, wait_for_vitals
 
 BROKER = ("127.0.0.1", 1883)
@@ -68,7 +68,9 @@ async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.Asyn
         async with asyncio.timeout(10):
             await mqtt.subscribed.wait()
         transport = ASGIWebSocketTransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=auth_headers(app)
+        ) as client:
             yield app, client
 
 

@@ -16,7 +16,7 @@ from healthflow.messaging.outbox import OutboxRelay
 from healthflow.patients.store import SqlOutbox, patient_events
 from healthflow.ports import Check, DeadLetter, Sink
 from healthflow.storage import migrations
-from tests.conftest import SteppingClock, eventually
+from tests.conftest import SteppingClock, ephemeral_cipher, eventually
 from tests.integration.conftest import migrated
 
 pytestmark = pytest.mark.integration
@@ -60,7 +60,12 @@ async def test_a_row_committed_behind_the_cursor_is_still_published(postgres_url
     db = await migrated(postgres_url, migrations.PATIENTS)
     bus = RecordingBus()
     relay = OutboxRelay(
-        SqlOutbox(db), bus, SteppingClock(), batch_size=10, poll_interval_s=0.05, max_in_flight=2
+        SqlOutbox(db, cipher=ephemeral_cipher()),
+        bus,
+        SteppingClock(),
+        batch_size=10,
+        poll_interval_s=0.05,
+        max_in_flight=2,
     )
     late, early = row(1), row(2)
     task = asyncio.create_task(relay.run())

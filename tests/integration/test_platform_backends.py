@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from healthflow.app import build_app, migrate_databases
 from healthflow.settings import Settings
 from healthflow.storage.migrations import SchemaBehind
-from tests.conftest import eventually, patient_body
+from tests.conftest import auth_headers, eventually, patient_body
 from tests.integration.conftest import RABBIT_URL, REDIS_URL, Rabbit
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,9 @@ async def platform_client(platform_settings: Settings) -> AsyncIterator[httpx.As
     app: FastAPI = build_app(platform_settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=auth_headers(app)
+        ) as client:
             yield client
 
 

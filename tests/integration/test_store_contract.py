@@ -30,9 +30,13 @@ from healthflow.patients.domain import (
 )
 from healthflow.patients.store import SqlOutbox, SqlPatientStore, patients
 from healthflow.ports import DeadLetter
+from healthflow.security import audit as audit_schema
 from healthflow.storage import migrations
 from healthflow.storage.engine import Database, open_database
+from tests.conftest import audit_trail, ephemeral_cipher
 from tests.integration.conftest import migrated
+
+CIPHER = ephemeral_cipher()
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -60,7 +64,7 @@ def admitted(mrn: str, at: datetime = T0, ward: str = "ICU") -> Patient:
 
 def _schema_differences(connection: Connection) -> list[object]:
     target = MetaData()
-    for metadata in (patient_schema.metadata, dead_letter_schema.metadata):
+    for metadata in (patient_schema.metadata, dead_letter_schema.metadata, audit_schema.metadata):
         for table in metadata.tables.values():
             table.to_metadata(target)
     for table in analytics_schema.metadata.tables.values():
@@ -96,7 +100,7 @@ async def test_a_schema_behind_refuses_to_start(database_url: str) -> None:
 
 
 async def test_a_patient_and_its_events_commit_together(db: Database) -> None:
-    store = SqlPatientStore(db)
+    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
     patient = admitted("MRN-1")
     event = patient_events.created(patient)
 
@@ -104,12 +108,12 @@ async def test_a_patient_and_its_events_commit_together(db: Database) -> None:
 
     assert await store.get(patient.id) == patient
     assert await store.history(patient.id) == [event]
-    [entry] = await SqlOutbox(db).pending(after_seq=0, limit=10)
+    [entry] = await SqlOutbox(db, cipher=CIPHER).pending(after_seq=0, limit=10)
     assert entry.event == event
 
 
 async def test_a_taken_mrn_is_refused_and_nothing_is_written(db: Database) -> None:
-    store = SqlPatientStore(db)
+    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
     first = admitted("MRN-2")
     await store.add(first, [patient_events.created(first)])
     second = admitted("MRN-2", at=T0 + timedelta(seconds=1))
@@ -118,11 +122,11 @@ async def test_a_taken_mrn_is_refused_and_nothing_is_written(db: Database) -> No
         await store.add(second, [patient_events.created(second)])
 
     assert await store.get(second.id) is None
-    assert len(await SqlOutbox(db).pending(after_seq=0, limit=10)) == 1
+    assert len(await SqlOutbox(db, cipher=CIPHER).pending(after_seq=0, limit=10)) == 1
 
 
 async def test_a_save_at_a_stale_version_is_refused(db: Database) -> None:
-    store = SqlPatientStore(db)
+    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
     patient = admitted("MRN-3")
     await store.add(patient, [patient_events.created(patient)])
     moved, change = patient.change_status(
@@ -140,7 +144,7 @@ async def test_a_save_at_a_stale_version_is_refused(db: Database) -> None:
 
 
 async def test_pages_follow_registration_order_with_filters(db: Database) -> None:
-    store = SqlPatientStore(db)
+    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
     registered = [
         admitted(f"MRN-P{n}", at=T0 + timedelta(seconds=n), ward="ICU" if n % 2 else "ED")
         for n in range(5)
@@ -157,7 +161,10 @@ async def test_pages_follow_registration_order_with_filters(db: Database) -> Non
 
 
 async def test_published_outbox_rows_leave_the_pending_list(db: Database) -> None:
-    store, outbox = SqlPatientStore(db), SqlOutbox(db)
+    store, outbox = (
+        SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db)),
+        SqlOutbox(db, cipher=CIPHER),
+    )
     for n in range(3):
         patient = admitted(f"MRN-O{n}", at=T0 + timedelta(seconds=n))
         await store.add(patient, [patient_events.created(patient)])
@@ -174,7 +181,7 @@ async def test_published_outbox_rows_leave_the_pending_list(db: Database) -> Non
 
 
 async def test_concurrent_saves_of_one_patient_let_exactly_one_win(db: Database) -> None:
-    store = SqlPatientStore(db)
+    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
     patient = admitted("MRN-C")
     await store.add(patient, [patient_events.created(patient)])
     moves = [
@@ -239,7 +246,7 @@ async def test_reads_go_to_the_read_url_and_writes_to_the_primary(
     for url in (postgres_url, second_postgres_url):
         await (await migrated(url, migrations.PATIENTS)).dispose()
     db = open_database(postgres_url, read_url=second_postgres_url)
-    store = SqlPatientStore(db)
+    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
     patient = admitted("MRN-R")
     try:
         await store.add(patient, [patient_events.created(patient)])

@@ -23,7 +23,7 @@ import websockets
 from healthflow import cluster
 from healthflow.app import cluster_plan
 from healthflow.settings import Settings
-from tests.conftest import eventually, patient_body, subscribe
+from tests.conftest import dev_headers, eventually, patient_body, subscribe
 from tests.integration.conftest import RABBIT_URL, REDIS_URL, Rabbit
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -91,8 +91,10 @@ def topology(topology_settings: Settings) -> Iterator[dict[str, cluster.Child]]:
         cluster.stop(list(by_role.values()))
 
 
-def gateway(topology: dict[str, cluster.Child]) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=topology["gateway"].url, timeout=10)
+def gateway(topology: dict[str, cluster.Child], settings: Settings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=topology["gateway"].url, timeout=10, headers=dev_headers(settings.data_dir)
+    )
 
 
 @pytest.fixture(params=["role-all", "topology"])
@@ -124,9 +126,10 @@ async def dashboard(client: httpx.AsyncClient) -> dict[str, Any]:
 
 
 async def test_a_registration_through_the_entry_point_reaches_the_dashboard(
-    entry_url: str,
+    entry_url: str, topology_settings: Settings
 ) -> None:
-    async with httpx.AsyncClient(base_url=entry_url, timeout=10) as client:
+    headers = dev_headers(topology_settings.data_dir)
+    async with httpx.AsyncClient(base_url=entry_url, timeout=10, headers=headers) as client:
         created = await client.post("/api/patients", json=patient_body())
         assert created.status_code == 201
         assert created.headers["location"] == f"/api/patients/{created.json()['id']}"
@@ -142,8 +145,9 @@ async def test_a_registration_through_the_entry_point_reaches_the_dashboard(
 
 async def test_the_gateway_readiness_covers_every_service(
     topology: dict[str, cluster.Child],
+    topology_settings: Settings,
 ) -> None:
-    async with gateway(topology) as client:
+    async with gateway(topology, topology_settings) as client:
         ready = await client.get("/health/ready")
     assert ready.status_code == 200
     assert {n: c["status"] for n, c in ready.json()["checks"].items()} == {
@@ -155,9 +159,10 @@ async def test_the_gateway_readiness_covers_every_service(
 
 
 async def test_bad_input_through_the_entry_point_gets_a_problem_and_changes_nothing(
-    entry_url: str,
+    entry_url: str, topology_settings: Settings
 ) -> None:
-    async with httpx.AsyncClient(base_url=entry_url, timeout=10) as client:
+    headers = dev_headers(topology_settings.data_dir)
+    async with httpx.AsyncClient(base_url=entry_url, timeout=10, headers=headers) as client:
         refused = await client.post("/api/patients", json=patient_body(sex="unknown-value"))
         missing = await client.get("/api/patients/not-a-uuid")
 
@@ -167,11 +172,15 @@ async def test_bad_input_through_the_entry_point_gets_a_problem_and_changes_noth
         assert (await client.get("/api/patients")).json()["items"] == []
 
 
-async def test_the_entry_point_websocket_pushes_patient_events(entry_url: str) -> None:
-    ws_url = entry_url.replace("http://", "ws://") + "/ws"
+async def test_the_entry_point_websocket_pushes_patient_events(
+    entry_url: str, topology_settings: Settings
+) -> None:
+    headers = dev_headers(topology_settings.data_dir)
+    token = headers["Authorization"].removeprefix("Bearer ")
+    ws_url = entry_url.replace("http://", "ws://") + f"/ws?access_token={token}"
     async with (
         websockets.connect(ws_url) as ws,
-        httpx.AsyncClient(base_url=entry_url, timeout=10) as client,
+        httpx.AsyncClient(base_url=entry_url, timeout=10, headers=headers) as client,
     ):
         await subscribe(ws.send, ws.recv, ["patients"])
         created = await client.post("/api/patients", json=patient_body())
@@ -188,7 +197,7 @@ async def test_killing_the_worker_mid_stream_loses_no_event(
     topology: dict[str, cluster.Child], topology_settings: Settings
 ) -> None:
     worker = topology["worker"]
-    async with gateway(topology) as client:
+    async with gateway(topology, topology_settings) as client:
 
         async def register(n: int) -> None:
             for _ in range(n):
@@ -222,9 +231,10 @@ async def test_killing_the_worker_mid_stream_loses_no_event(
 
 async def test_a_stopped_service_makes_the_gateway_answer_503(
     topology: dict[str, cluster.Child],
+    topology_settings: Settings,
 ) -> None:
     cluster.stop([topology["analytics"]])
-    async with gateway(topology) as client:
+    async with gateway(topology, topology_settings) as client:
         down = await client.get("/api/analytics/dashboard")
         ready = await client.get("/health/ready")
         patients = await client.get("/api/patients")
@@ -299,7 +309,7 @@ async def test_killing_the_patients_service_mid_burst_loses_no_committed_event(
     topology: dict[str, cluster.Child], topology_settings: Settings
 ) -> None:
     patients = topology["patients"]
-    async with gateway(topology) as client:
+    async with gateway(topology, topology_settings) as client:
         accepted: list[str] = []
 
         async def register(n: int) -> None:

@@ -18,7 +18,9 @@ from healthflow.patients.store import SqlOutbox, SqlPatientStore
 from healthflow.realtime.fanout import Fanout
 from healthflow.realtime.hub import MemoryHub
 from healthflow.storage.engine import Database, open_database
-from tests.conftest import SteppingClock, eventually
+from tests.conftest import SteppingClock, audit_trail, ephemeral_cipher, eventually
+
+CIPHER = ephemeral_cipher()
 
 
 class RecordingBus:
@@ -45,7 +47,7 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 async def register(db: Database, n: int) -> None:
     service = PatientService(
-        SqlPatientStore(db),
+        SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db)),
         MemoryHub(
             Fanout(replay_size=10, send_queue_size=10, max_clients=1), vitals_min_interval_s=0
         ),
@@ -57,7 +59,7 @@ async def register(db: Database, n: int) -> None:
 
 async def run_relay(db: Database, bus: RecordingBus, until: int) -> None:
     relay = OutboxRelay(
-        SqlOutbox(db),
+        SqlOutbox(db, cipher=CIPHER),
         bus,
         SteppingClock(),  # type: ignore[arg-type]
         batch_size=7,
@@ -75,15 +77,15 @@ async def run_relay(db: Database, bus: RecordingBus, until: int) -> None:
 
 
 async def _pending_is(db: Database, n: int) -> bool:
-    return (await SqlOutbox(db).stats()).pending == n
+    return (await SqlOutbox(db, cipher=CIPHER).stats()).pending == n
 
 
 async def test_relay_publishes_every_committed_event_and_marks_it(db: Database) -> None:
     await register(db, 20)
-    assert (await SqlOutbox(db).stats()).pending == 20
+    assert (await SqlOutbox(db, cipher=CIPHER).stats()).pending == 20
     bus = RecordingBus()
     await run_relay(db, bus, until=20)
-    stats = await SqlOutbox(db).stats()
+    stats = await SqlOutbox(db, cipher=CIPHER).stats()
     assert (stats.pending, stats.oldest_created_at) == (0, None)
 
 
@@ -95,7 +97,7 @@ async def test_relay_retries_after_a_failed_publish_and_loses_nothing(db: Databa
 
 async def test_a_new_relay_publishes_what_an_earlier_one_left_unconfirmed(db: Database) -> None:
     await register(db, 5)
-    outbox = SqlOutbox(db)
+    outbox = SqlOutbox(db, cipher=CIPHER)
     first = await outbox.pending(after_seq=0, limit=2)
     await outbox.mark_published([e.seq for e in first], SteppingClock().now())
     bus = RecordingBus()
@@ -105,7 +107,7 @@ async def test_a_new_relay_publishes_what_an_earlier_one_left_unconfirmed(db: Da
 
 async def test_outbox_stats_report_the_oldest_unpublished_row(db: Database) -> None:
     await register(db, 2)
-    stats = await SqlOutbox(db).stats()
+    stats = await SqlOutbox(db, cipher=CIPHER).stats()
     assert stats.pending == 2
     assert stats.oldest_created_at == SteppingClock().now()
 
@@ -128,7 +130,7 @@ async def test_a_publish_never_confirmed_times_out_and_is_sent_again(db: Databas
     await register(db, 3)
     bus = SilentBus()
     relay = OutboxRelay(
-        SqlOutbox(db),
+        SqlOutbox(db, cipher=CIPHER),
         bus,
         SteppingClock(),  # type: ignore[arg-type]
         batch_size=10,

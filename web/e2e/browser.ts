@@ -57,8 +57,15 @@ export async function openPage(
   browser: Browser,
   baseURL: string,
   viewport = DESKTOP,
+  token: string | null = null,
 ): Promise<WatchedPage> {
   const context = await browser.newContext({ baseURL, viewport });
+  if (token) {
+    // signed in before the first script runs, as after the development sign-in
+    await context.addInitScript((value: string) => {
+      window.sessionStorage.setItem("healthflow.accessToken", value);
+    }, token);
+  }
   const page = await context.newPage();
   const errors: string[] = [];
   page.on("console", (message) => {

@@ -48,7 +48,7 @@ afterEach(async ({ task }) => {
 });
 
 async function open(path: string, viewport = DESKTOP): Promise<Page> {
-  const watched = await openPage(chromium.browser, server.url, viewport);
+  const watched = await openPage(chromium.browser, server.url, viewport, server.token);
   opened.push(watched);
   await watched.page.goto(path);
   return watched.page;
@@ -78,7 +78,7 @@ function unique(prefix: string): string {
 async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
   const response = await fetch(`${server.url}${path}`, {
     method,
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", authorization: `Bearer ${server.token}` },
     body: body === undefined ? null : JSON.stringify(body),
   });
   if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
@@ -239,7 +239,7 @@ describe("API problems shown as the API words them", () => {
     // what the API says about the same body, field by field
     const response = await fetch(`${server.url}/api/patients`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", authorization: `Bearer ${server.token}` },
       body: JSON.stringify({
         given_name: "",
         family_name: "x".repeat(101),
@@ -425,5 +425,24 @@ describe("layout", () => {
       expect(overflow, `${view} at ${name} scrolls sideways`).toBeLessThanOrEqual(0);
       await screenshot(page, `${view}-${name}`);
     }
+  });
+});
+
+describe("development sign-in", () => {
+  it("asks who you are, then opens the live board as that demo user", async () => {
+    const watched = await openPage(chromium.browser, server.url, DESKTOP);
+    opened.push(watched);
+    const page = watched.page;
+    await page.goto("/");
+    await page.getByRole("button", { name: "Sign in" }).waitFor();
+    expect(await page.locator('[data-live-state]').count()).toBe(0);
+    await page.getByLabel("Role").selectOption("clinician");
+    await page.getByLabel("Name").fill("dr-e2e");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.locator('[data-live-state="open"]').waitFor();
+    const token = await page.evaluate(() => window.sessionStorage.getItem("healthflow.accessToken"));
+    const audit = await api<{ items: { subject: string }[] }>("GET", "/api/audit?subject=dr-e2e");
+    expect(token).toBeTruthy();
+    expect(audit.items.length).toBeGreaterThan(0);
   });
 });

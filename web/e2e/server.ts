@@ -24,6 +24,8 @@ export function freePort(): Promise<number> {
 
 export interface Server {
   url: string;
+  /** An admin token from the development sign-in (valid across restarts: same data dir). */
+  token: string;
   port: number;
   dataDir: string;
   stop: () => Promise<void>;
@@ -89,8 +91,15 @@ export async function startServer(name: string): Promise<Server> {
     await waitUntilUp(url, child, log);
   };
   await launch();
+  const signIn = await fetch(`${url}/api/dev/sign-in`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ role: "admin", sub: "e2e" }),
+  });
+  const { access_token: token } = (await signIn.json()) as { access_token: string };
   return {
     url,
+    token,
     port,
     dataDir,
     stop: async () => {

@@ -1,12 +1,14 @@
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
-import { StrictMode } from "react";
+import { StrictMode, useState } from "react";
 import { createRoot } from "react-dom/client";
 import { BrowserRouter } from "react-router";
 
+import { accessToken } from "./api/auth";
 import { ApiError } from "./api/client";
 import { App } from "./App";
 import { BoardProvider } from "./board/BoardProvider";
 import { LiveProvider } from "./live/LiveProvider";
+import { SignIn } from "./SignIn";
 import "./styles.css";
 
 // Live messages keep data fresh; refetching on focus would only add load.
@@ -21,10 +23,11 @@ const queries = new QueryClient({
   },
 });
 
-const root = document.getElementById("root");
-if (!root) throw new Error("index.html has no #root");
-createRoot(root).render(
-  <StrictMode>
+/** The dashboard once signed in; the live socket opens only with a token to present. */
+function Root() {
+  const [signedIn, setSignedIn] = useState(accessToken() !== null);
+  if (!signedIn) return <SignIn onSignedIn={() => { setSignedIn(true); }} />;
+  return (
     <QueryClientProvider client={queries}>
       <LiveProvider>
         <BoardProvider>
@@ -34,5 +37,13 @@ createRoot(root).render(
         </BoardProvider>
       </LiveProvider>
     </QueryClientProvider>
+  );
+}
+
+const root = document.getElementById("root");
+if (!root) throw new Error("index.html has no #root");
+createRoot(root).render(
+  <StrictMode>
+    <Root />
   </StrictMode>,
 );

@@ -32,7 +32,7 @@ class PatientEventData(BaseModel):
     sex: str
     age_band: str
     status: Status
-    version: Annotated[int, Field(ge=1)]
+    version: Annotated[int, Field(ge=1, le=2_147_483_647)]
     registered_at: datetime
     previous_status: Status | None = None
     reason: str | None = None

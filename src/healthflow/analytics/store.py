@@ -119,7 +119,7 @@ class SqlAnalyticsStore:
                         "type": e.type,
                         "subject": e.subject,
                         "time": e.time,
-                        "document": e.to_json().decode(),
+                        "document": _deidentified(e),
                         "processed_at": processed_at,
                     }
                     for e in batch
@@ -231,3 +231,9 @@ class SqlAnalyticsStore:
 
     async def check(self) -> Check:
         return await self._db.check()
+
+
+def _deidentified(event: CloudEvent) -> str:
+    """The stored document: the event without free text, which may name anyone."""
+    data = {k: v for k, v in event.data.items() if k != "reason"}
+    return orjson.dumps({**event.to_dict(), "data": data}).decode()

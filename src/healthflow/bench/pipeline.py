@@ -61,17 +61,30 @@ class ServerProcess:
     process: subprocess.Popen[bytes] | None = None
     peak_rss_mb: float = 0.0
     cpu_seconds: float = 0.0
+    token: str = ""
     _sampler: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
     async def start(self) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        env = {**os.environ, "HEALTHFLOW_LOG_LEVEL": "warning", **self.env}
+        # a load generator is one subject from one address: the per-caller limits would measure
+        # themselves, so the bench lifts them unless told otherwise
+        env = {
+            **os.environ,
+            "HEALTHFLOW_LOG_LEVEL": "warning",
+            "HEALTHFLOW_RATE_LIMIT_SUBJECT_PER_MINUTE": str(10**9),
+            "HEALTHFLOW_RATE_LIMIT_CLIENT_PER_MINUTE": str(10**9),
+            **self.env,
+        }
         # Popen returns at once (no wait), and the command is our own interpreter and module
         self.process = subprocess.Popen(  # noqa: ASYNC220, S603
             [
@@ -96,6 +109,7 @@ class ServerProcess:
                 await asyncio.sleep(0.1)
             else:
                 raise RuntimeError("healthflow serve did not start")
+        self.token = _admin_token(self.data_dir, env)
         self._sampler = asyncio.create_task(self._sample())
 
     async def _sample(self) -> None:
@@ -119,11 +133,40 @@ class ServerProcess:
                 self.process.kill()
 
 
+def _admin_token(data_dir: Path, env: dict[str, str]) -> str:
+    """A development admin token signed with the server's own secret (in its data dir)."""
+    from datetime import UTC, datetime, timedelta
+
+    from healthflow.app import dev_tokens
+    from healthflow.settings import Settings
+
+    overrides = {k: v for k, v in env.items() if k.startswith("HEALTHFLOW_AUTH_")}
+    with _environment(overrides):
+        minter = dev_tokens(Settings(data_dir=data_dir))  # type: ignore[call-arg]
+    if minter is None:
+        raise RuntimeError("the bench needs development tokens: unset HEALTHFLOW_AUTH_JWKS_URL")
+    return minter.mint("bench", "admin", now=datetime.now(UTC), ttl=timedelta(hours=4))
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 class LiveListener:
     """A WebSocket client that notes when each patient's PatientCreated arrived."""
 
-    def __init__(self, url: str) -> None:
-        self._url = url.replace("http", "ws", 1) + "/ws"
+    def __init__(self, url: str, token: str) -> None:
+        self._url = url.replace("http", "ws", 1) + f"/ws?access_token={token}"
         self.arrivals: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -178,8 +221,10 @@ async def registrations(
     errors = 0
     limits = httpx.Limits(max_connections=concurrency)
     async with (
-        httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as http,
-        LiveListener(server.url) as live,
+        httpx.AsyncClient(
+            base_url=server.url, limits=limits, timeout=30, headers=server.auth
+        ) as http,
+        LiveListener(server.url, server.token) as live,
     ):
 
         async def register() -> None:
@@ -219,7 +264,7 @@ async def pipeline_drain(
     """How long the workers need until the dashboard counts every registered patient."""
     progress("waiting for the pipeline to process every event")
     started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=server.auth) as http:
         while True:
             summary = (await http.get("/api/analytics/dashboard", params={"days": 1})).json()
             if summary["patients_total"] >= expected:
@@ -238,7 +283,7 @@ async def dashboard(server: ServerProcess, *, requests: int, progress: Progress)
     """Dashboard latency, the cached path a screen refresh takes."""
     progress(f"dashboard: {requests} requests")
     samples: list[float] = []
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=server.auth) as http:
         for _ in range(requests):
             started = time.perf_counter()
             response = await http.get("/api/analytics/dashboard", params={"days": 7})

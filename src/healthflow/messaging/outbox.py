@@ -45,6 +45,7 @@ class OutboxRelay:
         self._cursor = 0
         self._inflight: set[asyncio.Task[None]] = set()
         self._failures = 0
+        self._rewinds = 0
 
     def wake(self) -> None:
         """Called after a commit so new rows go out without waiting for the next poll."""
@@ -53,12 +54,18 @@ class OutboxRelay:
     async def run(self) -> None:
         while True:
             await self._slots.acquire()
+            rewinds = self._rewinds
             try:
                 entries = await self._outbox.pending(after_seq=self._cursor, limit=self._batch_size)
             except Exception:
                 self._slots.release()
                 log.exception("outbox_read_failed")
                 await asyncio.sleep(self._backoff())
+                continue
+            if self._rewinds != rewinds:
+                # a failed batch rewound the cursor while we read: moving it on would skip that
+                # batch for good, so read again from the rewound position
+                self._slots.release()
                 continue
             if not entries:
                 self._slots.release()
@@ -104,6 +111,7 @@ class OutboxRelay:
             await asyncio.sleep(self._backoff())
             # rows already marked published are skipped by pending(), so rewinding is safe
             self._cursor = min(self._cursor, entries[0].seq - 1)
+            self._rewinds += 1
             self._wake.set()
         finally:
             self._slots.release()

@@ -7,7 +7,7 @@ import binascii
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from healthflow.http import BadRequest
 from healthflow.patients.domain import MAX_WARD_LENGTH, Status
@@ -53,13 +53,24 @@ async def list_patients(
 
 
 @router.get("/{patient_id}", response_model=PatientOut)
-async def get_patient(patient_id: UUID, service: Service) -> PatientOut:
-    return PatientOut.of(await service.get(patient_id))
+async def get_patient(patient_id: UUID, service: Service, response: Response) -> PatientOut:
+    patient = await service.get(patient_id)
+    response.headers["ETag"] = _etag(patient.version)
+    return PatientOut.of(patient)
 
 
 @router.put("/{patient_id}/status", response_model=PatientOut)
-async def change_status(patient_id: UUID, body: StatusChangeIn, service: Service) -> PatientOut:
-    patient = await service.change_status(patient_id, body.status, reason=body.reason)
+async def change_status(
+    patient_id: UUID,
+    body: StatusChangeIn,
+    service: Service,
+    response: Response,
+    if_match: Annotated[str | None, Header(max_length=64)] = None,
+) -> PatientOut:
+    patient = await service.change_status(
+        patient_id, body.status, reason=body.reason, expected_version=_version(if_match)
+    )
+    response.headers["ETag"] = _etag(patient.version)
     return PatientOut.of(patient)
 
 
@@ -72,6 +83,20 @@ async def mark_critical(patient_id: UUID, body: CriticalIn, service: Service) ->
 @router.get("/{patient_id}/events", response_model=EventHistory)
 async def history(patient_id: UUID, service: Service) -> EventHistory:
     return EventHistory(items=[e.to_dict() for e in await service.history(patient_id)])
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def _version(if_match: str | None) -> int | None:
+    """The patient version an `If-Match: "3"` asks for; None for no header or `*`."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise BadRequest('If-Match must be an ETag of this API, like "3"', field="If-Match")
+    return int(tag)
 
 
 def _encode(after: UUID) -> str:

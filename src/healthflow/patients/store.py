@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
     Column,
-    Date,
     Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
     Uuid,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -28,18 +29,27 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from healthflow.messaging.events import CloudEvent
 from healthflow.patients.domain import MrnTaken, Patient, PatientChanged, Sex, Status
 from healthflow.ports import Check, OutboxEntry, OutboxStats
+from healthflow.security.audit import AuditEntry, SqlAuditTrail
+from healthflow.security.crypto import FieldCipher
 from healthflow.storage.engine import Database, UtcDateTime
 
 metadata = MetaData()
+
+# PHI columns (mrn, names, birth date) hold AES-GCM ciphertext (security/crypto.py); `key_id`
+# names the key the row is sealed with, so rotation finds what to re-encrypt. MRN uniqueness and
+# look-up go through `mrn_index`, a keyed HMAC of the MRN.
+PHI_COLUMNS = ("mrn", "given_name", "family_name", "birth_date")
 
 patients = Table(
     "patients",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("mrn", String(32), nullable=False, unique=True),
-    Column("given_name", String(100), nullable=False),
-    Column("family_name", String(100), nullable=False),
-    Column("birth_date", Date, nullable=False),
+    Column("mrn", Text, nullable=False),
+    Column("mrn_index", String(64)),  # NULL only on rows from before encryption, until sealed
+    Column("given_name", Text, nullable=False),
+    Column("family_name", Text, nullable=False),
+    Column("birth_date", Text, nullable=False),
+    Column("key_id", String(16)),
     Column("sex", String(16), nullable=False),
     Column("ward", String(50), nullable=False),
     Column("bed", String(20)),
@@ -50,6 +60,8 @@ patients = Table(
     Column("status_since", UtcDateTime, nullable=False),
     Index("ix_patients_status_id", "status", "id"),
     Index("ix_patients_ward_id", "ward", "id"),
+    Index("ix_patients_key_id", "key_id"),
+    UniqueConstraint("mrn_index", name="uq_patients_mrn_index"),
 )
 
 # The patient's event history doubles as the transactional outbox: a row is written in the same
@@ -61,10 +73,12 @@ patient_events = Table(
     Column("id", String(36), nullable=False, unique=True),
     Column("patient_id", Uuid, nullable=False),
     Column("type", String(64), nullable=False),
-    Column("payload", Text, nullable=False),
+    Column("payload", Text, nullable=False),  # the CloudEvent JSON, AES-GCM sealed (reasons)
+    Column("key_id", String(16)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("published_at", UtcDateTime),
     Index("ix_patient_events_patient", "patient_id", "seq"),
+    Index("ix_patient_events_key_id", "key_id"),
     Index(
         "ix_patient_events_unpublished",
         "seq",
@@ -74,13 +88,23 @@ patient_events = Table(
 )
 
 
-def _row(patient: Patient) -> dict[str, Any]:
-    return {
-        "id": patient.id,
+def _context(column: str, patient_id: UUID) -> str:
+    return f"patients.{column}:{patient_id}"
+
+
+def _row(patient: Patient, cipher: FieldCipher) -> dict[str, Any]:
+    plain = {
         "mrn": patient.mrn,
         "given_name": patient.given_name,
         "family_name": patient.family_name,
-        "birth_date": patient.birth_date,
+        "birth_date": patient.birth_date.isoformat(),
+    }
+    sealed = {c: cipher.encrypt(v, context=_context(c, patient.id)) for c, v in plain.items()}
+    return {
+        "id": patient.id,
+        **sealed,
+        "mrn_index": mrn_index(cipher, patient.mrn),
+        "key_id": cipher.key_id(sealed["mrn"]),
         "sex": patient.sex.value,
         "ward": patient.ward,
         "bed": patient.bed,
@@ -92,13 +116,24 @@ def _row(patient: Patient) -> dict[str, Any]:
     }
 
 
-def _patient(row: Any) -> Patient:
+def mrn_index(cipher: FieldCipher, mrn: str) -> str:
+    return cipher.blind_index(mrn, purpose="patients.mrn")
+
+
+def _open(row: Any, cipher: FieldCipher) -> dict[str, str]:
+    if row.key_id is None:  # a row from before encryption (schema 0001): sealed at next start
+        return {c: str(getattr(row, c)) for c in PHI_COLUMNS}
+    return {c: cipher.decrypt(getattr(row, c), context=_context(c, row.id)) for c in PHI_COLUMNS}
+
+
+def _patient(row: Any, cipher: FieldCipher) -> Patient:
+    phi = _open(row, cipher)
     return Patient(
         id=row.id,
-        mrn=row.mrn,
-        given_name=row.given_name,
-        family_name=row.family_name,
-        birth_date=row.birth_date,
+        mrn=phi["mrn"],
+        given_name=phi["given_name"],
+        family_name=phi["family_name"],
+        birth_date=date.fromisoformat(phi["birth_date"]),
         sex=Sex(row.sex),
         ward=row.ward,
         bed=row.bed,
@@ -110,35 +145,70 @@ def _patient(row: Any) -> Patient:
     )
 
 
-async def _append_events(conn: AsyncConnection, events: Sequence[CloudEvent]) -> None:
+def _event_context(event_id: str) -> str:
+    return f"patient_events.payload:{event_id}"
+
+
+def _seal_event(cipher: FieldCipher, event: CloudEvent) -> str:
+    # events carry no names, but a free-text reason may say anything: sealed like PHI
+    return cipher.encrypt(event.to_json().decode(), context=_event_context(event.id))
+
+
+def _open_event(
+    cipher: FieldCipher, event_id: str, payload: str, key_id: str | None = ""
+) -> CloudEvent:
+    if key_id is None:  # written before encryption (schema 0001): sealed at next start
+        return CloudEvent.from_json(payload)
+    return CloudEvent.from_json(cipher.decrypt(payload, context=_event_context(event_id)))
+
+
+async def _append_events(
+    conn: AsyncConnection, events: Sequence[CloudEvent], cipher: FieldCipher
+) -> None:
     if events:
-        await conn.execute(
-            insert(patient_events),
-            [
+        rows = []
+        for e in events:
+            sealed = _seal_event(cipher, e)
+            rows.append(
                 {
                     "id": e.id,
                     "patient_id": UUID(e.subject),
                     "type": e.type,
-                    "payload": e.to_json().decode(),
+                    "payload": sealed,
+                    "key_id": cipher.key_id(sealed),
                     "created_at": e.time,
                 }
-                for e in events
-            ],
-        )
+            )
+        await conn.execute(insert(patient_events), rows)
 
 
 class SqlPatientStore:
-    """PatientStore over SQLAlchemy Core: SQLite by default, PostgreSQL by URL."""
+    """PatientStore over SQLAlchemy Core: SQLite by default, PostgreSQL by URL.
 
-    def __init__(self, db: Database, *, on_commit: Callable[[], None] = lambda: None) -> None:
+    Every write commits the patient row, its outbox events and its audit record together.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        cipher: FieldCipher,
+        audit: SqlAuditTrail,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
         self._db = db
+        self._cipher = cipher
+        self._audit = audit
         self._on_commit = on_commit  # wakes the outbox relay: new rows go out without a poll
 
     async def add(self, patient: Patient, events: Sequence[CloudEvent]) -> None:
         try:
             async with self._db.writer.begin() as conn:
-                await conn.execute(insert(patients).values(_row(patient)))
-                await _append_events(conn, events)
+                await conn.execute(insert(patients).values(_row(patient, self._cipher)))
+                await _append_events(conn, events, self._cipher)
+                await self._audit.append(
+                    conn, AuditEntry("patient.create", "patient", str(patient.id))
+                )
         except IntegrityError as exc:
             if "mrn" in str(exc.orig).lower():
                 raise MrnTaken(patient.mrn) from exc
@@ -152,20 +222,107 @@ class SqlPatientStore:
             result = await conn.execute(
                 update(patients)
                 .where(patients.c.id == patient.id, patients.c.version == expected_version)
-                .values(_row(patient))
+                .values(_row(patient, self._cipher))
             )
             if result.rowcount != 1:
                 actual = await conn.scalar(
                     select(patients.c.version).where(patients.c.id == patient.id)
                 )
                 raise PatientChanged(patient.id, expected_version, actual or 0)
-            await _append_events(conn, events)
+            await _append_events(conn, events, self._cipher)
+            detail = f"version {expected_version}->{patient.version}, status {patient.status}"
+            await self._audit.append(
+                conn, AuditEntry("patient.update", "patient", str(patient.id), detail=detail)
+            )
         self._on_commit()
 
     async def get(self, patient_id: UUID) -> Patient | None:
         async with self._db.reader.connect() as conn:
             row = (await conn.execute(select(patients).where(patients.c.id == patient_id))).first()
-        return _patient(row) if row else None
+        return _patient(row, self._cipher) if row else None
+
+    async def find_by_mrn(self, mrn: str) -> Patient | None:
+        """Look a patient up by MRN through the blind index (the MRN itself is encrypted)."""
+        query = select(patients).where(patients.c.mrn_index == mrn_index(self._cipher, mrn))
+        async with self._db.reader.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _patient(row, self._cipher) if row else None
+
+    async def ward_of(self, patient_id: UUID) -> str | None:
+        """The patient's ward (not PHI, not encrypted): what a ward-limited role is checked on."""
+        async with self._db.reader.connect() as conn:
+            ward = await conn.scalar(select(patients.c.ward).where(patients.c.id == patient_id))
+        return str(ward) if ward is not None else None
+
+    async def reencrypt(self, *, limit: int) -> int:
+        """Re-seal up to `limit` rows (patients, then events) not under the active key.
+
+        Runs beside live traffic: each row is rewritten only if its key id is still the one read,
+        and only its sealed columns change, so a concurrent status update is never overwritten.
+        Returns how many rows changed; 0 means everything is under the active key.
+        """
+        return await self._reencrypt_patients(limit) or await self._reencrypt_events(limit)
+
+    async def reencrypt_all(self, *, batch_size: int = 200) -> int:
+        """Re-seal every row not under the active key (and seal rows from before encryption)."""
+        total = 0
+        while changed := await self.reencrypt(limit=batch_size):
+            total += changed
+        return total
+
+    async def _reencrypt_events(self, limit: int) -> int:
+        active = self._cipher.active_key_id
+        stale = or_(patient_events.c.key_id.is_(None), patient_events.c.key_id != active)
+        query = (
+            select(
+                patient_events.c.seq,
+                patient_events.c.id,
+                patient_events.c.payload,
+                patient_events.c.key_id,
+            )
+            .where(stale)
+            .limit(limit)
+        )
+        changed = 0
+        async with self._db.writer.begin() as conn:
+            for row in (await conn.execute(query)).all():
+                event = _open_event(self._cipher, row.id, row.payload, row.key_id)
+                sealed = _seal_event(self._cipher, event)
+                result = await conn.execute(
+                    update(patient_events)
+                    .where(patient_events.c.seq == row.seq, patient_events.c.payload == row.payload)
+                    .values(payload=sealed, key_id=self._cipher.key_id(sealed))
+                )
+                changed += result.rowcount
+        return changed
+
+    async def _reencrypt_patients(self, limit: int) -> int:
+        active = self._cipher.active_key_id
+        stale = or_(patients.c.key_id.is_(None), patients.c.key_id != active)
+        query = select(patients).where(stale).limit(limit)
+        changed = 0
+        async with self._db.writer.begin() as conn:
+            for row in (await conn.execute(query)).all():
+                phi = _open(row, self._cipher)
+                sealed = {
+                    c: self._cipher.encrypt(v, context=_context(c, row.id)) for c, v in phi.items()
+                }
+                same_key = (
+                    patients.c.key_id.is_(None)
+                    if row.key_id is None
+                    else patients.c.key_id == row.key_id
+                )
+                result = await conn.execute(
+                    update(patients)
+                    .where(patients.c.id == row.id, same_key)
+                    .values(
+                        **sealed,
+                        key_id=self._cipher.key_id(sealed["mrn"]),
+                        mrn_index=mrn_index(self._cipher, phi["mrn"]),
+                    )
+                )
+                changed += result.rowcount
+        return changed
 
     async def page(
         self, *, status: Status | None, ward: str | None, after: UUID | None, limit: int
@@ -179,17 +336,17 @@ class SqlPatientStore:
             query = query.where(patients.c.id > after)
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [_patient(r) for r in rows]
+        return [_patient(r, self._cipher) for r in rows]
 
     async def history(self, patient_id: UUID) -> list[CloudEvent]:
         query = (
-            select(patient_events.c.payload)
+            select(patient_events.c.id, patient_events.c.payload, patient_events.c.key_id)
             .where(patient_events.c.patient_id == patient_id)
             .order_by(patient_events.c.seq)
         )
         async with self._db.reader.connect() as conn:
-            payloads = (await conn.scalars(query)).all()
-        return [CloudEvent.from_json(p) for p in payloads]
+            rows = (await conn.execute(query)).all()
+        return [_open_event(self._cipher, r.id, r.payload, r.key_id) for r in rows]
 
     async def count(self) -> int:
         async with self._db.reader.connect() as conn:
@@ -202,19 +359,29 @@ class SqlPatientStore:
 class SqlOutbox:
     """The Outbox port over the patient_events table."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, cipher: FieldCipher) -> None:
         self._db = db
+        self._cipher = cipher
 
     async def pending(self, *, after_seq: int, limit: int) -> list[OutboxEntry]:
         query = (
-            select(patient_events.c.seq, patient_events.c.payload, patient_events.c.created_at)
+            select(
+                patient_events.c.seq,
+                patient_events.c.id,
+                patient_events.c.payload,
+                patient_events.c.key_id,
+                patient_events.c.created_at,
+            )
             .where(patient_events.c.published_at.is_(None), patient_events.c.seq > after_seq)
             .order_by(patient_events.c.seq)
             .limit(limit)
         )
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [OutboxEntry(r.seq, CloudEvent.from_json(r.payload), r.created_at) for r in rows]
+        return [
+            OutboxEntry(r.seq, _open_event(self._cipher, r.id, r.payload, r.key_id), r.created_at)
+            for r in rows
+        ]
 
     async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
         if not seqs:

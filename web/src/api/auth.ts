@@ -1,11 +1,27 @@
 /**
- * The one place requests get their credentials. The security issue adds sign-in: it makes
- * `accessToken()` return the signed-in token, and every fetch and the live socket carry it.
+ * The one place requests get their credentials: every fetch and the live socket carry the
+ * signed-in token. The token lives in sessionStorage (this tab only, gone when it closes).
  */
-let token: string | null = null;
+const KEY = "healthflow.accessToken";
+
+function stored(): string | null {
+  try {
+    return window.sessionStorage.getItem(KEY);
+  } catch {
+    return null;
+  }
+}
+
+let token: string | null = typeof window === "undefined" ? null : stored();
 
 export function setAccessToken(value: string | null): void {
   token = value;
+  try {
+    if (value) window.sessionStorage.setItem(KEY, value);
+    else window.sessionStorage.removeItem(KEY);
+  } catch {
+    // storage disabled: the token lives in memory for this page only
+  }
 }
 
 export function accessToken(): string | null {
@@ -25,4 +41,20 @@ export function liveUrl(location: Location = window.location): string {
   const current = accessToken();
   if (current) url.searchParams.set("access_token", current);
   return url.toString();
+}
+
+export type DemoRole = "admin" | "clinician" | "nurse" | "analyst";
+
+/** Development sign-in (embedded default only): the server mints a token for a demo user. */
+export async function devSignIn(role: DemoRole, sub: string, ward: string | null): Promise<void> {
+  const response = await fetch("/api/dev/sign-in", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ role, sub, ...(ward ? { ward } : {}) }),
+  });
+  const body = (await response.json()) as { access_token?: string; detail?: string };
+  if (!response.ok || !body.access_token) {
+    throw new Error(body.detail ?? `sign-in refused (${String(response.status)})`);
+  }
+  setAccessToken(body.access_token);
 }

@@ -1,0 +1,99 @@
+"""`GET /api/audit` (the audit trail, for admins) and the development sign-in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from healthflow.security.audit import AuditRecord, SqlAuditTrail
+from healthflow.security.errors import Forbidden
+from healthflow.security.tokens import DevTokens
+
+DEV_SIGN_IN_TTL = timedelta(hours=8)
+
+router = APIRouter(prefix="/api/audit", tags=["audit"])
+
+
+class AuditRecordOut(BaseModel):
+    seq: int
+    id: str
+    at: datetime
+    subject: str
+    role: str
+    action: str
+    resource_type: str
+    resource_id: str | None
+    outcome: str
+    client: str | None
+    request_id: str | None
+    detail: str | None
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def of(cls, record: AuditRecord) -> AuditRecordOut:
+        return cls.model_construct(**record.__dict__)
+
+
+class AuditPage(BaseModel):
+    items: list[AuditRecordOut]
+    next_after: int | None
+
+
+@router.get("", response_model=AuditPage)
+async def list_audit(
+    request: Request,
+    patient_id: UUID | None = None,
+    subject: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    since: AwareDatetime | None = None,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> AuditPage:
+    trail: SqlAuditTrail = request.app.state.audit
+    records = await trail.search(
+        resource_id=str(patient_id) if patient_id else None,
+        subject=subject,
+        since=since,
+        after_seq=after,
+        limit=limit,
+    )
+    next_after = records[-1].seq if len(records) == limit else None
+    return AuditPage(items=[AuditRecordOut.of(r) for r in records], next_after=next_after)
+
+
+dev_router = APIRouter(prefix="/api/dev", tags=["development"])
+
+LOOPBACK = ("127.", "::1", "localhost")
+DEMO_ROLES = Literal["admin", "clinician", "nurse", "analyst"]
+
+
+class SignInIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sub: Annotated[str, Field(min_length=1, max_length=100)] = "demo"
+    role: DEMO_ROLES
+    ward: Annotated[str, Field(min_length=1, max_length=50)] | None = None
+
+
+class SignedIn(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (the OAuth2 token type, no secret)
+    expires_in: int
+
+
+@dev_router.post("/sign-in", response_model=SignedIn)
+async def sign_in(body: SignInIn, request: Request) -> SignedIn:
+    """The dashboard's development sign-in: a token for a demo user, from this machine only."""
+    minter: DevTokens | None = request.app.state.dev_tokens
+    if minter is None:
+        raise Forbidden("development sign-in is off: sign in with the identity provider")
+    host = request.client.host if request.client else ""
+    if not host.startswith(LOOPBACK):
+        raise Forbidden("development sign-in is only offered to this machine")
+    token = minter.mint(
+        body.sub, body.role, now=datetime.now(UTC), ttl=DEV_SIGN_IN_TTL, ward=body.ward
+    )
+    return SignedIn(access_token=token, expires_in=int(DEV_SIGN_IN_TTL.total_seconds()))

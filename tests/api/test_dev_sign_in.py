@@ -1,0 +1,57 @@
+"""The dashboard's development sign-in: demo tokens, for this machine only, never with an issuer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from healthflow.app import build_app
+from healthflow.settings import Settings
+
+
+async def test_a_local_demo_sign_in_returns_a_token_that_works_for_its_role(
+    make_client: Callable[..., httpx.AsyncClient],
+) -> None:
+    anonymous = make_client(None)
+    signed = await anonymous.post(
+        "/api/dev/sign-in", json={"sub": "nina", "role": "nurse", "ward": "A"}
+    )
+    assert signed.status_code == 200
+    token = signed.json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await anonymous.get("/api/patients?ward=A", headers=headers)).status_code == 200
+    assert (await anonymous.get("/api/patients?ward=B", headers=headers)).status_code == 403
+    assert (await anonymous.get("/api/audit", headers=headers)).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "body", [{"role": "device"}, {"role": "service"}, {"role": "root"}, {"role": "admin", "x": 1}]
+)
+async def test_only_demo_roles_can_be_signed_in(
+    make_client: Callable[..., httpx.AsyncClient], body: dict[str, object]
+) -> None:
+    response = await make_client(None).post("/api/dev/sign-in", json=body)
+    assert response.status_code == 422
+
+
+async def test_a_remote_caller_cannot_sign_in(app: FastAPI) -> None:
+    transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await http.post("/api/dev/sign-in", json={"role": "admin"})
+    assert response.status_code == 403
+    assert "access_token" not in response.text
+
+
+async def test_there_is_no_dev_sign_in_with_an_identity_provider(
+    make_settings: Callable[..., Settings],
+) -> None:
+    app = build_app(make_settings(auth_jwks_url="http://127.0.0.1:9/keys"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            response = await http.post("/api/dev/sign-in", json={"role": "admin"})
+    assert response.status_code == 403
+    assert "identity provider" in response.json()["detail"]
