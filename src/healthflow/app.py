@@ -57,6 +57,7 @@ from healthflow.realtime.redis_backplane import RedisHub
 from healthflow.security import api as audit_api
 from healthflow.security.audit import SqlAuditTrail
 from healthflow.security.crypto import FieldCipher, KeyRing, decode_key
+from healthflow.security.live import live_access
 from healthflow.security.ratelimit import RateLimiter
 from healthflow.security.rbac import (
     GATEWAY_PERMISSIONS,
@@ -505,6 +506,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.readiness = platform.readiness
     app.state.audit = platform.security.audit
     app.state.dev_tokens = platform.security.dev_tokens
+    app.state.live_access = live_access
     app.state.guard = Guard(
         platform.security.verifier,
         platform.security.audit,
@@ -729,6 +731,7 @@ def _role_http_app(settings: Settings, life: Lifecycle, guard_: Guard) -> FastAP
         dependencies=[Depends(guard, scope="function")],
     )
     app.state.guard = guard_
+    app.state.live_access = live_access
     document_security(app)
     install_error_handlers(app)
     app.include_router(health.router)

@@ -258,6 +258,7 @@ async def guard(connection: HTTPConnection) -> AsyncIterator[Principal | None]:
             if audit is not None:
                 await audit.record(_entry(rule, method, path, connection, DENIED))
             raise Forbidden(refused)
+        connection.state.principal = principal  # for per-connection decisions, e.g. live topics
         try:
             yield principal
         except Exception:
