@@ -1,0 +1,1 @@
+"""Wiring of the composition root (see healthflow.app)."""

@@ -1,0 +1,272 @@
+"""Which adapter serves each port, chosen from Settings: the one place that branches on it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+import structlog
+
+from healthflow.clock import SystemClock
+from healthflow.messaging.dead_letters import SqlDeadLetterStore
+from healthflow.messaging.memory import MemoryBus
+from healthflow.messaging.rabbitmq import RabbitBus
+from healthflow.ports import Cache, Check, Clock, DeadLetter, EventBus
+from healthflow.realtime.fanout import Fanout
+from healthflow.realtime.hub import LiveHub, MemoryHub
+from healthflow.realtime.redis_backplane import RedisHub
+from healthflow.security.audit import SqlAuditTrail
+from healthflow.security.crypto import FieldCipher, KeyRing, decode_key
+from healthflow.security.tokens import (
+    DevTokens,
+    JwksTokens,
+    TokenVerifier,
+    load_or_create_secret,
+)
+from healthflow.settings import Settings
+from healthflow.storage import migrations
+from healthflow.storage.cache import MemoryCache
+from healthflow.storage.engine import Database, open_database
+from healthflow.storage.redis_cache import RedisCache
+
+log = structlog.get_logger(__name__)
+
+
+ANALYTICS_GROUP = "analytics"
+VITALS_GROUP = "vitals"
+
+
+def backends(settings: Settings) -> dict[str, str]:
+    """Which adapter serves each port, for the start-up banner and the logs."""
+
+    def scheme(url: str) -> str:
+        return url.split(":", 1)[0].split("+", 1)[0]
+
+    return {
+        "patients": scheme(settings.database_url),
+        "analytics": scheme(settings.analytics_url),
+        "bus": scheme(settings.broker_url),
+        "cache": scheme(settings.cache_url),
+        "hub": "redis" if _hub_backplane_url(settings) else "memory",
+        "role": settings.role,
+    }
+
+
+def _check_supported(settings: Settings) -> None:
+    if not settings.broker_url.startswith(("memory://", "amqp://", "amqps://")):
+        raise ValueError(f"unsupported broker_url {settings.broker_url!r}: memory:// or amqp://")
+    if not settings.cache_url.startswith(("memory://", "redis://", "rediss://")):
+        raise ValueError(f"unsupported cache_url {settings.cache_url!r}: memory:// or redis://")
+    if settings.role != "all" and not settings.broker_url.startswith("amqp"):
+        raise ValueError(
+            f"role {settings.role!r} runs as its own process and needs a shared broker: "
+            "set HEALTHFLOW_BROKER_URL=amqp://..."
+        )
+
+
+@dataclass(frozen=True)
+class Security:
+    """Token checks, the audit trail and PHI keys; `dev_tokens` is None when an issuer is set."""
+
+    verifier: TokenVerifier
+    dev_tokens: DevTokens | None
+    audit: SqlAuditTrail
+    keys: KeyRing
+    cipher: FieldCipher
+
+
+def dev_tokens(settings: Settings) -> DevTokens | None:
+    """The development token minter, or None when an OIDC issuer (JWKS) is configured."""
+    if settings.auth_jwks_url:
+        return None
+    secret = (
+        settings.auth_secret.get_secret_value().encode()
+        if settings.auth_secret
+        else load_or_create_secret(settings.data_dir / "auth_secret")
+    )
+    return DevTokens(
+        secret,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        roles_claim=settings.auth_roles_claim,
+        leeway_s=settings.auth_leeway_s,
+    )
+
+
+def build_verifier(settings: Settings) -> TokenVerifier:
+    """Development tokens (HS256) unless an OIDC issuer's JWKS is configured."""
+    return dev_tokens(settings) or JwksTokens(
+        settings.auth_jwks_url,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        roles_claim=settings.auth_roles_claim,
+        leeway_s=settings.auth_leeway_s,
+        cache_s=settings.auth_jwks_cache_s,
+        timeout_s=settings.auth_jwks_timeout_s,
+    )
+
+
+def build_security(settings: Settings, clock: Clock, patients_db: Database) -> Security:
+    minter = dev_tokens(settings)
+    verifier = build_verifier(settings)
+    key = settings.encryption_key
+    index_key = settings.blind_index_key
+    keys = KeyRing(
+        settings.encryption_key_file or settings.data_dir / "keys.json",
+        env_key=decode_key(key.get_secret_value(), "HEALTHFLOW_ENCRYPTION_KEY") if key else None,
+        env_index_key=(
+            decode_key(index_key.get_secret_value(), "HEALTHFLOW_BLIND_INDEX_KEY")
+            if index_key
+            else None
+        ),
+    )
+    return Security(verifier, minter, SqlAuditTrail(patients_db, clock), keys, FieldCipher(keys))
+
+
+# --- live push (realtime/): which hub, and where MetricsUpdated takes its figures from ---
+
+
+def _hub_backplane_url(settings: Settings) -> str:
+    """The Redis URL the hub shares messages through, or "" for a hub local to this process."""
+    if settings.hub_backplane_url:
+        return settings.hub_backplane_url
+    if settings.cache_url.startswith(("redis://", "rediss://")):
+        return settings.cache_url
+    return ""
+
+
+def _build_hub(settings: Settings) -> LiveHub:
+    fanout = Fanout(
+        replay_size=settings.hub_replay_size,
+        send_queue_size=settings.hub_send_queue_size,
+        max_clients=settings.hub_max_clients,
+    )
+    url = _hub_backplane_url(settings)
+    if not url:
+        return MemoryHub(
+            fanout,
+            vitals_min_interval_s=settings.hub_vitals_min_interval_s,
+            heartbeat_s=settings.hub_heartbeat_s,
+            idle_timeout_s=settings.hub_idle_timeout_s,
+        )
+    if not url.startswith(("redis://", "rediss://")):
+        raise ValueError(f"unsupported hub_backplane_url {url!r}: redis:// or empty")
+    return RedisHub(
+        fanout,
+        url=url,
+        prefix=settings.hub_redis_prefix,
+        replay_size=settings.hub_replay_size,
+        publish_timeout_s=settings.hub_publish_timeout_s,
+        publish_queue_size=settings.hub_publish_queue_size,
+        vitals_min_interval_s=settings.hub_vitals_min_interval_s,
+        heartbeat_s=settings.hub_heartbeat_s,
+        idle_timeout_s=settings.hub_idle_timeout_s,
+    )
+
+
+# --- issue 3: adapters chosen by URL, migrations, and the roles of the multi-process topology ---
+
+
+def _patients_database(settings: Settings) -> Database:
+    return open_database(
+        settings.database_url,
+        read_url=settings.database_read_url or None,
+        sqlite_synchronous=settings.sqlite_synchronous,
+    )
+
+
+def _event_bus(
+    settings: Settings,
+    clock: Clock,
+    dead_letter_db: Database | None,
+    *,
+    declare_groups: tuple[str, ...] = (ANALYTICS_GROUP,),
+    live_groups: tuple[str, ...] = (),
+) -> EventBus:
+    if settings.broker_url.startswith("amqp"):
+        return RabbitBus(
+            settings.broker_url,
+            clock=clock,
+            exchange=settings.broker_exchange,
+            retry_delays_s=settings.bus_retry_delays_s,
+            prefetch=settings.broker_prefetch,
+            declare_groups=declare_groups,
+            live_groups=live_groups,
+            connection_name=f"healthflow-{settings.role}-{os.getpid()}",
+        )
+    if dead_letter_db is None:
+        raise ValueError("the in-process bus keeps dead letters in the patients database")
+    return MemoryBus(
+        dead_letters=SqlDeadLetterStore(dead_letter_db),
+        clock=clock,
+        retry_delays_s=settings.bus_retry_delays_s,
+    )
+
+
+def _cache(settings: Settings) -> Cache:
+    if settings.cache_url.startswith("redis"):
+        return RedisCache(settings.cache_url, prefix=settings.cache_prefix)
+    return MemoryCache(max_entries=settings.cache_max_entries)
+
+
+async def _close_cache(cache: Cache | None) -> None:
+    if isinstance(cache, RedisCache):
+        await cache.close()
+
+
+def _critical_checks(cache: Cache) -> dict[str, Callable[[], Awaitable[Check]]]:
+    return {"cache": cache.check} if isinstance(cache, RedisCache) else {}
+
+
+async def _migrate(db: Database, schema: migrations.Schema) -> None:
+    # embedded default: migrate on start; a server database is migrated by `healthflow db
+    # upgrade` (a deploy step), and a process refuses to start on a schema that is behind
+    if db.backend == "sqlite":
+        await migrations.upgrade(db, schema)
+    else:
+        await migrations.require_current(db, schema)
+
+
+async def migrate_databases(settings: Settings) -> dict[str, str]:
+    """`healthflow db upgrade`: bring both schemas to their newest revision."""
+    done: dict[str, str] = {}
+    for name, url, schema in (
+        ("patients", settings.database_url, migrations.PATIENTS),
+        ("analytics", settings.analytics_url, migrations.ANALYTICS),
+    ):
+        db = open_database(url, sqlite_synchronous=settings.sqlite_synchronous)
+        try:
+            done[name] = await migrations.upgrade(db, schema)
+        finally:
+            await db.dispose()
+    return done
+
+
+def _service_client(
+    base_url: str, settings: Settings, auth: httpx.Auth | None = None
+) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        auth=auth,
+        timeout=settings.service_timeout_s,
+        limits=httpx.Limits(
+            max_connections=settings.service_max_connections,
+            max_keepalive_connections=settings.service_max_connections,
+        ),
+    )
+
+
+async def dead_letters(settings: Settings, *, group: str | None, limit: int) -> list[DeadLetter]:
+    """`healthflow dlq`: read the configured bus's dead letters without consuming them."""
+    db = _patients_database(settings)
+    bus = _event_bus(settings, SystemClock(), db, declare_groups=())
+    try:
+        if isinstance(bus, MemoryBus):  # the embedded bus keeps them in the patients database
+            await _migrate(db, migrations.PATIENTS)
+        await bus.start()
+        return await bus.dead_letters(group=group, limit=limit)
+    finally:
+        await bus.close()
+        await db.dispose()
