@@ -237,7 +237,9 @@ class SqlPatientStore:
         self._on_commit()
 
     async def get(self, patient_id: UUID) -> Patient | None:
-        async with self._db.reader.connect() as conn:
+        # one patient is read where the last change committed, never from a lagging replica:
+        # a read after a status change sees it, and a change starts from the current version
+        async with self._db.current.connect() as conn:
             row = (await conn.execute(select(patients).where(patients.c.id == patient_id))).first()
         return _patient(row, self._cipher) if row else None
 

@@ -42,6 +42,12 @@ class Database:
 
     writer: AsyncEngine
     reader: AsyncEngine
+    replica: bool = False
+
+    @property
+    def current(self) -> AsyncEngine:
+        """Where a read must see every committed write: the reader unless it is a replica."""
+        return self.writer if self.replica else self.reader
 
     @property
     def backend(self) -> str:
@@ -80,10 +86,10 @@ def open_database(
         reader = create_async_engine(read_url or url, pool_size=4, max_overflow=4)
         for engine in (writer, reader):
             _tune_sqlite(engine, sqlite_synchronous)
-        return Database(writer, reader)
+        return Database(writer, reader, replica=bool(read_url) and read_url != url)
     writer = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
     reader = create_async_engine(read_url, pool_size=10, pool_pre_ping=True) if read_url else writer
-    return Database(writer, reader)
+    return Database(writer, reader, replica=reader is not writer)
 
 
 def _tune_sqlite(engine: AsyncEngine, synchronous: str) -> None:
