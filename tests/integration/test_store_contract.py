@@ -33,6 +33,8 @@ from healthflow.ports import DeadLetter
 from healthflow.security import audit as audit_schema
 from healthflow.storage import migrations
 from healthflow.storage.engine import Database, open_database
+from healthflow.vitals import intake_store
+from healthflow.vitals import store as vitals_store
 from tests.conftest import audit_trail, ephemeral_cipher
 from tests.integration.conftest import migrated
 
@@ -67,8 +69,13 @@ def _schema_differences(connection: Connection) -> list[object]:
     for metadata in (patient_schema.metadata, dead_letter_schema.metadata, audit_schema.metadata):
         for table in metadata.tables.values():
             table.to_metadata(target)
-    for table in analytics_schema.metadata.tables.values():
-        table.to_metadata(target)
+    for metadata in (
+        analytics_schema.metadata,
+        intake_store.intake_metadata,
+        vitals_store.series_metadata,
+    ):
+        for table in metadata.tables.values():
+            table.to_metadata(target)
     context = MigrationContext.configure(connection)
     ignored = {migrations.PATIENTS.version_table, migrations.ANALYTICS.version_table}
     return [
@@ -87,7 +94,9 @@ async def test_migrations_build_exactly_the_tables_the_code_declares(db: Databas
 async def test_migrations_are_at_head_and_a_second_upgrade_changes_nothing(db: Database) -> None:
     await migrations.require_current(db, migrations.PATIENTS)
     assert await migrations.upgrade(db, migrations.PATIENTS) == migrations.head(migrations.PATIENTS)
-    assert await migrations.current(db, migrations.ANALYTICS) == "0001"
+    assert await migrations.current(db, migrations.ANALYTICS) == migrations.head(
+        migrations.ANALYTICS
+    )
 
 
 async def test_a_schema_behind_refuses_to_start(database_url: str) -> None:

@@ -87,7 +87,7 @@ class Platform:
         self.pool.start()
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
         if self.telemetry is not None:
-            self._tasks.extend(await self.telemetry.start(self.patients_db, self.analytics_db))
+            self._tasks.extend(await self.telemetry.start())
         if self.metrics_feed is not None:
             self._tasks.append(asyncio.create_task(self.metrics_feed.run(), name="metrics-feed"))
         for task in self._tasks:
@@ -121,11 +121,8 @@ class Telemetry:
     mqtt: MqttIngest | None
     _intake_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def start(
-        self, patients_db: Database, analytics_db: Database
-    ) -> list[asyncio.Task[None]]:
-        await patients_db.create_schema(intake_store.intake_metadata)
-        await analytics_db.create_schema(vitals_store.series_metadata)
+    async def start(self) -> list[asyncio.Task[None]]:
+        # its tables come with the migrations (patients 0003, analytics 0002)
         self.pool.start()
         self._intake_tasks = [asyncio.create_task(self.relay.run(), name="telemetry-relay")]
         if self.mqtt is not None:
