@@ -42,6 +42,7 @@ from healthflow.realtime.metrics_feed import MetricsFeed, MetricsSources
 from healthflow.settings import Settings
 from healthflow.storage import migrations
 from healthflow.storage.engine import Database, open_database
+from healthflow.tasks import cancel_and_wait
 from healthflow.vitals import intake_store
 from healthflow.vitals import store as vitals_store
 from healthflow.vitals.ingest_mqtt import Broker, MqttIngest
@@ -98,9 +99,7 @@ class Platform:
         if self.telemetry is not None:
             await self.telemetry.stop(self.settings.worker_shutdown_grace_s)
         await self.pool.stop(self.settings.worker_shutdown_grace_s)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         await self.relay.stop()
         await self.hub.close()
         await self.bus.close()
@@ -131,9 +130,7 @@ class Telemetry:
 
     async def stop(self, grace_s: float) -> None:
         # no new messages or batches; queued readings finish; the outbox keeps the rest
-        for task in self._intake_tasks:
-            task.cancel()
-        await asyncio.gather(*self._intake_tasks, return_exceptions=True)
+        await cancel_and_wait(self._intake_tasks)
         await self.pool.stop(grace_s)
         await self.relay.stop()
 

@@ -78,6 +78,7 @@ from healthflow.security.tokens import (
 from healthflow.settings import Settings
 from healthflow.storage import migrations
 from healthflow.storage.engine import open_database
+from healthflow.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -97,9 +98,7 @@ class Lifecycle:
             self.tasks.append(task)
 
         async def stop() -> None:
-            for task in self.tasks:
-                task.cancel()
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+            await cancel_and_wait(self.tasks)
 
         self.starts.append(start)
         self.stops.append(stop)

@@ -10,6 +10,7 @@ import structlog
 from healthflow.messaging.events import CloudEvent
 from healthflow.observability import metrics
 from healthflow.ports import Clock, EventBus, Outbox, OutboxEntry
+from healthflow.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -81,9 +82,7 @@ class OutboxRelay:
             task.add_done_callback(self._inflight.discard)
 
     async def stop(self) -> None:
-        for task in list(self._inflight):
-            task.cancel()
-        await asyncio.gather(*self._inflight, return_exceptions=True)
+        await cancel_and_wait(list(self._inflight))
 
     async def _idle(self) -> None:
         self._wake.clear()

@@ -14,6 +14,7 @@ import structlog
 from healthflow.messaging.events import CloudEvent
 from healthflow.observability import metrics
 from healthflow.ports import Delivery
+from healthflow.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -96,9 +97,7 @@ class WorkerPool:
                 await asyncio.gather(*(q.join() for q in self._queues))
         except TimeoutError:
             log.warning("worker_pool_stop_timeout", pool=self.name, left=self.depth)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         self._cpu.shutdown(wait=False, cancel_futures=True)
 
     async def _settle(self, settling: Awaitable[None], delivery: Delivery) -> None:

@@ -16,6 +16,7 @@ from healthflow.observability import metrics
 from healthflow.realtime.coalesce import Coalescer
 from healthflow.realtime.fanout import CLOSE_GOING_AWAY, Fanout, Message
 from healthflow.realtime.topics import VITALS_UPDATED, topics_for
+from healthflow.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -75,9 +76,7 @@ class LiveHub:
             self._keep(asyncio.create_task(self._release_vitals(), name="hub-vitals"))
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         self.fanout.hang_up_all(CLOSE_GOING_AWAY, "server shutting down")
 
