@@ -12,8 +12,9 @@ import structlog
 from healthflow.clock import SystemClock
 from healthflow.messaging.dead_letters import SqlDeadLetterStore
 from healthflow.messaging.memory import MemoryBus
+from healthflow.messaging.outbox import OutboxRelay
 from healthflow.messaging.rabbitmq import RabbitBus
-from healthflow.ports import Cache, Check, Clock, DeadLetter, EventBus
+from healthflow.ports import Cache, Check, Clock, DeadLetter, EventBus, Outbox
 from healthflow.realtime.fanout import Fanout
 from healthflow.realtime.hub import LiveHub, MemoryHub
 from healthflow.realtime.redis_backplane import RedisHub
@@ -270,3 +271,16 @@ async def dead_letters(settings: Settings, *, group: str | None, limit: int) -> 
     finally:
         await bus.close()
         await db.dispose()
+
+
+def outbox_relay(settings: Settings, outbox: Outbox, bus: EventBus, clock: Clock) -> OutboxRelay:
+    """The patient outbox's relay, the same in `--role all` and `--role patients`."""
+    return OutboxRelay(
+        outbox,
+        bus,
+        clock,
+        batch_size=settings.outbox_batch_size,
+        poll_interval_s=settings.outbox_poll_interval_s,
+        max_in_flight=settings.outbox_max_in_flight,
+        publish_timeout_s=settings.outbox_publish_timeout_s,
+    )

@@ -27,6 +27,7 @@ from healthflow.composition.adapters import (
     _migrate,
     _patients_database,
     build_security,
+    outbox_relay,
 )
 from healthflow.messaging.events import CloudEvent
 from healthflow.messaging.outbox import OutboxRelay
@@ -197,15 +198,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
     bus = _event_bus(settings, clock, patients_db)
     security = build_security(settings, clock, patients_db)
     outbox = SqlOutbox(patients_db, cipher=security.cipher)
-    relay = OutboxRelay(
-        outbox,
-        bus,
-        clock,
-        batch_size=settings.outbox_batch_size,
-        poll_interval_s=settings.outbox_poll_interval_s,
-        max_in_flight=settings.outbox_max_in_flight,
-        publish_timeout_s=settings.outbox_publish_timeout_s,
-    )
+    relay = outbox_relay(settings, outbox, bus, clock)
     patient_store = SqlPatientStore(
         patients_db, cipher=security.cipher, audit=security.audit, on_commit=relay.wake
     )

@@ -39,6 +39,7 @@ from healthflow.composition.adapters import (
     build_security,
     build_verifier,
     dev_tokens,
+    outbox_relay,
 )
 from healthflow.composition.platform import _report_crash
 from healthflow.gateway import proxy as gateway_proxy
@@ -52,7 +53,6 @@ from healthflow.http import (
     install_error_handlers,
 )
 from healthflow.messaging.events import CloudEvent
-from healthflow.messaging.outbox import OutboxRelay
 from healthflow.messaging.worker import WorkerPool
 from healthflow.observability import health
 from healthflow.observability.health import Readiness
@@ -206,14 +206,7 @@ def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
     bus = _event_bus(settings, clock, db)
     security = build_security(settings, clock, db)
     outbox = SqlOutbox(db, cipher=security.cipher)
-    relay = OutboxRelay(
-        outbox,
-        bus,
-        clock,
-        batch_size=settings.outbox_batch_size,
-        poll_interval_s=settings.outbox_poll_interval_s,
-        max_in_flight=settings.outbox_max_in_flight,
-    )
+    relay = outbox_relay(settings, outbox, bus, clock)
     store = SqlPatientStore(db, cipher=security.cipher, audit=security.audit, on_commit=relay.wake)
 
     async def open_stores() -> None:
