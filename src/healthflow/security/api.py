@@ -18,29 +18,9 @@ DEV_SIGN_IN_TTL = timedelta(hours=8)
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
 
-class AuditRecordOut(BaseModel):
-    seq: int
-    id: str
-    at: datetime
-    subject: str
-    role: str
-    action: str
-    resource_type: str
-    resource_id: str | None
-    outcome: str
-    client: str | None
-    request_id: str | None
-    detail: str | None
-    prev_hash: str
-    hash: str
-
-    @classmethod
-    def of(cls, record: AuditRecord) -> AuditRecordOut:
-        return cls.model_construct(**record.__dict__)
-
-
 class AuditPage(BaseModel):
-    items: list[AuditRecordOut]
+    # the stored record's own dataclass is the response shape: one definition, no copy
+    items: list[AuditRecord]
     next_after: int | None
 
 
@@ -62,7 +42,7 @@ async def list_audit(
         limit=limit,
     )
     next_after = records[-1].seq if len(records) == limit else None
-    return AuditPage(items=[AuditRecordOut.of(r) for r in records], next_after=next_after)
+    return AuditPage(items=records, next_after=next_after)
 
 
 dev_router = APIRouter(prefix="/api/dev", tags=["development"])

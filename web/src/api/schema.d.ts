@@ -455,12 +455,12 @@ export interface components {
         /** AuditPage */
         AuditPage: {
             /** Items */
-            items: components["schemas"]["AuditRecordOut"][];
+            items: components["schemas"]["AuditRecord"][];
             /** Next After */
             next_after: number | null;
         };
-        /** AuditRecordOut */
-        AuditRecordOut: {
+        /** AuditRecord */
+        AuditRecord: {
             /** Action */
             action: string;
             /**
