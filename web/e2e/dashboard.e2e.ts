@@ -441,8 +441,15 @@ describe("development sign-in", () => {
     await page.getByRole("button", { name: "Sign in" }).click();
     await page.locator('[data-live-state="open"]').waitFor();
     const token = await page.evaluate(() => window.sessionStorage.getItem("healthflow.accessToken"));
-    const audit = await api<{ items: { subject: string }[] }>("GET", "/api/audit?subject=dr-e2e");
     expect(token).toBeTruthy();
-    expect(audit.items.length).toBeGreaterThan(0);
+    // the board's first read may still be in flight when the socket opens: wait for its record
+    await expect
+      .poll(
+        async () =>
+          (await api<{ items: { subject: string }[] }>("GET", "/api/audit?subject=dr-e2e")).items
+            .length,
+        { timeout: 10_000 },
+      )
+      .toBeGreaterThan(0);
   });
 });
