@@ -109,6 +109,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         app.state.telemetry = platform.telemetry.intake
         app.state.vitals_monitor = platform.telemetry.monitor
         vitals_api.install_error_handlers(app)
+        ingest_http.document_body(app)
     install_error_handlers(app)
     app.include_router(patients_api.router)
     app.include_router(analytics_api.router)

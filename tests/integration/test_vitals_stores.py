@@ -120,9 +120,11 @@ class FakeHub:
         return {"clients": 0, "seq": len(self.messages)}
 
 
-def recorded(patient_id: UUID, second: int, **values: Any) -> RecordedReading:
+def recorded(
+    patient_id: UUID, second: int, device: str = "mon-1", **values: Any
+) -> RecordedReading:
     ts = T0 + timedelta(seconds=second)
-    return RecordedReading(str(uuid4()), "mon-1", patient_id, Reading(ts=ts, **values), ts)
+    return RecordedReading(str(uuid4()), device, patient_id, Reading(ts=ts, **values), ts)
 
 
 @pytest.fixture
@@ -192,6 +194,83 @@ async def test_saving_a_stale_alert_is_refused(
     stored = await store.alert(outcome.alert.id)
     assert stored is not None
     assert stored.status is AlertStatus.ACKNOWLEDGED
+
+
+CALM = {
+    "heart_rate": 72.0,
+    "resp_rate": 16.0,
+    "spo2": 97.0,
+    "systolic_bp": 120.0,
+    "temperature": 37.0,
+    "consciousness": Consciousness.ALERT,
+    "on_oxygen": False,
+}
+# calm, deteriorating to critical, then calm for long enough that the alert resolves
+STAY = [CALM, CALM, {**CALM, "resp_rate": 22.0, "heart_rate": 112.0}, CRITICAL, CRITICAL]
+STAY += [CALM] * 4
+
+
+def _summary(outcome: Any) -> tuple[Any, ...]:
+    return (
+        outcome.assessment.total if outcome.assessment else None,
+        outcome.change.value if outcome.change else None,
+        outcome.alert.severity.value if outcome.alert else None,
+        outcome.alert.status.value if outcome.alert else None,
+    )
+
+
+async def test_a_batch_has_exactly_the_effect_of_its_readings_one_by_one(db: Database) -> None:
+    # the worker hands the monitor whatever its queue holds: the outcome may not depend on that
+    one_by_one, batched = FakePatients(uuid4()), FakePatients(uuid4())
+    store = schema.SqlVitalsStore(db)
+    single = VitalsMonitor(store, one_by_one, FakeHub(), SteppingClock(T0))
+    batch_hub = FakeHub()
+    together = VitalsMonitor(store, batched, batch_hub, SteppingClock(T0))
+    singles = [
+        (await single.record(recorded(one_by_one.patient.id, i, **v)))[0]
+        for i, v in enumerate(STAY)
+    ]
+    results = await together.record_many(
+        [recorded(batched.patient.id, i, "mon-2", **v) for i, v in enumerate(STAY)]
+    )
+    assert [_summary(o) for o in singles] == [_summary(o) for o, _ in results]
+    assert all(first for _, first in results)
+    for patients in (one_by_one, batched):
+        [alert] = await store.alerts(
+            status=None, severity=None, ward=None, patient_id=patients.patient.id, limit=10
+        )
+        assert (alert.severity.value, alert.status.value) == ("critical", "resolved")
+        assert len(patients.critical_calls) == 1
+        news2 = await store.state(patients.patient.id)
+        assert news2 is not None and news2.assessment is not None
+        assert news2.assessment.total == 0
+    # every alert step is pushed; vitals once per patient per batch (the hub coalesces anyway)
+    types = [t for t, _ in batch_hub.messages]
+    assert types.count("AlertRaised") == 1
+    assert types.count("VitalsUpdated") == 1
+    assert batch_hub.messages[-1][1]["reading"]["heart_rate"] == 72.0
+
+
+async def test_a_batch_with_repeats_applies_each_reading_once(
+    parts: tuple[VitalsMonitor, FakePatients, FakeHub], patient_id: UUID, db: Database
+) -> None:
+    monitor, _, _ = parts
+    first = recorded(patient_id, 0, **CRITICAL)
+    await monitor.record(first)
+    same_instant = recorded(patient_id, 1, heart_rate=70.0)
+    redelivered_twice = dataclasses.replace(same_instant, reading_id=str(uuid4()))
+    results = await monitor.record_many(
+        [first, same_instant, redelivered_twice, recorded(patient_id, 2, **CRITICAL)]
+    )
+    assert [fresh for _, fresh in results] == [False, True, False, True]
+    series = await schema.SqlVitalsStore(db).series(patient_id, since=None, limit=10)
+    assert len(series) == 3
+    [alert] = await schema.SqlVitalsStore(db).alerts(
+        status=None, severity=None, ward=None, patient_id=patient_id, limit=10
+    )
+    assert alert.readings == 3
+    # the repeat answers with the alert it touched the first time, as it stands now
+    assert results[0][0].alert is not None and results[0][0].alert.id == alert.id
 
 
 async def test_intake_counts_duplicates_and_pages_the_quarantine(db: Database) -> None:

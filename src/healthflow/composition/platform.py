@@ -166,6 +166,8 @@ def _build_telemetry(
         monitor.handle,
         workers=settings.worker_count,
         capacity=settings.worker_queue_size,
+        batch_handler=monitor.handle_batch,
+        max_batch=settings.worker_batch_size,
     )
     bus.subscribe(VITALS_GROUP, pool.submit)
     mqtt = None

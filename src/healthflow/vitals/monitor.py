@@ -7,6 +7,7 @@ critical and the live pushes follow the commit and are repeated safely on redeli
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -44,19 +45,31 @@ class VitalsMonitor:
 
     async def handle(self, event: CloudEvent) -> None:
         """The worker's handler: every other event type belongs to other consumers."""
-        if event.type == events.VITAL_SIGNS_RECORDED:
-            await self.record(events.recorded_from_event(event))
+        await self.handle_batch([event])
+
+    async def handle_batch(self, batch: Sequence[CloudEvent]) -> None:
+        """The worker's batch handler: what its queue holds, handled in one transaction."""
+        readings = [
+            events.recorded_from_event(e) for e in batch if e.type == events.VITAL_SIGNS_RECORDED
+        ]
+        if readings:
+            await self.record_many(readings)
 
     async def record(self, recorded: RecordedReading) -> tuple[Outcome, bool]:
         """Store, score and alert on one reading; False when it was handled before."""
-        problems = check_reading(recorded.reading, now=recorded.received_at)
-        if problems:  # the intake refuses these; anything handing in events directly is held too
-            raise ReadingsRefused([(0, p) for p in problems])
-        patient = await self._patients.get(recorded.patient_id)
-        new_alert_id = uuid7(recorded.reading.ts)
+        (result,) = await self.record_many([recorded])
+        return result
+
+    async def record_many(self, batch: Sequence[RecordedReading]) -> list[tuple[Outcome, bool]]:
+        """Store, score and alert on readings in order; per reading, False if seen before."""
+        for recorded in batch:
+            problems = check_reading(recorded.reading, now=recorded.received_at)
+            if problems:  # the intake refuses these; anything handing in events directly too
+                raise ReadingsRefused([(0, p) for p in problems])
+        wards = {pid: (await self._patients.get(pid)).ward for pid in _distinct_patients(batch)}
 
         def decide(
-            state: PatientVitals | None, active: Alert | None
+            recorded: RecordedReading, state: PatientVitals | None, active: Alert | None
         ) -> tuple[PatientVitals, Outcome]:
             new_state, assessment = assess(state, recorded.reading)
             if assessment is None:
@@ -65,19 +78,26 @@ class VitalsMonitor:
                 active,
                 assessment,
                 patient_id=recorded.patient_id,
-                ward=patient.ward,
-                new_id=new_alert_id,
+                ward=wards[recorded.patient_id],
+                new_id=uuid7(recorded.reading.ts),
             )
             return new_state, Outcome(assessment, alert, change)
 
-        outcome, first = await self._store.record(recorded, decide)
-        if first:
-            self._count(outcome)
-        if _made_critical(outcome):
-            await self._mark_critical(recorded.patient_id, outcome)
-        if first:
-            await self._push(recorded, outcome)
-        return outcome, first
+        results = await self._store.record_many(batch, decide)
+        latest: dict[UUID, tuple[RecordedReading, Outcome]] = {}
+        for recorded, (outcome, first) in zip(batch, results, strict=True):
+            if first:
+                self._count(outcome)
+            if _made_critical(outcome):
+                await self._mark_critical(recorded.patient_id, outcome)
+            if first:
+                await self._push_alert(outcome)
+                if outcome.assessment is not None:
+                    latest[recorded.patient_id] = (recorded, outcome)
+        # a patient's readings of one batch show as its newest: the hub would coalesce the rest
+        for recorded, outcome in latest.values():
+            await self._push_vitals(recorded, outcome)
+        return results
 
     async def acknowledge(self, alert_id: UUID, *, by: str) -> Alert:
         alert = await self._store.alert(alert_id)
@@ -135,9 +155,8 @@ class VitalsMonitor:
         if outcome.alert is not None and outcome.change is not None:
             metrics.ALERT_CHANGES.labels(outcome.alert.severity.value, outcome.change.value).inc()
 
-    async def _push(self, recorded: RecordedReading, outcome: Outcome) -> None:
-        if outcome.assessment is None:
-            return
+    async def _push_vitals(self, recorded: RecordedReading, outcome: Outcome) -> None:
+        assert outcome.assessment is not None
         await self._broadcast(
             events.VITALS_UPDATED,
             {
@@ -147,6 +166,8 @@ class VitalsMonitor:
                 "news2": outcome.assessment.to_dict(),
             },
         )
+
+    async def _push_alert(self, outcome: Outcome) -> None:
         if outcome.alert is None or outcome.change is None:
             return
         if outcome.change is AlertChange.RAISED:
@@ -160,6 +181,10 @@ class VitalsMonitor:
             await self._hub.broadcast(kind, data, self._clock.now())
         except Exception:
             log.exception("hub_broadcast_failed", event_type=kind)
+
+
+def _distinct_patients(batch: Sequence[RecordedReading]) -> list[UUID]:
+    return list(dict.fromkeys(r.patient_id for r in batch))
 
 
 def _made_critical(outcome: Outcome) -> bool:

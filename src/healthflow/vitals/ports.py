@@ -38,7 +38,10 @@ class StoredReading:
     assessment: Assessment | None
 
 
-Decide = Callable[[PatientVitals | None, Alert | None], tuple[PatientVitals, Outcome]]
+# what one reading makes of the patient's NEWS2 state and open alert: the new state, the outcome
+Decide = Callable[
+    [RecordedReading, PatientVitals | None, Alert | None], tuple[PatientVitals, Outcome]
+]
 
 
 class DeviceRegistry(Protocol):
@@ -80,11 +83,13 @@ class TelemetryIntake(Protocol):
 class VitalsStore(Protocol):
     """The vitals time series, each patient's NEWS2 state and the alerts (analytics database)."""
 
-    async def record(self, recorded: RecordedReading, decide: Decide) -> tuple[Outcome, bool]:
-        """Store the reading and what `decide` makes of it in one transaction.
+    async def record_many(
+        self, batch: Sequence[RecordedReading], decide: Decide
+    ) -> list[tuple[Outcome, bool]]:
+        """Store the readings, in order, and what `decide` makes of each, in one transaction.
 
-        Returns the outcome and whether this was the first time; a repeat (same device and ts)
-        returns the outcome stored the first time and changes nothing.
+        Returns per reading its outcome and whether this was the first time; a repeat (same
+        device and ts) returns the outcome stored the first time and changes nothing.
         """
         ...
 

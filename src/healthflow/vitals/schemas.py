@@ -54,7 +54,8 @@ class ReadingIn(_Body):
     spo2_scale: Literal[1, 2] | None = None
 
     def to_domain(self) -> Reading:
-        return Reading(**self.model_dump())
+        # the validated fields as they are: model_dump() would copy and convert each again
+        return Reading(**vars(self))
 
 
 class BatchIn(_Body):
@@ -68,9 +69,34 @@ def parse_readings(payload: dict[str, Any]) -> list[Reading]:
             return [r.to_domain() for r in BatchIn.model_validate(payload).readings]
         return [ReadingIn.model_validate(payload).to_domain()]
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        ) from exc
+        raise _invalid(exc) from exc
+
+
+def parse_readings_json(raw: bytes) -> list[Reading]:
+    """`parse_readings` straight from the request's bytes, parsed and checked in one pass.
+
+    Several times faster than decoding to Python objects and validating those, which is most
+    of what ingesting a batch of 1,000 readings costs.
+    """
+    try:
+        return [r.to_domain() for r in BatchIn.model_validate_json(raw).readings]
+    except ValidationError as exc:
+        if not _no_readings_member(exc):
+            raise _invalid(exc) from exc
+    try:  # no "readings" member: the body is one reading, or nothing valid
+        return [ReadingIn.model_validate_json(raw).to_domain()]
+    except ValidationError as exc:
+        raise _invalid(exc) from exc
+
+
+def _no_readings_member(exc: ValidationError) -> bool:
+    return any(e["type"] == "missing" and e["loc"] == ("readings",) for e in exc.errors())
+
+
+def _invalid(exc: ValidationError) -> RequestValidationError:
+    return RequestValidationError(
+        [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+    )
 
 
 class VitalSignsData(_Body):

@@ -4,6 +4,7 @@ NEWS2 state and the alerts, written together per reading so its effect is stored
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    bindparam,
     insert,
     select,
     update,
@@ -162,55 +164,109 @@ class SqlVitalsStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._insert = _dialect_insert(db)
+        dialect_insert = _dialect_insert(db)
+        # built once, bound per call: SQLAlchemy compiles each statement once, not per reading
+        self._insert_reading = (
+            dialect_insert(vitals).on_conflict_do_nothing().returning(vitals.c.id)
+        )
+        upsert = dialect_insert(patient_vitals)
+        self._upsert_state = upsert.on_conflict_do_update(
+            index_elements=["patient_id"], set_={"state": upsert.excluded.state}
+        )
+        self._note_outcome = (
+            update(vitals)
+            .where(vitals.c.id == bindparam("reading_id"))
+            .values(
+                assessment=bindparam("new_assessment"),
+                alert_id=bindparam("new_alert_id"),
+                alert_change=bindparam("new_alert_change"),
+            )
+        )
 
-    async def record(self, recorded: RecordedReading, decide: Decide) -> tuple[Outcome, bool]:
+    async def record_many(
+        self, batch: Sequence[RecordedReading], decide: Decide
+    ) -> list[tuple[Outcome, bool]]:
+        """Store readings in order with what `decide` makes of each, all in one transaction.
+
+        A constant number of statements per batch, not per reading: the readings go in together,
+        the patients' states and open alerts are read together, decided in memory in order,
+        and written back together.
+        """
         async with self._db.writer.begin() as conn:
             inserted = await conn.execute(
-                self._insert(vitals)
-                .values(
-                    id=recorded.reading_id,
-                    patient_id=recorded.patient_id,
-                    device_id=recorded.device_id,
-                    ts=recorded.reading.ts,
-                    measurements=orjson.dumps(recorded.reading.measurements()).decode(),
-                    received_at=recorded.received_at,
-                )
-                .on_conflict_do_nothing()
+                self._insert_reading,
+                [
+                    {
+                        "id": r.reading_id,
+                        "patient_id": r.patient_id,
+                        "device_id": r.device_id,
+                        "ts": r.reading.ts,
+                        "measurements": orjson.dumps(r.reading.measurements()).decode(),
+                        "received_at": r.received_at,
+                    }
+                    for r in batch
+                ],
             )
-            if inserted.rowcount == 0:
-                return await self._earlier_outcome(conn, recorded), False
-            state_row = await conn.scalar(
-                select(patient_vitals.c.state).where(
-                    patient_vitals.c.patient_id == recorded.patient_id
-                )
+            fresh_ids = set(inserted.scalars())
+            fresh = [r for r in batch if r.reading_id in fresh_ids]
+            outcomes = await self._decide_all(conn, fresh, decide)
+            return [
+                (outcomes[r.reading_id], True)
+                if r.reading_id in outcomes
+                else (await self._earlier_outcome(conn, r), False)
+                for r in batch
+            ]
+
+    async def _decide_all(
+        self, conn: AsyncConnection, fresh: Sequence[RecordedReading], decide: Decide
+    ) -> dict[str, Outcome]:
+        patient_ids = {r.patient_id for r in fresh}
+        if not patient_ids:
+            return {}
+        states = {
+            row.patient_id: _state_from_json(row.state)
+            for row in await conn.execute(
+                select(patient_vitals).where(patient_vitals.c.patient_id.in_(patient_ids))
             )
-            state = _state_from_json(state_row) if state_row else None
-            active = await self._active_alert(conn, recorded.patient_id)
-            new_state, outcome = decide(state, active)
-            values = {"patient_id": recorded.patient_id, "state": _state_to_json(new_state)}
-            stmt = self._insert(patient_vitals).values(values)
-            await conn.execute(
-                stmt.on_conflict_do_update(index_elements=["patient_id"], set_=values)
-            )
-            if outcome.alert is not None and outcome.change is AlertChange.RAISED:
-                await conn.execute(insert(alerts).values(_alert_row(outcome.alert)))
-            elif outcome.alert is not None and outcome.change is not None:
-                await self._update_alert(conn, outcome.alert, outcome.alert.version - 1)
-            await conn.execute(
-                update(vitals)
-                .where(vitals.c.id == recorded.reading_id)
-                .values(
-                    assessment=(
-                        orjson.dumps(outcome.assessment.to_dict()).decode()
-                        if outcome.assessment
-                        else None
+        }
+        loaded = await self._active_alerts(conn, patient_ids)
+        loaded_versions = {a.id: a.version for a in loaded.values()}
+        active: dict[UUID, Alert | None] = dict(loaded)
+        outcomes: dict[str, Outcome] = {}
+        touched: dict[UUID, Alert] = {}
+        for r in fresh:  # in order: each reading sees the state the one before left
+            new_state, outcome = decide(r, states.get(r.patient_id), active.get(r.patient_id))
+            states[r.patient_id] = new_state
+            outcomes[r.reading_id] = outcome
+            if outcome.alert is not None and outcome.change is not None:
+                touched[outcome.alert.id] = outcome.alert
+                is_open = outcome.alert.status is not AlertStatus.RESOLVED
+                active[r.patient_id] = outcome.alert if is_open else None
+        await conn.execute(
+            self._upsert_state,
+            [{"patient_id": p, "state": _state_to_json(states[p])} for p in patient_ids],
+        )
+        raised = [a for a in touched.values() if a.id not in loaded_versions]
+        if raised:
+            await conn.execute(insert(alerts), [_alert_row(a) for a in raised])
+        for alert in touched.values():
+            if alert.id in loaded_versions:
+                await self._update_alert(conn, alert, loaded_versions[alert.id])
+        await conn.execute(
+            self._note_outcome,
+            [
+                {
+                    "reading_id": reading_id,
+                    "new_assessment": (
+                        orjson.dumps(o.assessment.to_dict()).decode() if o.assessment else None
                     ),
-                    alert_id=outcome.alert.id if outcome.alert else None,
-                    alert_change=outcome.change.value if outcome.change else None,
-                )
-            )
-        return outcome, True
+                    "new_alert_id": o.alert.id if o.alert else None,
+                    "new_alert_change": o.change.value if o.change else None,
+                }
+                for reading_id, o in outcomes.items()
+            ],
+        )
+        return outcomes
 
     async def _earlier_outcome(self, conn: AsyncConnection, recorded: RecordedReading) -> Outcome:
         row = (
@@ -234,16 +290,16 @@ class SqlVitalsStore:
             AlertChange(row.alert_change) if row.alert_change else None,
         )
 
-    async def _active_alert(self, conn: AsyncConnection, patient_id: UUID) -> Alert | None:
-        row = (
-            await conn.execute(
-                select(alerts)
-                .where(alerts.c.patient_id == patient_id, alerts.c.status != AlertStatus.RESOLVED)
-                .order_by(alerts.c.opened_at.desc())
-                .limit(1)
-            )
-        ).first()
-        return _alert(row) if row else None
+    async def _active_alerts(
+        self, conn: AsyncConnection, patient_ids: set[UUID]
+    ) -> dict[UUID, Alert]:
+        """Each patient's open (not resolved) alert; the newest if, unexpectedly, several."""
+        rows = await conn.execute(
+            select(alerts)
+            .where(alerts.c.patient_id.in_(patient_ids), alerts.c.status != AlertStatus.RESOLVED)
+            .order_by(alerts.c.opened_at)
+        )
+        return {row.patient_id: _alert(row) for row in rows}
 
     async def _update_alert(self, conn: AsyncConnection, alert: Alert, expected: int) -> None:
         result = await conn.execute(

@@ -493,6 +493,11 @@ export interface components {
             /** Subject */
             subject: string;
         };
+        /** BatchIn */
+        BatchIn: {
+            /** Readings */
+            readings: components["schemas"]["ReadingIn"][];
+        };
         /** BindingIn */
         BindingIn: {
             /**
@@ -1535,9 +1540,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    [key: string]: unknown;
-                };
+                "application/json": components["schemas"]["ReadingIn"] | components["schemas"]["BatchIn"];
             };
         };
         responses: {
