@@ -29,7 +29,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from healthflow.messaging.events import CloudEvent
 from healthflow.ports import OutboxEntry, OutboxStats
@@ -144,29 +143,35 @@ class SqlTelemetryIntake:
 
     def __init__(self, db: Database, *, on_commit: Callable[[], None] = lambda: None) -> None:
         self._db = db
-        self._insert = _dialect_insert(db)
+        self._insert_reading = (
+            _dialect_insert(db)(telemetry_outbox)
+            .on_conflict_do_nothing()
+            .returning(telemetry_outbox.c.event_id)
+        )
         self._on_commit = on_commit
 
     async def accept(
         self, accepted: Sequence[RecordedReading], quarantined: Sequence[QuarantinedReading]
     ) -> int:
-        duplicates = 0
         async with self._db.writer.begin() as conn:
-            fresh = await self._not_seen(conn, accepted)
-            duplicates = len(accepted) - len(fresh)
-            if fresh:
-                rows = [
-                    {
-                        "event_id": r.reading_id,
-                        "device_id": r.device_id,
-                        "ts": r.reading.ts,
-                        "payload": vital_signs_recorded(r).to_json().decode(),
-                        "created_at": r.received_at,
-                    }
-                    for r in fresh
-                ]
-                # a concurrent request with the same reading loses the race here, not with a 500
-                await conn.execute(self._insert(telemetry_outbox).on_conflict_do_nothing(), rows)
+            stored: set[str] = set()
+            if accepted:
+                # a reading stored before (same device and instant) is skipped by the insert
+                # itself, so one statement both stores the new ones and tells the repeats
+                result = await conn.execute(
+                    self._insert_reading,
+                    [
+                        {
+                            "event_id": r.reading_id,
+                            "device_id": r.device_id,
+                            "ts": r.reading.ts,
+                            "payload": vital_signs_recorded(r).to_json().decode(),
+                            "created_at": r.received_at,
+                        }
+                        for r in accepted
+                    ],
+                )
+                stored = set(result.scalars())
             if quarantined:
                 await conn.execute(
                     insert(quarantine),
@@ -184,25 +189,9 @@ class SqlTelemetryIntake:
                         for q in quarantined
                     ],
                 )
-        if accepted:
+        if stored:
             self._on_commit()
-        return duplicates
-
-    async def _not_seen(
-        self, conn: AsyncConnection, readings: Sequence[RecordedReading]
-    ) -> list[RecordedReading]:
-        fresh: list[RecordedReading] = []
-        by_device: dict[str, list[RecordedReading]] = {}
-        for r in readings:
-            by_device.setdefault(r.device_id, []).append(r)
-        for device_id, group in by_device.items():
-            query = select(telemetry_outbox.c.ts).where(
-                telemetry_outbox.c.device_id == device_id,
-                telemetry_outbox.c.ts.in_([r.reading.ts for r in group]),
-            )
-            seen = set((await conn.scalars(query)).all())
-            fresh.extend(r for r in group if r.reading.ts not in seen)
-        return fresh
+        return len(accepted) - len(stored)
 
     async def backlog(self) -> int:
         query = select(func.count()).where(telemetry_outbox.c.published_at.is_(None))

@@ -20,7 +20,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
-    bindparam,
     insert,
     select,
     update,
@@ -127,6 +126,29 @@ def _alert_row(alert: Alert) -> dict[str, Any]:
     }
 
 
+def _reading_row(recorded: RecordedReading, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "id": recorded.reading_id,
+        "patient_id": recorded.patient_id,
+        "device_id": recorded.device_id,
+        "ts": recorded.reading.ts,
+        "measurements": orjson.dumps(recorded.reading.measurements()).decode(),
+        "assessment": (
+            orjson.dumps(outcome.assessment.to_dict()).decode() if outcome.assessment else None
+        ),
+        "alert_id": outcome.alert.id if outcome.alert else None,
+        "alert_change": outcome.change.value if outcome.change else None,
+        "received_at": recorded.received_at,
+    }
+
+
+class ConcurrentReadings(Exception):
+    """Readings of this batch were stored by another writer while it was being decided."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} readings were stored concurrently; the batch is retried")
+
+
 def _alert(row: Any) -> Alert:
     return Alert(
         id=row.id,
@@ -173,49 +195,52 @@ class SqlVitalsStore:
         self._upsert_state = upsert.on_conflict_do_update(
             index_elements=["patient_id"], set_={"state": upsert.excluded.state}
         )
-        self._note_outcome = (
-            update(vitals)
-            .where(vitals.c.id == bindparam("reading_id"))
-            .values(
-                assessment=bindparam("new_assessment"),
-                alert_id=bindparam("new_alert_id"),
-                alert_change=bindparam("new_alert_change"),
-            )
-        )
 
     async def record_many(
         self, batch: Sequence[RecordedReading], decide: Decide
     ) -> list[tuple[Outcome, bool]]:
         """Store readings in order with what `decide` makes of each, all in one transaction.
 
-        A constant number of statements per batch, not per reading: the readings go in together,
-        the patients' states and open alerts are read together, decided in memory in order,
-        and written back together.
+        A constant number of statements per batch, not per reading, and each reading written
+        once: the repeats are found with one query, the patients' states and open alerts read
+        together, decided in memory in order, and everything written back together.
         """
         async with self._db.writer.begin() as conn:
-            inserted = await conn.execute(
-                self._insert_reading,
-                [
-                    {
-                        "id": r.reading_id,
-                        "patient_id": r.patient_id,
-                        "device_id": r.device_id,
-                        "ts": r.reading.ts,
-                        "measurements": orjson.dumps(r.reading.measurements()).decode(),
-                        "received_at": r.received_at,
-                    }
-                    for r in batch
-                ],
-            )
-            fresh_ids = set(inserted.scalars())
-            fresh = [r for r in batch if r.reading_id in fresh_ids]
+            stored = await self._stored_instants(conn, batch)
+            fresh: list[RecordedReading] = []
+            for r in batch:
+                if (r.device_id, r.reading.ts) not in stored:
+                    stored.add((r.device_id, r.reading.ts))
+                    fresh.append(r)
             outcomes = await self._decide_all(conn, fresh, decide)
+            if fresh:
+                inserted = await conn.execute(
+                    self._insert_reading, [_reading_row(r, outcomes[r.reading_id]) for r in fresh]
+                )
+                if len(inserted.scalars().all()) != len(fresh):
+                    # another writer stored one of them meanwhile: undo all, the retry sees it
+                    raise ConcurrentReadings(len(fresh))
             return [
                 (outcomes[r.reading_id], True)
                 if r.reading_id in outcomes
                 else (await self._earlier_outcome(conn, r), False)
                 for r in batch
             ]
+
+    async def _stored_instants(
+        self, conn: AsyncConnection, batch: Sequence[RecordedReading]
+    ) -> set[tuple[str, datetime]]:
+        """Which (device, instant) pairs of the batch are stored already: one index range scan."""
+        if not batch:
+            return set()
+        instants = [r.reading.ts for r in batch]
+        rows = await conn.execute(
+            select(vitals.c.device_id, vitals.c.ts).where(
+                vitals.c.device_id.in_({r.device_id for r in batch}),
+                vitals.c.ts.between(min(instants), max(instants)),
+            )
+        )
+        return {(row.device_id, row.ts) for row in rows}
 
     async def _decide_all(
         self, conn: AsyncConnection, fresh: Sequence[RecordedReading], decide: Decide
@@ -252,20 +277,6 @@ class SqlVitalsStore:
         for alert in touched.values():
             if alert.id in loaded_versions:
                 await self._update_alert(conn, alert, loaded_versions[alert.id])
-        await conn.execute(
-            self._note_outcome,
-            [
-                {
-                    "reading_id": reading_id,
-                    "new_assessment": (
-                        orjson.dumps(o.assessment.to_dict()).decode() if o.assessment else None
-                    ),
-                    "new_alert_id": o.alert.id if o.alert else None,
-                    "new_alert_change": o.change.value if o.change else None,
-                }
-                for reading_id, o in outcomes.items()
-            ],
-        )
         return outcomes
 
     async def _earlier_outcome(self, conn: AsyncConnection, recorded: RecordedReading) -> Outcome:
