@@ -22,17 +22,19 @@ class Log:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def write_batch(self, items: Sequence[str]) -> None:
+    async def write_batch(self, items: Sequence[str]) -> list[str]:
         await self.gate.wait()
         if "bad" in items:
             raise Refused("bad")
         self.commits.append(list(items))
+        return [f"{item} in commit {len(self.commits)}" for item in items]
 
-    async def write_one(self, item: str) -> None:
-        await self.write_batch([item])
+    async def write_one(self, item: str) -> str:
+        (result,) = await self.write_batch([item])
+        return result
 
 
-def committer(log: Log, max_batch: int = 256) -> GroupCommit[str]:
+def committer(log: Log, max_batch: int = 256) -> GroupCommit[str, str]:
     return GroupCommit(
         "test", write_batch=log.write_batch, write_one=log.write_one, max_batch=max_batch
     )
@@ -53,8 +55,10 @@ async def test_writes_arriving_during_a_commit_commit_together_after_it() -> Non
     rest = [asyncio.create_task(group.submit(x)) for x in "bcd"]
     await asyncio.sleep(0)
     log.gate.set()
-    await asyncio.gather(first, *rest)
+    results = await asyncio.gather(first, *rest)
     assert log.commits == [["a"], ["b", "c", "d"]]
+    # each caller gets its own write's result
+    assert results == ["a in commit 1", "b in commit 2", "c in commit 2", "d in commit 2"]
 
 
 async def test_a_batch_never_exceeds_its_bound() -> None:
@@ -76,7 +80,7 @@ async def test_a_refused_write_fails_alone_and_the_others_commit() -> None:
     await asyncio.sleep(0)
     log.gate.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert results[0] is None and results[2] is None
+    assert results[0] == "a in commit 1" and results[2] == "c in commit 2"
     assert isinstance(results[1], Refused)
     # the failed batch left nothing; each good write was then committed on its own
     assert log.commits == [["a"], ["c"]]

@@ -156,7 +156,9 @@ def _build_telemetry(
     devices = DeviceService(intake_store.SqlDeviceRegistry(patients_db), patients, clock)
     intake = TelemetryService(
         devices,
-        intake_store.SqlTelemetryIntake(patients_db, on_commit=relay.wake),
+        intake_store.SqlTelemetryIntake(
+            patients_db, on_commit=relay.wake, backlog_limit=settings.telemetry_backlog_limit
+        ),
         clock,
         backlog_limit=settings.telemetry_backlog_limit,
     )

@@ -218,7 +218,7 @@ class SqlPatientStore:
         self._on_commit = on_commit  # wakes the outbox relay: new rows go out without a poll
         self._insert_patient = insert(patients)
         # registrations arriving together commit together: one transaction, one fsync
-        self._registrations = GroupCommit[_Registration](
+        self._registrations = GroupCommit[_Registration, None](
             "patients.registrations",
             write_batch=self._add_many,
             write_one=self._add_one,
@@ -229,12 +229,13 @@ class SqlPatientStore:
         # the actor is read here, in the caller's request: the commit runs in another task
         await self._registrations.submit(_Registration(patient, tuple(events), current_actor()))
 
-    async def _add_many(self, batch: Sequence[_Registration]) -> None:
+    async def _add_many(self, batch: Sequence[_Registration]) -> list[None]:
         async with self._db.writer.begin() as conn:
             await conn.execute(self._insert_patient, [_row(r.patient, self._cipher) for r in batch])
             await _append_events(conn, [e for r in batch for e in r.events], self._cipher)
             await self._audit.append_many(conn, [(r.audit_entry(), r.actor) for r in batch])
         self._on_commit()
+        return [None] * len(batch)
 
     async def _add_one(self, registration: _Registration) -> None:
         try:

@@ -22,29 +22,34 @@ from healthflow.observability import metrics
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
-class GroupCommit(Generic[T]):
-    """Writes submitted together are committed together; each caller returns after its commit."""
+class GroupCommit(Generic[T, R]):
+    """Writes submitted together are committed together; each caller returns after its commit.
+
+    `write_batch` writes items in one transaction and returns one result per item, in order;
+    `write_one` writes a single item in its own transaction.
+    """
 
     def __init__(
         self,
         name: str,
         *,
-        write_batch: Callable[[Sequence[T]], Awaitable[None]],
-        write_one: Callable[[T], Awaitable[None]],
+        write_batch: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        write_one: Callable[[T], Awaitable[R]],
         max_batch: int = 256,
     ) -> None:
         self.name = name
         self._write_batch = write_batch
         self._write_one = write_one
         self._max_batch = max_batch
-        self._waiting: list[tuple[T, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._committer: asyncio.Task[None] | None = None
 
-    async def submit(self, item: T) -> None:
-        """Commit `item` (with whatever else is waiting); raises what its own write raised."""
-        future = asyncio.get_running_loop().create_future()
+    async def submit(self, item: T) -> R:
+        """Commit `item` (with whatever else is waiting); its result, or what its write raised."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if self._committer is None or self._committer.done():
             # one committer at a time, its own task: a caller that is cancelled (request
@@ -53,7 +58,7 @@ class GroupCommit(Generic[T]):
             self._committer = asyncio.create_task(
                 self._commit_waiting(), name=self.name, context=contextvars.Context()
             )
-        await future
+        return await future
 
     async def _commit_waiting(self) -> None:
         try:
@@ -69,29 +74,23 @@ class GroupCommit(Generic[T]):
                     future.set_exception(RuntimeError(f"{self.name} is stopping"))
             self._waiting.clear()
 
-    async def _commit(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+    async def _commit(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         if len(batch) > 1:
             try:
-                await self._write_batch([item for item, _ in batch])
+                results = await self._write_batch([item for item, _ in batch])
             except Exception:
                 log.info("group_commit_replayed_one_by_one", store=self.name, size=len(batch))
             else:
-                for _, future in batch:
-                    _settle(future, None)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():  # the caller gave up waiting; its write stands
+                        future.set_result(result)
                 return
         for item, future in batch:
             try:
-                await self._write_one(item)
+                result = await self._write_one(item)
             except Exception as exc:  # the caller's own error: it raises from submit()
-                _settle(future, exc)
+                if not future.done():
+                    future.set_exception(exc)
             else:
-                _settle(future, None)
-
-
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():  # the caller gave up waiting; its write stands
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+                if not future.done():
+                    future.set_result(result)

@@ -7,6 +7,7 @@ process dies before a worker handled it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -33,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from healthflow.messaging.events import CloudEvent
 from healthflow.ports import OutboxEntry, OutboxStats
 from healthflow.storage.engine import Database, UtcDateTime
+from healthflow.storage.group_commit import GroupCommit
 from healthflow.vitals.domain import Device, DeviceNotFound, DeviceTaken, QuarantinedReading
 from healthflow.vitals.events import RecordedReading, vital_signs_recorded
 
@@ -138,11 +140,35 @@ class SqlDeviceRegistry:
             return [_device(r) for r in (await conn.execute(query)).all()]
 
 
+@dataclass(frozen=True)
+class _Intake:
+    accepted: tuple[RecordedReading, ...]
+    quarantined: tuple[QuarantinedReading, ...]
+
+
 class SqlTelemetryIntake:
     """TelemetryIntake over the patient database; `on_commit` wakes the telemetry relay."""
 
-    def __init__(self, db: Database, *, on_commit: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        on_commit: Callable[[], None] = lambda: None,
+        backlog_limit: int = 10_000,
+    ) -> None:
         self._db = db
+        # requests arriving together (many devices, MQTT messages) commit together
+        self._requests = GroupCommit[_Intake, int](
+            "telemetry.intake", write_batch=self._accept_many, write_one=self._accept_one
+        )
+        # counting stops at the limit: the question is only whether the backlog reached it
+        unpublished = (
+            select(telemetry_outbox.c.seq)
+            .where(telemetry_outbox.c.published_at.is_(None))
+            .limit(backlog_limit)
+            .subquery()
+        )
+        self._count_backlog = select(func.count()).select_from(unpublished)
         self._insert_reading = (
             _dialect_insert(db)(telemetry_outbox)
             .on_conflict_do_nothing()
@@ -153,6 +179,12 @@ class SqlTelemetryIntake:
     async def accept(
         self, accepted: Sequence[RecordedReading], quarantined: Sequence[QuarantinedReading]
     ) -> int:
+        return await self._requests.submit(_Intake(tuple(accepted), tuple(quarantined)))
+
+    async def _accept_many(self, requests: Sequence[_Intake]) -> list[int]:
+        """Requests that arrived together, in one transaction; per request, its repeats."""
+        accepted = [r for request in requests for r in request.accepted]
+        quarantined = [q for request in requests for q in request.quarantined]
         async with self._db.writer.begin() as conn:
             stored: set[str] = set()
             if accepted:
@@ -191,12 +223,15 @@ class SqlTelemetryIntake:
                 )
         if stored:
             self._on_commit()
-        return len(accepted) - len(stored)
+        return [sum(r.reading_id not in stored for r in request.accepted) for request in requests]
+
+    async def _accept_one(self, request: _Intake) -> int:
+        (repeats,) = await self._accept_many([request])
+        return repeats
 
     async def backlog(self) -> int:
-        query = select(func.count()).where(telemetry_outbox.c.published_at.is_(None))
         async with self._db.reader.connect() as conn:
-            return int(await conn.scalar(query) or 0)
+            return int(await conn.scalar(self._count_backlog) or 0)
 
     async def quarantined(
         self, *, device_id: str | None, reason: str | None, before: UUID | None, limit: int

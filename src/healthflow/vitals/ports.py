@@ -70,7 +70,7 @@ class TelemetryIntake(Protocol):
         ...
 
     async def backlog(self) -> int:
-        """Accepted readings not yet confirmed by the bus."""
+        """Accepted readings not yet confirmed by the bus, counted up to the backlog limit."""
         ...
 
     async def quarantined(
