@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,6 +113,22 @@ async def test_a_published_event_reaches_every_group_once(make_bus: BusFactory) 
     await eventually(lambda: _true(len(first.seen) == 1 and len(second.seen) == 1))
     assert first.seen == [(sent.id, 1)]
     assert second.seen == [(sent.id, 1)]
+
+
+async def test_a_group_gets_only_the_event_types_it_subscribed_to(make_bus: BusFactory) -> None:
+    readings, everything = Recorder(), Recorder()
+    bus = await make_bus(["vitals", "audit"])
+    bus.subscribe("vitals", readings, types={"VitalSignsRecorded"})
+    bus.subscribe("audit", everything)
+    await bus.start()
+    created, reading = event(n=1), dataclasses.replace(event(n=2), type="VitalSignsRecorded")
+
+    await (await publish_in_background(bus, [created, reading]))
+
+    await eventually(lambda: _true(len(everything.seen) == 2 and len(readings.seen) == 1))
+    await asyncio.sleep(0.2)  # anything misrouted would have arrived by now
+    assert readings.ids() == [reading.id]
+    assert sorted(everything.ids()) == sorted([created.id, reading.id])
 
 
 async def test_events_of_one_subject_arrive_in_publish_order(make_bus: BusFactory) -> None:

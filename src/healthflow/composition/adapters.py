@@ -14,6 +14,7 @@ from healthflow.messaging.dead_letters import SqlDeadLetterStore
 from healthflow.messaging.memory import MemoryBus
 from healthflow.messaging.outbox import OutboxRelay
 from healthflow.messaging.rabbitmq import RabbitBus
+from healthflow.patients import events as patient_events
 from healthflow.ports import Cache, Check, Clock, DeadLetter, EventBus, Outbox
 from healthflow.realtime.fanout import Fanout
 from healthflow.realtime.hub import LiveHub, MemoryHub
@@ -31,12 +32,18 @@ from healthflow.storage import migrations
 from healthflow.storage.cache import MemoryCache
 from healthflow.storage.engine import Database, open_database
 from healthflow.storage.redis_cache import RedisCache
+from healthflow.vitals import events as vitals_events
 
 log = structlog.get_logger(__name__)
 
 
 ANALYTICS_GROUP = "analytics"
 VITALS_GROUP = "vitals"
+# what each consumer group handles: the bus delivers (and the broker queues) only these
+GROUP_TYPES: dict[str, frozenset[str]] = {
+    ANALYTICS_GROUP: frozenset(patient_events.TYPES),
+    VITALS_GROUP: frozenset({vitals_events.VITAL_SIGNS_RECORDED}),
+}
 
 
 def backends(settings: Settings) -> dict[str, str]:
@@ -194,6 +201,7 @@ def _event_bus(
             retry_delays_s=settings.bus_retry_delays_s,
             prefetch=settings.broker_prefetch,
             declare_groups=declare_groups,
+            group_types=GROUP_TYPES,
             live_groups=live_groups,
             connection_name=f"healthflow-{settings.role}-{os.getpid()}",
         )

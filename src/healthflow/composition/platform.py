@@ -16,6 +16,7 @@ from healthflow.analytics.store import SqlAnalyticsStore
 from healthflow.clock import SystemClock
 from healthflow.composition.adapters import (
     ANALYTICS_GROUP,
+    GROUP_TYPES,
     VITALS_GROUP,
     Security,
     _build_hub,
@@ -171,7 +172,7 @@ def _build_telemetry(
         batch_handler=monitor.handle_batch,
         max_batch=settings.worker_batch_size,
     )
-    bus.subscribe(VITALS_GROUP, pool.submit)
+    bus.subscribe(VITALS_GROUP, pool.submit, types=GROUP_TYPES[VITALS_GROUP])
     mqtt = None
     if settings.mqtt_url:
         mqtt = MqttIngest(
@@ -229,7 +230,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         batch_handler=handle_batch,
         max_batch=settings.worker_batch_size,
     )
-    bus.subscribe(ANALYTICS_GROUP, pool.submit)
+    bus.subscribe(ANALYTICS_GROUP, pool.submit, types=GROUP_TYPES[ANALYTICS_GROUP])
     telemetry = _build_telemetry(settings, clock, patients_db, analytics_db, bus, hub, patients)
     readiness = Readiness(
         critical={
