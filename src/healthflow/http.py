@@ -6,7 +6,7 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -383,3 +383,18 @@ class RequestTimeout:
                 slug="request-timeout",
             )
             await response(scope, receive, send)
+
+
+def extend_openapi(app: FastAPI, extend: Callable[[dict[str, Any]], None]) -> None:
+    """Let `extend` amend the app's generated OpenAPI schema, once, before it is cached."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        extend(schema)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.requests import HTTPConnection
 
-from healthflow.http import route_template
+from healthflow.http import extend_openapi, route_template
 from healthflow.security.audit import (
     DENIED,
     FAILURE,
@@ -299,12 +299,8 @@ def permission_table_markdown(permissions: Mapping[tuple[str, str], Rule] = PERM
 
 def document_security(app: FastAPI) -> None:
     """Describe the bearer scheme and each operation's roles in the OpenAPI schema."""
-    build = app.openapi
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = build()
+    def describe(schema: dict[str, Any]) -> None:
         schema.setdefault("components", {})["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
         }
@@ -318,7 +314,5 @@ def document_security(app: FastAPI) -> None:
                 responses = operation.setdefault("responses", {})
                 responses.setdefault("401", {"description": "No valid bearer token"})
                 responses.setdefault("403", {"description": "Role not allowed"})
-        app.openapi_schema = schema
-        return schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    extend_openapi(app, describe)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request
 from pydantic.json_schema import models_json_schema
 
+from healthflow.http import extend_openapi
 from healthflow.vitals.domain import DEVICE_ID_PATTERN
 from healthflow.vitals.schemas import (
     BatchIn,
@@ -46,12 +47,8 @@ _BODY_SCHEMA = {
 
 def document_body(app: FastAPI) -> None:
     """Put the telemetry body's models in the OpenAPI components the route refers to."""
-    build = app.openapi
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = build()
+    def add_models(schema: dict[str, Any]) -> None:
         _, defs = models_json_schema(
             [(ReadingIn, "validation"), (BatchIn, "validation")],
             ref_template="#/components/schemas/{model}",
@@ -59,10 +56,8 @@ def document_body(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for name, model_schema in defs["$defs"].items():
             components.setdefault(name, model_schema)  # FastAPI's own rendering, where it has one
-        app.openapi_schema = schema
-        return schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    extend_openapi(app, add_models)
 
 
 @router.post(
