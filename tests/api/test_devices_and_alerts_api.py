@@ -181,6 +181,7 @@ async def test_acknowledging_records_who_and_keeps_the_first(client: httpx.Async
     assert acked.status_code == 200
     assert (acked.json()["status"], acked.json()["acknowledged_by"]) == ("acknowledged", "dr.osei")
     assert acked.json()["acknowledged_at"] is not None
+    assert acked.json()["version"] == alert["version"] + 1
     again = await client.post(f"/api/alerts/{alert['id']}/ack", json={"by": "someone.else"})
     assert again.json()["acknowledged_by"] == "dr.osei"
     listed = (await client.get("/api/alerts?status=acknowledged&severity=critical&ward=ICU")).json()

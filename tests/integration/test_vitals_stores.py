@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from healthflow.patients.domain import Patient, PatientNotFound, Sex, Status
 from healthflow.storage.engine import Database, open_database
 from healthflow.vitals import intake_store
 from healthflow.vitals import store as schema
-from healthflow.vitals.alerts import AlertChanged, AlertStatus
+from healthflow.vitals.alerts import Alert, AlertChanged, AlertStatus, Severity
 from healthflow.vitals.domain import Consciousness, QuarantinedReading, Reading
 from healthflow.vitals.events import RecordedReading
 from healthflow.vitals.monitor import VitalsMonitor
@@ -192,6 +192,68 @@ async def test_saving_a_stale_alert_is_refused(
     stored = await store.alert(outcome.alert.id)
     assert stored is not None
     assert stored.status is AlertStatus.ACKNOWLEDGED
+
+
+class RacingStore(schema.SqlVitalsStore):
+    """Runs `before_save` once, just before the first alert save: a reading landing between an
+    acknowledgement's read and its write."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.before_save: Callable[[], Awaitable[object]] | None = None
+
+    async def save_alert(self, alert: Alert, *, expected_version: int) -> None:
+        hook, self.before_save = self.before_save, None
+        if hook is not None:
+            await hook()
+        await super().save_alert(alert, expected_version=expected_version)
+
+
+async def test_an_acknowledgement_racing_a_reading_acknowledges_the_updated_alert(
+    db: Database, patient_id: UUID
+) -> None:
+    store, hub = RacingStore(db), FakeHub()
+    monitor = VitalsMonitor(store, FakePatients(patient_id), hub, SteppingClock(T0))
+    outcome, _ = await monitor.record(recorded(patient_id, 0, **CRITICAL))
+    assert outcome.alert is not None
+    store.before_save = lambda: monitor.record(recorded(patient_id, 1, **CRITICAL))
+
+    acked = await monitor.acknowledge(outcome.alert.id, by="dr.osei")
+
+    assert (acked.status, acked.acknowledged_by, acked.readings) == (
+        AlertStatus.ACKNOWLEDGED,
+        "dr.osei",
+        2,
+    )
+    stored = await store.alert(outcome.alert.id)
+    assert stored == acked
+    assert hub.messages[-1][0] == "AlertUpdated"
+    assert hub.messages[-1][1]["change"] == "acknowledged"
+    assert hub.messages[-1][1]["version"] == acked.version == outcome.alert.version + 2
+
+
+async def test_an_acknowledgement_racing_an_escalation_is_refused(
+    db: Database, patient_id: UUID
+) -> None:
+    store = RacingStore(db)
+    monitor = VitalsMonitor(store, FakePatients(patient_id), FakeHub(), SteppingClock(T0))
+    # NEWS2 5 (medium): an urgent alert
+    worrying = {"resp_rate": 22.0, "spo2": 95.0, "heart_rate": 100.0, "temperature": 38.5}
+    outcome, _ = await monitor.record(recorded(patient_id, 0, **worrying))
+    assert outcome.alert is not None
+    assert outcome.alert.severity is Severity.URGENT
+    store.before_save = lambda: monitor.record(recorded(patient_id, 1, **CRITICAL))
+
+    with pytest.raises(AlertChanged):
+        await monitor.acknowledge(outcome.alert.id, by="dr.osei")
+
+    stored = await store.alert(outcome.alert.id)
+    assert stored is not None
+    assert (stored.severity, stored.status, stored.acknowledged_by) == (
+        Severity.CRITICAL,
+        AlertStatus.OPEN,
+        None,
+    )
 
 
 async def test_intake_counts_duplicates_and_pages_the_quarantine(db: Database) -> None:

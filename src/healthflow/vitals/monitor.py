@@ -19,7 +19,14 @@ from healthflow.patients.domain import PatientNotFound, TransitionRefused
 from healthflow.ports import Clock, Hub
 from healthflow.vitals import alerts as alert_rules
 from healthflow.vitals import events, metrics
-from healthflow.vitals.alerts import Alert, AlertChange, AlertNotFound, AlertStatus, Severity
+from healthflow.vitals.alerts import (
+    Alert,
+    AlertChange,
+    AlertChanged,
+    AlertNotFound,
+    AlertStatus,
+    Severity,
+)
 from healthflow.vitals.assessment import Assessment, PatientVitals, assess
 from healthflow.vitals.domain import DomainError, ReadingsRefused, check_reading
 from healthflow.vitals.events import RecordedReading
@@ -27,6 +34,9 @@ from healthflow.vitals.ports import Outcome, Patients, StoredReading, VitalsStor
 
 log = structlog.get_logger(__name__)
 CRITICAL_SOURCE = "news2"
+# An acknowledgement loses a race whenever a reading updates the alert between its read and its
+# save; readings arrive every few seconds, so it re-reads and tries again a few times.
+ACK_ATTEMPTS = 5
 
 
 class NoAssessment(DomainError):
@@ -80,16 +90,35 @@ class VitalsMonitor:
         return outcome, first
 
     async def acknowledge(self, alert_id: UUID, *, by: str) -> Alert:
-        alert = await self._store.alert(alert_id)
-        if alert is None:
-            raise AlertNotFound(alert_id)
-        acknowledged, change = alert.acknowledge(by=by, at=self._clock.now())
-        if change is None:
-            return alert
-        await self._store.save_alert(acknowledged, expected_version=alert.version)
-        metrics.ALERT_CHANGES.labels(acknowledged.severity.value, change.value).inc()
-        await self._broadcast(events.ALERT_UPDATED, _alert_data(acknowledged, change))
-        return acknowledged
+        """Acknowledge the alert as it is now.
+
+        A reading that updated the alert between our read and our save is no conflict for the
+        person acknowledging, so the newer version is acknowledged instead; an escalation is
+        (it needs a fresh look), so that one is refused as changed meanwhile.
+        """
+        attempt = 0
+        severity: Severity | None = None
+        while True:
+            attempt += 1
+            alert = await self._store.alert(alert_id)
+            if alert is None:
+                raise AlertNotFound(alert_id)
+            if severity is not None and alert.severity is not severity:
+                raise AlertChanged(alert_id)
+            severity = alert.severity
+            acknowledged, change = alert.acknowledge(by=by, at=self._clock.now())
+            if change is None:
+                return alert
+            try:
+                await self._store.save_alert(acknowledged, expected_version=alert.version)
+            except AlertChanged:
+                if attempt == ACK_ATTEMPTS:
+                    raise
+                metrics.ACK_RETRIES.inc()
+                continue
+            metrics.ALERT_CHANGES.labels(acknowledged.severity.value, change.value).inc()
+            await self._broadcast(events.ALERT_UPDATED, _alert_data(acknowledged, change))
+            return acknowledged
 
     async def alerts(
         self,
@@ -186,6 +215,7 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
         "acknowledged_by": alert.acknowledged_by,
         "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
         "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "version": alert.version,
     }
 
 

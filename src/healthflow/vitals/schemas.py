@@ -250,6 +250,8 @@ class AlertOut(BaseModel):
     acknowledged_by: str | None
     acknowledged_at: datetime | None
     resolved_at: datetime | None
+    # grows with every change: of two copies of an alert, the higher version is the newer
+    version: int
 
     @classmethod
     def of(cls, alert: Alert) -> AlertOut:
