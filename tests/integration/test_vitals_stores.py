@@ -19,9 +19,11 @@ from healthflow.storage.engine import Database, open_database
 from healthflow.vitals import intake_store
 from healthflow.vitals import store as schema
 from healthflow.vitals.alerts import Alert, AlertChanged, AlertStatus, Severity
+from healthflow.vitals.assessment import PatientVitals, assess
 from healthflow.vitals.domain import Consciousness, QuarantinedReading, Reading
 from healthflow.vitals.events import RecordedReading
 from healthflow.vitals.monitor import VitalsMonitor
+from healthflow.vitals.ports import Decide, Outcome, StoredReading
 from tests.conftest import SteppingClock
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -192,6 +194,71 @@ async def test_saving_a_stale_alert_is_refused(
     stored = await store.alert(outcome.alert.id)
     assert stored is not None
     assert stored.status is AlertStatus.ACKNOWLEDGED
+
+
+def scored(reading: RecordedReading) -> Decide:
+    """A `decide` that scores the reading and leaves alerts alone."""
+
+    def decide(state: PatientVitals | None, _: Alert | None) -> tuple[PatientVitals, Outcome]:
+        new_state, assessment = assess(state, reading.reading)
+        return new_state, Outcome(assessment, None, None)
+
+    return decide
+
+
+async def test_a_thinned_series_keeps_the_newest_reading_of_each_slice(db: Database) -> None:
+    store = schema.SqlVitalsStore(db)
+    patient = uuid4()
+    seconds = [0, 1, 4, 4.5, 5, 9, 12]
+    for second in seconds:
+        reading = recorded(patient, 0, heart_rate=70.0 + second)
+        ts = T0 + timedelta(seconds=second)
+        reading = dataclasses.replace(reading, reading=Reading(ts=ts, heart_rate=70.0 + second))
+        await store.record(reading, scored(reading), ward="ICU")
+
+    def offsets(series: list[StoredReading]) -> list[float]:
+        return [(r.ts - T0).total_seconds() for r in series]
+
+    # slices of 5 s from T0 (on a whole minute): [0, 5), [5, 10), [10, 15)
+    assert offsets(await store.series(patient, since=T0, limit=10, every_s=5)) == [4.5, 9, 12]
+    assert offsets(await store.series(patient, since=None, limit=10, every_s=5)) == [4.5, 9, 12]
+    assert offsets(await store.series(patient, since=None, limit=2, every_s=5)) == [9, 12]
+    assert offsets(await store.series(patient, since=T0, limit=1, every_s=5)) == [4.5]
+    since = T0 + timedelta(seconds=4)
+    assert offsets(await store.series(patient, since=since, limit=10, every_s=60)) == [12]
+    assert offsets(await store.series(patient, since=since, limit=10)) == [4, 4.5, 5, 9, 12]
+
+
+async def test_latest_pages_every_patients_current_news2_by_ward(db: Database) -> None:
+    store = schema.SqlVitalsStore(db)
+    wards = {uuid4(): "ICU", uuid4(): "ICU", uuid4(): "A&E"}
+    for second, (patient, ward) in enumerate(wards.items()):
+        for n in range(2):  # the latest is the second reading
+            reading = recorded(patient, second * 10 + n, heart_rate=60.0 + 50 * n)
+            await store.record(reading, scored(reading), ward=ward)
+
+    everyone = await store.latest(ward=None, after=None, limit=10)
+    assert [x.patient_id for x in everyone] == sorted(wards)
+    assert {x.patient_id: x.ward for x in everyone} == wards
+    assert all(x.assessment.sub_scores["heart_rate"] == 1 for x in everyone)  # 110/min
+    icu = sorted(p for p, w in wards.items() if w == "ICU")
+    first = await store.latest(ward="ICU", after=None, limit=1)
+    rest = await store.latest(ward="ICU", after=first[-1].patient_id, limit=1)
+    assert [x.patient_id for x in first + rest] == icu
+    assert await store.latest(ward="ICU", after=icu[-1], limit=1) == []
+    assert await store.latest(ward="Maternity", after=None, limit=10) == []
+
+
+async def test_open_alerts_are_counted_by_severity(
+    parts: tuple[VitalsMonitor, FakePatients, FakeHub], patient_id: UUID, db: Database
+) -> None:
+    monitor, _, _ = parts
+    assert await monitor.open_alerts_by_severity() == {"urgent": 0, "critical": 0}
+    outcome, _ = await monitor.record(recorded(patient_id, 0, **CRITICAL))
+    assert await monitor.open_alerts_by_severity() == {"urgent": 0, "critical": 1}
+    assert outcome.alert is not None
+    await monitor.acknowledge(outcome.alert.id, by="dr.osei")
+    assert await monitor.open_alerts_by_severity() == {"urgent": 0, "critical": 0}
 
 
 class RacingStore(schema.SqlVitalsStore):

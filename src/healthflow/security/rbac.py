@@ -108,6 +108,7 @@ PERMISSIONS: dict[tuple[str, str], Rule] = {
     ("GET", "/api/quarantine"): allow(C),
     ("GET", "/api/patients/{patient_id}/vitals"): allow(C, N, audit=READ, **PATIENT),
     ("GET", "/api/patients/{patient_id}/news2"): allow(C, N, audit=READ, **PATIENT),
+    ("GET", "/api/news2"): allow(C, N, audit=READ, **PATIENT),
     ("GET", "/api/alerts"): allow(C, N, ward_scoped=True),
     ("POST", "/api/alerts/{alert_id}/ack"): allow(C, N, audit=ACTION, resource="alert"),
     ("POST", "/api/analytics/vitals"): allow(S),

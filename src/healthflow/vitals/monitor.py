@@ -30,7 +30,7 @@ from healthflow.vitals.alerts import (
 from healthflow.vitals.assessment import Assessment, PatientVitals, assess
 from healthflow.vitals.domain import DomainError, ReadingsRefused, check_reading
 from healthflow.vitals.events import RecordedReading
-from healthflow.vitals.ports import Outcome, Patients, StoredReading, VitalsStore
+from healthflow.vitals.ports import LatestNews2, Outcome, Patients, StoredReading, VitalsStore
 
 log = structlog.get_logger(__name__)
 CRITICAL_SOURCE = "news2"
@@ -80,7 +80,7 @@ class VitalsMonitor:
             )
             return new_state, Outcome(assessment, alert, change)
 
-        outcome, first = await self._store.record(recorded, decide)
+        outcome, first = await self._store.record(recorded, decide, ward=patient.ward)
         if first:
             self._count(outcome)
         if _made_critical(outcome):
@@ -134,10 +134,19 @@ class VitalsMonitor:
         )
 
     async def vitals(
-        self, patient_id: UUID, *, since: datetime | None, limit: int
+        self, patient_id: UUID, *, since: datetime | None, limit: int, every_s: int | None = None
     ) -> list[StoredReading]:
         await self._patients.get(patient_id)
-        return await self._store.series(patient_id, since=since, limit=limit)
+        return await self._store.series(patient_id, since=since, limit=limit, every_s=every_s)
+
+    async def latest_news2(
+        self, *, ward: str | None, after: UUID | None, limit: int
+    ) -> list[LatestNews2]:
+        """Every monitored patient's current NEWS2 (a ward board's column), by patient id."""
+        return await self._store.latest(ward=ward, after=after, limit=limit)
+
+    async def open_alerts_by_severity(self) -> dict[str, int]:
+        return await self._store.open_alerts_by_severity()
 
     async def news2(self, patient_id: UUID) -> Assessment:
         await self._patients.get(patient_id)

@@ -38,6 +38,15 @@ class StoredReading:
     assessment: Assessment | None
 
 
+@dataclass(frozen=True)
+class LatestNews2:
+    """A patient's current NEWS2, with the ward the patient was on at that reading."""
+
+    patient_id: UUID
+    ward: str | None
+    assessment: Assessment
+
+
 Decide = Callable[[PatientVitals | None, Alert | None], tuple[PatientVitals, Outcome]]
 
 
@@ -80,19 +89,36 @@ class TelemetryIntake(Protocol):
 class VitalsStore(Protocol):
     """The vitals time series, each patient's NEWS2 state and the alerts (analytics database)."""
 
-    async def record(self, recorded: RecordedReading, decide: Decide) -> tuple[Outcome, bool]:
+    async def record(
+        self, recorded: RecordedReading, decide: Decide, *, ward: str
+    ) -> tuple[Outcome, bool]:
         """Store the reading and what `decide` makes of it in one transaction.
 
         Returns the outcome and whether this was the first time; a repeat (same device and ts)
-        returns the outcome stored the first time and changes nothing.
+        returns the outcome stored the first time and changes nothing. `ward` is the patient's
+        ward now, kept with the patient's state for `latest(ward=...)`.
         """
         ...
 
     async def series(
-        self, patient_id: UUID, *, since: datetime | None, limit: int
-    ) -> list[StoredReading]: ...
+        self, patient_id: UUID, *, since: datetime | None, limit: int, every_s: int | None = None
+    ) -> list[StoredReading]:
+        """Oldest first. With `since`: the first `limit` readings from then on; without: the
+        newest `limit`. With `every_s`: only the newest reading of each `every_s`-second slice
+        of time (slices aligned to the Unix epoch), for charts over long periods."""
+        ...
 
     async def state(self, patient_id: UUID) -> PatientVitals | None: ...
+
+    async def latest(
+        self, *, ward: str | None, after: UUID | None, limit: int
+    ) -> list[LatestNews2]:
+        """Every patient's current NEWS2, by patient id, strictly after `after`."""
+        ...
+
+    async def open_alerts_by_severity(self) -> dict[str, int]:
+        """How many alerts wait for acknowledgement (status open), by severity."""
+        ...
 
     async def alert(self, alert_id: UUID) -> Alert | None: ...
 

@@ -30,7 +30,7 @@ from healthflow.vitals.domain import (
 )
 from healthflow.vitals.events import RecordedReading
 from healthflow.vitals.monitor import alert_to_dict
-from healthflow.vitals.ports import StoredReading
+from healthflow.vitals.ports import LatestNews2, StoredReading
 
 
 class _Body(BaseModel):
@@ -229,6 +229,22 @@ class News2Out(BaseModel):
     missing: list[str]
     assessed_at: datetime
     spo2_scale: int
+
+
+class PatientNews2Out(News2Out):
+    patient_id: UUID
+    ward: str | None
+
+    @classmethod
+    def of(cls, latest: LatestNews2) -> PatientNews2Out:
+        return cls.model_validate(
+            {**latest.assessment.to_dict(), "patient_id": latest.patient_id, "ward": latest.ward}
+        )
+
+
+class News2Page(BaseModel):
+    items: list[PatientNews2Out]
+    next_after: UUID | None
 
 
 class AckIn(_Body):

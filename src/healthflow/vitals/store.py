@@ -19,6 +19,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    and_,
+    cast,
+    func,
     insert,
     select,
     update,
@@ -32,7 +35,7 @@ from healthflow.vitals.alerts import Alert, AlertChange, AlertChanged, AlertStat
 from healthflow.vitals.assessment import Assessment, PatientVitals
 from healthflow.vitals.events import RecordedReading
 from healthflow.vitals.news2 import Risk
-from healthflow.vitals.ports import Decide, Outcome, StoredReading
+from healthflow.vitals.ports import Decide, LatestNews2, Outcome, StoredReading
 
 series_metadata = MetaData()
 
@@ -56,6 +59,9 @@ patient_vitals = Table(
     series_metadata,
     Column("patient_id", Uuid, primary_key=True),
     Column("state", Text, nullable=False),
+    # the patient's ward at the last reading: lets a ward's board ask for its patients' NEWS2
+    Column("ward", String(50)),
+    Index("ix_patient_vitals_ward", "ward", "patient_id"),
 )
 alerts = Table(
     "alerts",
@@ -164,7 +170,9 @@ class SqlVitalsStore:
         self._db = db
         self._insert = _dialect_insert(db)
 
-    async def record(self, recorded: RecordedReading, decide: Decide) -> tuple[Outcome, bool]:
+    async def record(
+        self, recorded: RecordedReading, decide: Decide, *, ward: str
+    ) -> tuple[Outcome, bool]:
         async with self._db.writer.begin() as conn:
             inserted = await conn.execute(
                 self._insert(vitals)
@@ -188,7 +196,11 @@ class SqlVitalsStore:
             state = _state_from_json(state_row) if state_row else None
             active = await self._active_alert(conn, recorded.patient_id)
             new_state, outcome = decide(state, active)
-            values = {"patient_id": recorded.patient_id, "state": _state_to_json(new_state)}
+            values = {
+                "patient_id": recorded.patient_id,
+                "state": _state_to_json(new_state),
+                "ward": ward,
+            }
             stmt = self._insert(patient_vitals).values(values)
             await conn.execute(
                 stmt.on_conflict_do_update(index_elements=["patient_id"], set_=values)
@@ -259,17 +271,64 @@ class SqlVitalsStore:
             await self._update_alert(conn, alert, expected_version)
 
     async def series(
-        self, patient_id: UUID, *, since: datetime | None, limit: int
+        self, patient_id: UUID, *, since: datetime | None, limit: int, every_s: int | None = None
     ) -> list[StoredReading]:
-        query = select(vitals).where(vitals.c.patient_id == patient_id)
+        chosen = vitals.c.patient_id == patient_id
         if since is not None:
-            query = query.where(vitals.c.ts >= since).order_by(vitals.c.ts, vitals.c.id)
+            chosen = and_(chosen, vitals.c.ts >= since)
+        source: Any = vitals
+        if every_s is not None:
+            # newest reading per slice: numbered within its slice, newest first, keep number 1
+            newest_first = func.row_number().over(
+                partition_by=self._slice(every_s),
+                order_by=(vitals.c.ts.desc(), vitals.c.id.desc()),
+            )
+            numbered = select(vitals, newest_first.label("newest")).where(chosen).subquery()
+            source, chosen = numbered, numbered.c.newest == 1
+        query = select(*(source.c[c.name] for c in vitals.columns)).where(chosen)
+        if since is not None:
+            query = query.order_by(source.c.ts, source.c.id)
         else:
-            query = query.order_by(vitals.c.ts.desc(), vitals.c.id.desc())
+            query = query.order_by(source.c.ts.desc(), source.c.id.desc())
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query.limit(limit))).all()
         readings = [_stored(r) for r in rows]
         return readings if since is not None else readings[::-1]
+
+    def _slice(self, every_s: int) -> Any:
+        """The number of the `every_s`-second slice of time a reading's ts falls in."""
+        if self._db.backend == "postgresql":
+            return func.floor(func.extract("epoch", vitals.c.ts) / every_s)
+        # SQLite keeps the UTC time as text; %s reads it as Unix seconds
+        return cast(func.strftime("%s", vitals.c.ts), Integer) // every_s
+
+    async def latest(
+        self, *, ward: str | None, after: UUID | None, limit: int
+    ) -> list[LatestNews2]:
+        query = select(patient_vitals).order_by(patient_vitals.c.patient_id).limit(limit)
+        if ward is not None:
+            query = query.where(patient_vitals.c.ward == ward)
+        if after is not None:
+            query = query.where(patient_vitals.c.patient_id > after)
+        async with self._db.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        found = []
+        for row in rows:
+            state = _state_from_json(row.state)
+            # a state is only stored with the assessment of its first reading, never without
+            if state.assessment is not None:
+                found.append(LatestNews2(row.patient_id, row.ward, state.assessment))
+        return found
+
+    async def open_alerts_by_severity(self) -> dict[str, int]:
+        query = (
+            select(alerts.c.severity, func.count())
+            .where(alerts.c.status == AlertStatus.OPEN.value)
+            .group_by(alerts.c.severity)
+        )
+        async with self._db.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {severity.value: 0 for severity in Severity} | {s: int(n) for s, n in rows}
 
     async def state(self, patient_id: UUID) -> PatientVitals | None:
         async with self._db.reader.connect() as conn:

@@ -202,6 +202,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/news2": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Latest News2
+         * @description Every monitored patient's current NEWS2 (by patient id; page on with `after`).
+         */
+        get: operations["latest_news2_api_news2_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/patients": {
         parameters: {
             query?: never;
@@ -444,6 +464,8 @@ export interface components {
              * Format: date-time
              */
             updated_at: string;
+            /** Version */
+            version: number;
             /** Ward */
             ward: string;
         };
@@ -590,6 +612,13 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** News2Page */
+        News2Page: {
+            /** Items */
+            items: components["schemas"]["PatientNews2Out"][];
+            /** Next After */
+            next_after: string | null;
+        };
         /** PatientEventData */
         PatientEventData: {
             /** Age Band */
@@ -673,6 +702,35 @@ export interface components {
             sex: components["schemas"]["Sex"];
             /** Ward */
             ward: string;
+        };
+        /** PatientNews2Out */
+        PatientNews2Out: {
+            /**
+             * Assessed At
+             * Format: date-time
+             */
+            assessed_at: string;
+            /** Carried Forward */
+            carried_forward: string[];
+            /** Missing */
+            missing: string[];
+            /**
+             * Patient Id
+             * Format: uuid
+             */
+            patient_id: string;
+            /** Risk */
+            risk: string;
+            /** Spo2 Scale */
+            spo2_scale: number;
+            /** Sub Scores */
+            sub_scores: {
+                [key: string]: number;
+            };
+            /** Total */
+            total: number;
+            /** Ward */
+            ward: string | null;
         };
         /** PatientOut */
         PatientOut: {
@@ -1561,6 +1619,53 @@ export interface operations {
             };
         };
     };
+    latest_news2_api_news2_get: {
+        parameters: {
+            query?: {
+                ward?: string | null;
+                after?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["News2Page"];
+                };
+            };
+            /** @description No valid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     list_patients_api_patients_get: {
         parameters: {
             query?: {
@@ -1896,6 +2001,8 @@ export interface operations {
             query?: {
                 since?: string | null;
                 limit?: number;
+                /** @description Seconds: only the newest reading of each slice. */
+                every?: number | null;
             };
             header?: never;
             path: {
