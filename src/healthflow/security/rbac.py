@@ -98,6 +98,8 @@ PERMISSIONS: dict[tuple[str, str], Rule] = {
     ("GET", "/api/stream"): allow(C, N, S, query_token=True),  # SSE: EventSource sends no headers
     # mints demo tokens; refused unless development tokens are on and the caller is local
     ("POST", "/api/dev/sign-in"): PUBLIC,
+    # how the dashboard signs in (development or the OIDC issuer and client id): no secrets
+    ("GET", "/api/auth/config"): PUBLIC,
     # device telemetry and alerting (issue 4)
     ("POST", "/api/devices"): allow(C, audit=WRITE, resource="device"),
     ("GET", "/api/devices"): allow(C, N),

@@ -109,6 +109,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/auth/config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Sign In Config
+         * @description Public: the sign-in page needs it before anyone is signed in; it holds no secret.
+         */
+        get: operations["sign_in_config_api_auth_config_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/dev/sign-in": {
         parameters: {
             query?: never;
@@ -619,6 +639,18 @@ export interface components {
             /** Next After */
             next_after: string | null;
         };
+        /**
+         * OidcClient
+         * @description What a browser needs for the authorization code flow with PKCE at the issuer.
+         */
+        OidcClient: {
+            /** Client Id */
+            client_id: string | null;
+            /** Issuer */
+            issuer: string;
+            /** Scope */
+            scope: string;
+        };
         /** PatientEventData */
         PatientEventData: {
             /** Age Band */
@@ -882,6 +914,18 @@ export interface components {
          * @enum {string}
          */
         Sex: "female" | "male" | "other" | "unknown";
+        /**
+         * SignInConfig
+         * @description How the dashboard signs people in: the development sign-in, or the OIDC issuer.
+         */
+        SignInConfig: {
+            /**
+             * Mode
+             * @enum {string}
+             */
+            mode: "development" | "oidc";
+            oidc: components["schemas"]["OidcClient"] | null;
+        };
         /** SignInIn */
         SignInIn: {
             /**
@@ -1311,6 +1355,26 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    sign_in_config_api_auth_config_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SignInConfig"];
                 };
             };
         };
