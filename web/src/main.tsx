@@ -3,6 +3,7 @@ import { StrictMode, useState } from "react";
 import { createRoot } from "react-dom/client";
 import { BrowserRouter } from "react-router";
 
+import { AlertsProvider } from "./alerts/AlertsProvider";
 import { accessToken } from "./api/auth";
 import { ApiError } from "./api/client";
 import { App } from "./App";
@@ -31,9 +32,11 @@ function Root() {
     <QueryClientProvider client={queries}>
       <LiveProvider>
         <BoardProvider>
-          <BrowserRouter>
-            <App />
-          </BrowserRouter>
+          <AlertsProvider>
+            <BrowserRouter>
+              <App />
+            </BrowserRouter>
+          </AlertsProvider>
         </BoardProvider>
       </LiveProvider>
     </QueryClientProvider>

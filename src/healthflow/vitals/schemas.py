@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from healthflow.vitals.alerts import MAX_ACKNOWLEDGER_LENGTH, Alert
+from healthflow.vitals.alerts import MAX_ACKNOWLEDGER_LENGTH, Alert, AlertStatus, Severity
 from healthflow.vitals.domain import (
     DEVICE_ID_PATTERN,
     MAX_BATCH,
@@ -30,6 +30,7 @@ from healthflow.vitals.domain import (
 )
 from healthflow.vitals.events import RecordedReading
 from healthflow.vitals.monitor import alert_to_dict
+from healthflow.vitals.news2 import Risk
 from healthflow.vitals.ports import LatestNews2, StoredReading
 
 
@@ -199,12 +200,22 @@ class QuarantinePage(BaseModel):
     next_before: UUID | None
 
 
+class News2Out(BaseModel):
+    total: int
+    risk: Risk
+    sub_scores: dict[str, int]
+    carried_forward: list[str]
+    missing: list[str]
+    assessed_at: datetime
+    spo2_scale: int
+
+
 class VitalsOut(BaseModel):
     reading_id: str
     device_id: str
     ts: datetime
     values: dict[str, float | str | bool]
-    news2: dict[str, Any] | None
+    news2: News2Out | None
 
     @classmethod
     def of(cls, r: StoredReading) -> VitalsOut:
@@ -213,22 +224,12 @@ class VitalsOut(BaseModel):
             device_id=r.device_id,
             ts=r.ts,
             values=r.values,
-            news2=r.assessment.to_dict() if r.assessment else None,
+            news2=News2Out.model_validate(r.assessment.to_dict()) if r.assessment else None,
         )
 
 
 class VitalsList(BaseModel):
     items: list[VitalsOut]
-
-
-class News2Out(BaseModel):
-    total: int
-    risk: str
-    sub_scores: dict[str, int]
-    carried_forward: list[str]
-    missing: list[str]
-    assessed_at: datetime
-    spo2_scale: int
 
 
 class PatientNews2Out(News2Out):
@@ -255,10 +256,10 @@ class AlertOut(BaseModel):
     id: UUID
     patient_id: UUID
     ward: str
-    severity: str
-    status: str
+    severity: Severity
+    status: AlertStatus
     score: int
-    risk: str
+    risk: Risk
     peak_score: int
     readings: int
     opened_at: datetime

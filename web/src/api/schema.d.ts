@@ -471,14 +471,11 @@ export interface components {
             readings: number;
             /** Resolved At */
             resolved_at: string | null;
-            /** Risk */
-            risk: string;
+            risk: components["schemas"]["Risk"];
             /** Score */
             score: number;
-            /** Severity */
-            severity: string;
-            /** Status */
-            status: string;
+            severity: components["schemas"]["Severity"];
+            status: components["schemas"]["AlertStatus"];
             /**
              * Updated At
              * Format: date-time
@@ -621,8 +618,7 @@ export interface components {
             carried_forward: string[];
             /** Missing */
             missing: string[];
-            /** Risk */
-            risk: string;
+            risk: components["schemas"]["Risk"];
             /** Spo2 Scale */
             spo2_scale: number;
             /** Sub Scores */
@@ -751,8 +747,7 @@ export interface components {
              * Format: uuid
              */
             patient_id: string;
-            /** Risk */
-            risk: string;
+            risk: components["schemas"]["Risk"];
             /** Spo2 Scale */
             spo2_scale: number;
             /** Sub Scores */
@@ -905,6 +900,11 @@ export interface components {
             reason: string;
         };
         /**
+         * Risk
+         * @enum {string}
+         */
+        Risk: "low" | "low_medium" | "medium" | "high";
+        /**
          * Severity
          * @enum {string}
          */
@@ -1034,10 +1034,7 @@ export interface components {
         VitalsOut: {
             /** Device Id */
             device_id: string;
-            /** News2 */
-            news2: {
-                [key: string]: unknown;
-            } | null;
+            news2: components["schemas"]["News2Out"] | null;
             /** Reading Id */
             reading_id: string;
             /**
