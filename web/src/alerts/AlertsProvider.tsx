@@ -50,9 +50,9 @@ export function AlertsProvider({ children }: { children: ReactNode }) {
         dispatch({ kind: "reloadStarted" });
         try {
           const lists = await Promise.all([
-            listAlerts("open", ACTIVE_LIMIT),
-            listAlerts("acknowledged", ACTIVE_LIMIT),
-            listAlerts("resolved", HISTORY_LIMIT),
+            listAlerts({ status: "open", limit: ACTIVE_LIMIT }),
+            listAlerts({ status: "acknowledged", limit: ACTIVE_LIMIT }),
+            listAlerts({ status: "resolved", limit: HISTORY_LIMIT }),
           ]);
           dispatch({ kind: "loaded", alerts: lists.flat(), generation: started });
           setError(null);

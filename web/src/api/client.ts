@@ -91,8 +91,12 @@ export async function getReadiness(): Promise<Readiness> {
   throw toApiError(body, response);
 }
 
-export async function listAlerts(status: AlertStatus, limit: number): Promise<Alert[]> {
-  const page = await unwrap(api.GET("/api/alerts", { params: { query: { status, limit } } }));
+export async function listAlerts(query: {
+  status?: AlertStatus;
+  patient_id?: string;
+  limit: number;
+}): Promise<Alert[]> {
+  const page = await unwrap(api.GET("/api/alerts", { params: { query } }));
   return page.items;
 }
 
