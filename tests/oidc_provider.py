@@ -256,6 +256,10 @@ def build_app(issuer: LocalIssuer) -> Starlette:
     async def preflight(_: Request) -> Response:
         return Response(status_code=204, headers=CORS)
 
+    async def no_icon(_: Request) -> Response:
+        # browsers ask every page's origin for one; a 404 would be a console error in the tests
+        return Response(status_code=204)
+
     return Starlette(
         routes=[
             Route("/.well-known/openid-configuration", discovery, methods=["GET"]),
@@ -264,6 +268,7 @@ def build_app(issuer: LocalIssuer) -> Starlette:
             Route("/authorize", authorize_page, methods=["GET"]),
             Route("/authorize", authorize, methods=["POST"]),
             Route("/token", token, methods=["POST", "OPTIONS"]),
+            Route("/favicon.ico", no_icon, methods=["GET"]),
         ]
     )
 
