@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 export const WEB_ROOT = resolve(import.meta.dirname, "..");
 export const ARTIFACTS = join(WEB_ROOT, "test-artifacts");
 const DIST = join(WEB_ROOT, "dist");
-const HEALTHFLOW = process.env.HEALTHFLOW_BIN ?? resolve(WEB_ROOT, "..", ".venv", "bin", "healthflow");
+export const HEALTHFLOW = process.env.HEALTHFLOW_BIN ?? resolve(WEB_ROOT, "..", ".venv", "bin", "healthflow");
 
 export function freePort(): Promise<number> {
   return new Promise((done, fail) => {

@@ -21,9 +21,12 @@ export function CriticalBanner() {
   const count = waiting.length;
   return (
     <section className="critical-banner" aria-labelledby="critical-banner-title" data-testid="critical-banner">
-      <h2 id="critical-banner-title" role="alert">
+      <h2 id="critical-banner-title">
         <span aria-hidden="true">▲ </span>
-        {count === 1 ? "Critical alert" : `${count} critical alerts`}: waiting for acknowledgement
+        {/* announced as it appears and as the count changes, wherever the user is */}
+        <span role="alert">
+          {count === 1 ? "Critical alert" : `${String(count)} critical alerts`}: waiting for acknowledgement
+        </span>
       </h2>
       <ul>
         {waiting.slice(0, SHOWN).map((alert) => {
