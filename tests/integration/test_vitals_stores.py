@@ -297,6 +297,8 @@ async def test_an_acknowledgement_racing_a_reading_acknowledges_the_updated_aler
     assert hub.messages[-1][0] == "AlertUpdated"
     assert hub.messages[-1][1]["change"] == "acknowledged"
     assert hub.messages[-1][1]["version"] == acked.version == outcome.alert.version + 2
+    vitals = [data for kind, data in hub.messages if kind == "VitalsUpdated"]
+    assert [v["ward"] for v in vitals] == ["ICU", "ICU"]  # on the ward's topic too
 
 
 async def test_an_acknowledgement_racing_an_escalation_is_refused(

@@ -395,6 +395,8 @@ describe("analytics and operations", () => {
   it("shows service health and the worker queue", async () => {
     const page = await open("/operations");
     await page.getByTestId("health-status").getByText("Healthy").waitFor();
+    // the queue comes with the first MetricsUpdated, pushed once a second
+    await page.getByTestId("queue-depth").waitFor();
     expect(await page.getByTestId("queue-depth").textContent()).toMatch(/^\d+ \/ 1000$/);
     await screenshot(page, "operations-1280");
   });
@@ -411,6 +413,7 @@ describe("layout", () => {
       ["board", "/"],
       ["detail", `/patients/${patient.id}`],
       ["register", "/patients/new"],
+      ["alerts", "/alerts"],
       ["analytics", "/analytics"],
       ["operations", "/operations"],
     ];

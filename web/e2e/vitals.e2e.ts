@@ -117,6 +117,8 @@ describe("a deteriorating patient", () => {
     await expect(banner.getByRole("heading").textContent()).resolves.toContain("Critical alert");
     // every view has it, including one that was open before the alert existed
     await analytics.getByTestId("critical-banner").locator(`li[data-alert-id="${alertId}"]`).waitFor();
+    // the board, open since before the first reading, keeps its NEWS2 column live
+    await board.locator(`tr[data-patient-id="${deteriorating}"] [data-risk="high"]`).waitFor();
     await screenshot(board, "banner-board-1280");
 
     const view = await open("/alerts");
@@ -182,9 +184,10 @@ describe("patient detail", () => {
       .toEqual({ same: true });
     // the patient's alert, acknowledged in the test before
     await page.locator(`section[aria-labelledby="patient-alerts-title"] tr[data-alert-id="${alertId}"]`).waitFor();
+    await screenshot(page, "detail-vitals-1280");
     await page.getByRole("combobox", { name: "Period" }).selectOption({ label: "Last day" });
     await charts.locator("path.recharts-line-curve").first().waitFor();
-    await screenshot(page, "detail-vitals-1280");
+    await screenshot(page, "detail-vitals-day-1280");
   });
 
   it("says so when a patient has no readings yet, and asks nothing that would fail", async () => {

@@ -86,7 +86,7 @@ class VitalsMonitor:
         if _made_critical(outcome):
             await self._mark_critical(recorded.patient_id, outcome)
         if first:
-            await self._push(recorded, outcome)
+            await self._push(recorded, outcome, ward=patient.ward)
         return outcome, first
 
     async def acknowledge(self, alert_id: UUID, *, by: str) -> Alert:
@@ -173,13 +173,15 @@ class VitalsMonitor:
         if outcome.alert is not None and outcome.change is not None:
             metrics.ALERT_CHANGES.labels(outcome.alert.severity.value, outcome.change.value).inc()
 
-    async def _push(self, recorded: RecordedReading, outcome: Outcome) -> None:
+    async def _push(self, recorded: RecordedReading, outcome: Outcome, *, ward: str) -> None:
         if outcome.assessment is None:
             return
         await self._broadcast(
             events.VITALS_UPDATED,
             {
                 "patient_id": str(recorded.patient_id),
+                # on `ward:{ward}` too, so a ward's board keeps its NEWS2 column live
+                "ward": ward,
                 "device_id": recorded.device_id,
                 "reading": events.reading_to_dict(recorded.reading),
                 "news2": outcome.assessment.to_dict(),

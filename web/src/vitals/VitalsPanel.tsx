@@ -57,6 +57,11 @@ function clock(ms: number): string {
   return new Date(ms).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
 }
 
+/** Five evenly spaced times across the window, so the axis shows the whole period. */
+function ticks(from: number, to: number): number[] {
+  return [0, 1, 2, 3, 4].map((i) => Math.round(from + ((to - from) * i) / 4));
+}
+
 function latest(points: Point[], key: string): { value: number; t: number } | null {
   for (let i = points.length - 1; i >= 0; i--) {
     const value = points[i]?.values[key];
@@ -92,7 +97,15 @@ function VitalChart({ spec, points, from, to }: { spec: ChartSpec; points: Point
       <ResponsiveContainer width="100%" height={170}>
         <LineChart data={data} margin={{ top: 5, right: 10, bottom: 0, left: 0 }}>
           <CartesianGrid strokeDasharray="3 3" />
-          <XAxis dataKey="t" type="number" scale="time" domain={[from, to]} tickFormatter={clock} />
+          <XAxis
+            dataKey="t"
+            type="number"
+            scale="time"
+            domain={[from, to]}
+            ticks={ticks(from, to)}
+            tickFormatter={clock}
+            allowDataOverflow
+          />
           <YAxis domain={spec.domain} width={40} allowDataOverflow={false} />
           <Tooltip labelFormatter={(t) => dateTime(new Date(Number(t)).toISOString())} />
           {spec.lines.length > 1 && <Legend />}
