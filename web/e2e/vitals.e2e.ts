@@ -13,7 +13,15 @@ import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 import type { Alert, News2, Patient } from "../src/api/types";
-import { type Chromium, launchChromium, openPage, screenshot, type WatchedPage } from "./browser";
+import {
+  type Chromium,
+  DESKTOP,
+  launchChromium,
+  openPage,
+  screenshot,
+  TABLET,
+  type WatchedPage,
+} from "./browser";
 import { ARTIFACTS, HEALTHFLOW, type Server, startServer } from "./server";
 
 let server: Server;
@@ -46,8 +54,8 @@ afterEach(async ({ task }) => {
   expect(errors, "no console errors in the browser").toEqual([]);
 });
 
-async function open(path: string): Promise<Page> {
-  const watched = await openPage(chromium.browser, server.url, undefined, server.token);
+async function open(path: string, viewport = DESKTOP): Promise<Page> {
+  const watched = await openPage(chromium.browser, server.url, viewport, server.token);
   opened.push(watched);
   await watched.page.goto(path);
   await watched.page.locator('[data-live-state="open"]').waitFor();
@@ -55,6 +63,31 @@ async function open(path: string): Promise<Page> {
     (window as unknown as { marker: string }).marker = "not reloaded";
   });
   return watched.page;
+}
+
+async function noSidewaysScroll(page: Page, what: string): Promise<void> {
+  const overflow = await page.evaluate(
+    () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+  );
+  expect(overflow, `${what} scrolls sideways`).toBeLessThanOrEqual(0);
+}
+
+/** Press Tab until the focused element's accessible name matches; fail after 60 presses. */
+async function tabTo(page: Page, name: RegExp): Promise<void> {
+  for (let i = 0; i < 60; i++) {
+    await page.keyboard.press("Tab");
+    const focused = await page.evaluate(
+      () => document.activeElement?.getAttribute("aria-label") ?? document.activeElement?.textContent ?? "",
+    );
+    if (name.test(focused.trim())) {
+      const outline = await page.evaluate(() =>
+        document.activeElement ? getComputedStyle(document.activeElement).outlineStyle : "none",
+      );
+      expect(outline, "a visible focus ring").not.toBe("none");
+      return;
+    }
+  }
+  throw new Error(`could not reach ${String(name)} with the keyboard`);
 }
 
 async function notReloaded(page: Page): Promise<void> {
@@ -121,6 +154,13 @@ describe("a deteriorating patient", () => {
     await board.locator(`tr[data-patient-id="${deteriorating}"] [data-risk="high"]`).waitFor();
     await screenshot(board, "banner-board-1280");
 
+    // at tablet width the banner fits, and the keyboard reaches its button
+    const tablet = await open("/", TABLET);
+    await tablet.getByTestId("critical-banner").locator(`li[data-alert-id="${alertId}"]`).waitFor();
+    await noSidewaysScroll(tablet, "board with banner at tablet width");
+    await tabTo(tablet, /^Acknowledge critical alert for /);
+    await screenshot(tablet, "banner-board-tablet");
+
     const view = await open("/alerts");
     const row = view.locator(`tr[data-alert-id="${alertId}"]`);
     expect(await row.getAttribute("data-alert-status")).toBe("open");
@@ -132,7 +172,7 @@ describe("a deteriorating patient", () => {
 
     await view.locator(`tr[data-alert-id="${alertId}"][data-alert-status="acknowledged"]`).waitFor();
     await expect(row.locator("[data-acknowledged-by]").getAttribute("data-acknowledged-by")).resolves.toBe("e2e");
-    for (const page of [board, analytics, view]) {
+    for (const page of [board, analytics, view, tablet]) {
       await page.getByTestId("critical-banner").waitFor({ state: "detached" });
       await notReloaded(page);
     }
@@ -185,6 +225,10 @@ describe("patient detail", () => {
     // the patient's alert, acknowledged in the test before
     await page.locator(`section[aria-labelledby="patient-alerts-title"] tr[data-alert-id="${alertId}"]`).waitFor();
     await screenshot(page, "detail-vitals-1280");
+    const narrow = await open(`/patients/${deteriorating}`, TABLET);
+    await narrow.getByTestId("vitals-charts").locator("path.recharts-line-curve").first().waitFor();
+    await noSidewaysScroll(narrow, "patient detail with charts at tablet width");
+    await screenshot(narrow, "detail-vitals-tablet");
     await page.getByRole("combobox", { name: "Period" }).selectOption({ label: "Last day" });
     await charts.locator("path.recharts-line-curve").first().waitFor();
     await screenshot(page, "detail-vitals-day-1280");

@@ -57,9 +57,9 @@ function clock(ms: number): string {
   return new Date(ms).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
 }
 
-/** Five evenly spaced times across the window, so the axis shows the whole period. */
+/** Start, middle and end of the window, so the axis shows the whole period (and fits). */
 function ticks(from: number, to: number): number[] {
-  return [0, 1, 2, 3, 4].map((i) => Math.round(from + ((to - from) * i) / 4));
+  return [from, Math.round((from + to) / 2), to];
 }
 
 function latest(points: Point[], key: string): { value: number; t: number } | null {
