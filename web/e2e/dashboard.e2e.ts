@@ -37,9 +37,9 @@ afterAll(async () => {
 });
 
 afterEach(async ({ task }) => {
-  if (task.result?.state === "fail") {
-    for (const [i, p] of opened.entries()) await screenshot(p.page, `failed-${task.name}-${i}`);
-  }
+  // every test leaves the last look of each page it opened (failed ones under their own name)
+  const prefix = task.result?.state === "fail" ? "failed-" : "tests/";
+  for (const [i, p] of opened.entries()) await screenshot(p.page, `${prefix}${task.name}-${i}`);
   const errors = opened.flatMap((p) => p.errors).filter((e) => !allowedErrors?.test(e));
   for (const p of opened) await p.context.close();
   opened = [];
