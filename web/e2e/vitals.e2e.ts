@@ -181,7 +181,7 @@ describe("a deteriorating patient", () => {
       status: "acknowledged",
       acknowledged_by: "e2e",
     });
-    await screenshot(view, "alerts-1280");
+    await screenshot(view, "alerts-acknowledged-1280");
   });
 });
 
