@@ -131,6 +131,10 @@ class EventBus(Protocol):
 
     async def dead_letters(self, *, group: str | None, limit: int) -> list[DeadLetter]: ...
 
+    async def dead_letter_count(self) -> int:
+        """How many dead letters wait to be looked at (all groups)."""
+        ...
+
     async def check(self) -> Check: ...
 
 

@@ -152,6 +152,7 @@ async def test_a_failed_delivery_is_retried_and_then_succeeds(make_bus: BusFacto
     await eventually(lambda: _true(len(recorder.seen) == 2))
     assert recorder.seen == [(sent.id, 1), (sent.id, 2)]
     assert await bus.dead_letters(group=None, limit=10) == []
+    assert await bus.dead_letter_count() == 0
 
 
 async def test_a_handler_that_always_fails_ends_in_the_dead_letters_with_its_error(
@@ -189,6 +190,12 @@ async def test_listing_dead_letters_loses_none(make_bus: BusFactory) -> None:
     assert {d.event.id for d in first} == {e.id for e in sent}
     assert await bus.dead_letters(group="another", limit=10) == []
     assert len(await bus.dead_letters(group=None, limit=2)) == 2
+
+    async def counted() -> bool:
+        # the listings handed every letter back: all of them are counted again
+        return await bus.dead_letter_count() == 3
+
+    await eventually(counted)
 
 
 async def test_a_second_subscriber_for_one_group_is_refused(make_bus: BusFactory) -> None:

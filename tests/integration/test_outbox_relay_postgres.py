@@ -40,6 +40,9 @@ class RecordingBus:
     async def dead_letters(self, *, group: str | None, limit: int) -> list[DeadLetter]:
         return []
 
+    async def dead_letter_count(self) -> int:
+        return 0
+
     async def check(self) -> Check:
         return Check(True)
 

@@ -261,7 +261,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         security,
         cache,
         telemetry=telemetry,
-        metrics_feed=_build_metrics_feed(settings, hub, analytics, pool, clock),
+        metrics_feed=_build_metrics_feed(settings, hub, analytics, pool, bus, telemetry, clock),
     )
 
 
@@ -275,7 +275,13 @@ def _counter_total(counter: Counter) -> float:
 
 
 def _build_metrics_feed(
-    settings: Settings, hub: LiveHub, analytics: AnalyticsService, pool: WorkerPool, clock: Clock
+    settings: Settings,
+    hub: LiveHub,
+    analytics: AnalyticsService,
+    pool: WorkerPool,
+    bus: EventBus,
+    telemetry: Telemetry,
+    clock: Clock,
 ) -> MetricsFeed:
     async def patients_by_status() -> dict[str, int]:
         by_status: dict[str, int] = (await analytics.dashboard(1))["patients_by_status"]
@@ -287,6 +293,8 @@ def _build_metrics_feed(
         worker_queue=lambda: {"depth": pool.depth, "capacity": pool.capacity},
         connected_clients=lambda: hub.fanout.clients,
         patients_by_status=patients_by_status,
+        open_alerts_by_severity=telemetry.monitor.open_alerts_by_severity,
+        dead_letters=bus.dead_letter_count,
     )
     return MetricsFeed(
         hub,

@@ -88,6 +88,9 @@ class MemoryBus:
     async def dead_letters(self, *, group: str | None, limit: int) -> list[DeadLetter]:
         return await self._dead_letters.list(group=group, limit=limit)
 
+    async def dead_letter_count(self) -> int:
+        return await self._dead_letters.count()
+
     async def check(self) -> Check:
         return Check(
             not self._closed,

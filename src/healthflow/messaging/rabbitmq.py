@@ -237,6 +237,18 @@ class RabbitBus:
             await channel.close()
         return list(reversed(letters))[:limit]
 
+    async def dead_letter_count(self) -> int:
+        """Messages ready in the dead-letter queue, from a passive declare (nothing is read);
+        letters a concurrent `dead_letters` listing holds unacked are not counted meanwhile."""
+        connection = self._require(self._connection)
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            queue = await channel.declare_queue(self.dead_letter_queue, passive=True)
+            count = queue.declaration_result.message_count
+        finally:
+            await channel.close()
+        return int(count or 0)
+
     async def check(self) -> Check:
         connection = self._connection
         up = connection is not None and not connection.is_closed and connection.connected.is_set()

@@ -98,6 +98,8 @@ PERMISSIONS: dict[tuple[str, str], Rule] = {
     ("GET", "/api/stream"): allow(C, N, S, query_token=True),  # SSE: EventSource sends no headers
     # mints demo tokens; refused unless development tokens are on and the caller is local
     ("POST", "/api/dev/sign-in"): PUBLIC,
+    # how the dashboard signs in (development or the OIDC issuer and client id): no secrets
+    ("GET", "/api/auth/config"): PUBLIC,
     # device telemetry and alerting (issue 4)
     ("POST", "/api/devices"): allow(C, audit=WRITE, resource="device"),
     ("GET", "/api/devices"): allow(C, N),
@@ -108,6 +110,7 @@ PERMISSIONS: dict[tuple[str, str], Rule] = {
     ("GET", "/api/quarantine"): allow(C),
     ("GET", "/api/patients/{patient_id}/vitals"): allow(C, N, audit=READ, **PATIENT),
     ("GET", "/api/patients/{patient_id}/news2"): allow(C, N, audit=READ, **PATIENT),
+    ("GET", "/api/news2"): allow(C, N, audit=READ, **PATIENT),
     ("GET", "/api/alerts"): allow(C, N, ward_scoped=True),
     ("POST", "/api/alerts/{alert_id}/ack"): allow(C, N, audit=ACTION, resource="alert"),
     ("POST", "/api/analytics/vitals"): allow(S),

@@ -20,14 +20,24 @@ from healthflow.patients.domain import PatientNotFound, TransitionRefused
 from healthflow.ports import Clock, Hub
 from healthflow.vitals import alerts as alert_rules
 from healthflow.vitals import events, metrics
-from healthflow.vitals.alerts import Alert, AlertChange, AlertNotFound, AlertStatus, Severity
+from healthflow.vitals.alerts import (
+    Alert,
+    AlertChange,
+    AlertChanged,
+    AlertNotFound,
+    AlertStatus,
+    Severity,
+)
 from healthflow.vitals.assessment import Assessment, PatientVitals, assess
 from healthflow.vitals.domain import DomainError, ReadingsRefused, check_reading
 from healthflow.vitals.events import RecordedReading
-from healthflow.vitals.ports import Outcome, Patients, StoredReading, VitalsStore
+from healthflow.vitals.ports import LatestNews2, Outcome, Patients, StoredReading, VitalsStore
 
 log = structlog.get_logger(__name__)
 CRITICAL_SOURCE = "news2"
+# An acknowledgement loses a race whenever a reading updates the alert between its read and its
+# save; readings arrive every few seconds, so it re-reads and tries again a few times.
+ACK_ATTEMPTS = 5
 
 
 class NoAssessment(DomainError):
@@ -83,7 +93,7 @@ class VitalsMonitor:
             )
             return new_state, Outcome(assessment, alert, change)
 
-        results = await self._store.record_many(batch, decide)
+        results = await self._store.record_many(batch, decide, wards=wards)
         latest: dict[UUID, tuple[RecordedReading, Outcome]] = {}
         for recorded, (outcome, first) in zip(batch, results, strict=True):
             if first:
@@ -96,20 +106,39 @@ class VitalsMonitor:
                     latest[recorded.patient_id] = (recorded, outcome)
         # a patient's readings of one batch show as its newest: the hub would coalesce the rest
         for recorded, outcome in latest.values():
-            await self._push_vitals(recorded, outcome)
+            await self._push_vitals(recorded, outcome, ward=wards[recorded.patient_id])
         return results
 
     async def acknowledge(self, alert_id: UUID, *, by: str) -> Alert:
-        alert = await self._store.alert(alert_id)
-        if alert is None:
-            raise AlertNotFound(alert_id)
-        acknowledged, change = alert.acknowledge(by=by, at=self._clock.now())
-        if change is None:
-            return alert
-        await self._store.save_alert(acknowledged, expected_version=alert.version)
-        metrics.ALERT_CHANGES.labels(acknowledged.severity.value, change.value).inc()
-        await self._broadcast(events.ALERT_UPDATED, _alert_data(acknowledged, change))
-        return acknowledged
+        """Acknowledge the alert as it is now.
+
+        A reading that updated the alert between our read and our save is no conflict for the
+        person acknowledging, so the newer version is acknowledged instead; an escalation is
+        (it needs a fresh look), so that one is refused as changed meanwhile.
+        """
+        attempt = 0
+        severity: Severity | None = None
+        while True:
+            attempt += 1
+            alert = await self._store.alert(alert_id)
+            if alert is None:
+                raise AlertNotFound(alert_id)
+            if severity is not None and alert.severity is not severity:
+                raise AlertChanged(alert_id)
+            severity = alert.severity
+            acknowledged, change = alert.acknowledge(by=by, at=self._clock.now())
+            if change is None:
+                return alert
+            try:
+                await self._store.save_alert(acknowledged, expected_version=alert.version)
+            except AlertChanged:
+                if attempt == ACK_ATTEMPTS:
+                    raise
+                metrics.ACK_RETRIES.inc()
+                continue
+            metrics.ALERT_CHANGES.labels(acknowledged.severity.value, change.value).inc()
+            await self._broadcast(events.ALERT_UPDATED, _alert_data(acknowledged, change))
+            return acknowledged
 
     async def alerts(
         self,
@@ -125,10 +154,19 @@ class VitalsMonitor:
         )
 
     async def vitals(
-        self, patient_id: UUID, *, since: datetime | None, limit: int
+        self, patient_id: UUID, *, since: datetime | None, limit: int, every_s: int | None = None
     ) -> list[StoredReading]:
         await self._patients.get(patient_id)
-        return await self._store.series(patient_id, since=since, limit=limit)
+        return await self._store.series(patient_id, since=since, limit=limit, every_s=every_s)
+
+    async def latest_news2(
+        self, *, ward: str | None, after: UUID | None, limit: int
+    ) -> list[LatestNews2]:
+        """Every monitored patient's current NEWS2 (a ward board's column), by patient id."""
+        return await self._store.latest(ward=ward, after=after, limit=limit)
+
+    async def open_alerts_by_severity(self) -> dict[str, int]:
+        return await self._store.open_alerts_by_severity()
 
     async def news2(self, patient_id: UUID) -> Assessment:
         await self._patients.get(patient_id)
@@ -155,12 +193,14 @@ class VitalsMonitor:
         if outcome.alert is not None and outcome.change is not None:
             metrics.ALERT_CHANGES.labels(outcome.alert.severity.value, outcome.change.value).inc()
 
-    async def _push_vitals(self, recorded: RecordedReading, outcome: Outcome) -> None:
+    async def _push_vitals(self, recorded: RecordedReading, outcome: Outcome, *, ward: str) -> None:
         assert outcome.assessment is not None
         await self._broadcast(
             events.VITALS_UPDATED,
             {
                 "patient_id": str(recorded.patient_id),
+                # on `ward:{ward}` too, so a ward's board keeps its NEWS2 column live
+                "ward": ward,
                 "device_id": recorded.device_id,
                 "reading": events.reading_to_dict(recorded.reading),
                 "news2": outcome.assessment.to_dict(),
@@ -211,6 +251,7 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
         "acknowledged_by": alert.acknowledged_by,
         "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
         "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "version": alert.version,
     }
 
 

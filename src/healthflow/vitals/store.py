@@ -4,7 +4,7 @@ NEWS2 state and the alerts, written together per reading so its effect is stored
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -20,6 +20,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    and_,
+    cast,
+    func,
     insert,
     select,
     update,
@@ -33,7 +36,7 @@ from healthflow.vitals.alerts import Alert, AlertChange, AlertChanged, AlertStat
 from healthflow.vitals.assessment import Assessment, PatientVitals
 from healthflow.vitals.events import RecordedReading
 from healthflow.vitals.news2 import Risk
-from healthflow.vitals.ports import Decide, Outcome, StoredReading
+from healthflow.vitals.ports import Decide, LatestNews2, Outcome, StoredReading
 
 series_metadata = MetaData()
 
@@ -57,6 +60,9 @@ patient_vitals = Table(
     series_metadata,
     Column("patient_id", Uuid, primary_key=True),
     Column("state", Text, nullable=False),
+    # the patient's ward at the last reading: lets a ward's board ask for its patients' NEWS2
+    Column("ward", String(50)),
+    Index("ix_patient_vitals_ward", "ward", "patient_id"),
 )
 alerts = Table(
     "alerts",
@@ -193,11 +199,12 @@ class SqlVitalsStore:
         )
         upsert = dialect_insert(patient_vitals)
         self._upsert_state = upsert.on_conflict_do_update(
-            index_elements=["patient_id"], set_={"state": upsert.excluded.state}
+            index_elements=["patient_id"],
+            set_={"state": upsert.excluded.state, "ward": upsert.excluded.ward},
         )
 
     async def record_many(
-        self, batch: Sequence[RecordedReading], decide: Decide
+        self, batch: Sequence[RecordedReading], decide: Decide, *, wards: Mapping[UUID, str]
     ) -> list[tuple[Outcome, bool]]:
         """Store readings in order with what `decide` makes of each, all in one transaction.
 
@@ -212,7 +219,7 @@ class SqlVitalsStore:
                 if (r.device_id, r.reading.ts) not in stored:
                     stored.add((r.device_id, r.reading.ts))
                     fresh.append(r)
-            outcomes = await self._decide_all(conn, fresh, decide)
+            outcomes = await self._decide_all(conn, fresh, decide, wards)
             if fresh:
                 inserted = await conn.execute(
                     self._insert_reading, [_reading_row(r, outcomes[r.reading_id]) for r in fresh]
@@ -243,7 +250,11 @@ class SqlVitalsStore:
         return {(row.device_id, row.ts) for row in rows}
 
     async def _decide_all(
-        self, conn: AsyncConnection, fresh: Sequence[RecordedReading], decide: Decide
+        self,
+        conn: AsyncConnection,
+        fresh: Sequence[RecordedReading],
+        decide: Decide,
+        wards: Mapping[UUID, str],
     ) -> dict[str, Outcome]:
         patient_ids = {r.patient_id for r in fresh}
         if not patient_ids:
@@ -269,7 +280,10 @@ class SqlVitalsStore:
                 active[r.patient_id] = outcome.alert if is_open else None
         await conn.execute(
             self._upsert_state,
-            [{"patient_id": p, "state": _state_to_json(states[p])} for p in patient_ids],
+            [
+                {"patient_id": p, "state": _state_to_json(states[p]), "ward": wards[p]}
+                for p in patient_ids
+            ],
         )
         raised = [a for a in touched.values() if a.id not in loaded_versions]
         if raised:
@@ -326,17 +340,64 @@ class SqlVitalsStore:
             await self._update_alert(conn, alert, expected_version)
 
     async def series(
-        self, patient_id: UUID, *, since: datetime | None, limit: int
+        self, patient_id: UUID, *, since: datetime | None, limit: int, every_s: int | None = None
     ) -> list[StoredReading]:
-        query = select(vitals).where(vitals.c.patient_id == patient_id)
+        chosen = vitals.c.patient_id == patient_id
         if since is not None:
-            query = query.where(vitals.c.ts >= since).order_by(vitals.c.ts, vitals.c.id)
+            chosen = and_(chosen, vitals.c.ts >= since)
+        source: Any = vitals
+        if every_s is not None:
+            # newest reading per slice: numbered within its slice, newest first, keep number 1
+            newest_first = func.row_number().over(
+                partition_by=self._slice(every_s),
+                order_by=(vitals.c.ts.desc(), vitals.c.id.desc()),
+            )
+            numbered = select(vitals, newest_first.label("newest")).where(chosen).subquery()
+            source, chosen = numbered, numbered.c.newest == 1
+        query = select(*(source.c[c.name] for c in vitals.columns)).where(chosen)
+        if since is not None:
+            query = query.order_by(source.c.ts, source.c.id)
         else:
-            query = query.order_by(vitals.c.ts.desc(), vitals.c.id.desc())
+            query = query.order_by(source.c.ts.desc(), source.c.id.desc())
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query.limit(limit))).all()
         readings = [_stored(r) for r in rows]
         return readings if since is not None else readings[::-1]
+
+    def _slice(self, every_s: int) -> Any:
+        """The number of the `every_s`-second slice of time a reading's ts falls in."""
+        if self._db.backend == "postgresql":
+            return func.floor(func.extract("epoch", vitals.c.ts) / every_s)
+        # SQLite keeps the UTC time as text; %s reads it as Unix seconds
+        return cast(func.strftime("%s", vitals.c.ts), Integer) // every_s
+
+    async def latest(
+        self, *, ward: str | None, after: UUID | None, limit: int
+    ) -> list[LatestNews2]:
+        query = select(patient_vitals).order_by(patient_vitals.c.patient_id).limit(limit)
+        if ward is not None:
+            query = query.where(patient_vitals.c.ward == ward)
+        if after is not None:
+            query = query.where(patient_vitals.c.patient_id > after)
+        async with self._db.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        found = []
+        for row in rows:
+            state = _state_from_json(row.state)
+            # a state is only stored with the assessment of its first reading, never without
+            if state.assessment is not None:
+                found.append(LatestNews2(row.patient_id, row.ward, state.assessment))
+        return found
+
+    async def open_alerts_by_severity(self) -> dict[str, int]:
+        query = (
+            select(alerts.c.severity, func.count())
+            .where(alerts.c.status == AlertStatus.OPEN.value)
+            .group_by(alerts.c.severity)
+        )
+        async with self._db.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {severity.value: 0 for severity in Severity} | {s: int(n) for s, n in rows}
 
     async def state(self, patient_id: UUID) -> PatientVitals | None:
         async with self._db.reader.connect() as conn:
