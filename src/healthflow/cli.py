@@ -54,6 +54,7 @@ def serve(
     """Run the whole platform in this process, or one role of the multi-process topology."""
     from healthflow.app import backends, build_app, dev_tokens
     from healthflow.observability.logs import configure
+    from healthflow.realtime.uvicorn_ws import UVICORN_WS_OPTIONS
     from healthflow.settings import Settings
 
     overrides = {
@@ -91,6 +92,7 @@ def serve(
         timeout_graceful_shutdown=int(settings.worker_shutdown_grace_s) + 5,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+        **UVICORN_WS_OPTIONS,
     )
 
 

@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 from healthflow.app import build_app
 from healthflow.realtime.hub import LiveHub
+from healthflow.realtime.uvicorn_ws import UVICORN_WS_OPTIONS
 from healthflow.settings import Settings
 from tests.conftest import dev_headers, mint_token
 
@@ -82,7 +83,13 @@ async def serving(settings: Settings) -> AsyncIterator[LiveServer]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+            **UVICORN_WS_OPTIONS,
+        )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
