@@ -23,9 +23,9 @@ class FrameWritingProtocol(WebSocketsSansIOProtocol):
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         # the ASGI task was created but has not run yet: the scope can still be completed.
-        # Pre-encoded frames are only valid without extensions (permessage-deflate rewrites them)
+        # pre-encoded frames are only valid without extensions (permessage-deflate rewrites them)
         if self.response.status_code == 101 and not self.conn.extensions:
-            self.scope["extensions"][EXTENSION] = self  # type: ignore[index]
+            self.scope["extensions"][EXTENSION] = {"sink": self}
 
     def ready(self) -> bool:
         return (

@@ -36,7 +36,9 @@ async def live(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_UNAUTHORIZED, str(denied) or "unauthorized")
         return
     # offered by our uvicorn protocol (realtime/uvicorn_ws.py); other servers: plain ASGI sends
-    sink: FrameSink | None = websocket.scope.get("extensions", {}).get(EXTENSION)
+    sink: FrameSink | None = (
+        (websocket.scope.get("extensions") or {}).get(EXTENSION, {}).get("sink")
+    )
     connection = hub.fanout.connect(allow, heard=time.monotonic(), sink=sink)
     if connection is None:
         await websocket.close(CLOSE_TRY_AGAIN_LATER, "hub at capacity: retry later")

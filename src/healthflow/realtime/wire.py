@@ -13,7 +13,7 @@ from typing import Protocol
 
 from websockets.frames import Frame, Opcode
 
-# The key under which a server puts a connection's FrameSink in the ASGI scope's "extensions".
+# The ASGI scope "extensions" entry where a server offers a connection's sink: {"sink": FrameSink}
 EXTENSION = "healthflow.websocket.frames"
 
 
