@@ -76,8 +76,13 @@ class LiveServer:
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[LiveServer]:
-    """The app under a real uvicorn on 127.0.0.1 and a free port, in this event loop."""
+async def serving(
+    settings: Settings, ws_options: dict[str, Any] | None = None
+) -> AsyncIterator[LiveServer]:
+    """The app under a real uvicorn on 127.0.0.1 and a free port, in this event loop.
+
+    `ws_options`: uvicorn's WebSocket options; by default what `healthflow serve` uses.
+    """
     app = build_app(settings)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -88,7 +93,7 @@ async def serving(settings: Settings) -> AsyncIterator[LiveServer]:
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=2,
-            **UVICORN_WS_OPTIONS,
+            **(UVICORN_WS_OPTIONS if ws_options is None else ws_options),
         )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -198,6 +198,10 @@ class Fanout:
     def clients(self) -> int:
         return len(self._connections)
 
+    @property
+    def connections(self) -> tuple[Connection, ...]:
+        return tuple(self._connections)
+
     def connect(
         self,
         allow: TopicFilter = allow_all,
