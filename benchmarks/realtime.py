@@ -81,6 +81,30 @@ async def lag_sampler(out: array[float], every: float = 0.005) -> None:
 # ----------------------------------------------------------------------------- server process
 
 
+def collector_time() -> Any:
+    """Start timing Python's garbage collector; the returned callable reports (and stops)."""
+    import gc
+
+    spent = [0.0, 0.0, 0.0]
+    runs = [0, 0, 0]
+    started = [0.0]
+
+    def track(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            spent[info["generation"]] += time.perf_counter() - started[0]
+            runs[info["generation"]] += 1
+
+    gc.callbacks.append(track)
+
+    def report() -> dict[str, Any]:
+        gc.callbacks.remove(track)
+        return {"collections": runs, "seconds": [round(s, 2) for s in spent]}
+
+    return report
+
+
 async def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -129,6 +153,7 @@ async def serve(args: argparse.Namespace) -> None:
                 profile.enable()
             lags: array[float] = array("d")
             sampler = asyncio.create_task(lag_sampler(lags))
+            gc_time = collector_time()
             published, fanout, late = await publish(hub, args.rate, args.duration, args.wards)
             sampler.cancel()
             after = resource.getrusage(resource.RUSAGE_SELF)
@@ -143,6 +168,7 @@ async def serve(args: argparse.Namespace) -> None:
                 "fanout_ms": percentiles(fanout),
                 "publisher_late_ms": percentiles(late),
                 "loop_lag_ms": percentiles(lags),
+                "gc": gc_time(),
             }
             print(json.dumps(reply), flush=True)
         else:
@@ -514,6 +540,35 @@ def machine_ticks() -> int:
     return sum(values[:8]) - idle
 
 
+def py_spy(pids: dict[str, int], duration: float) -> list[subprocess.Popen[bytes]]:
+    """BENCH_PYSPY=prefix: sample the server and the first client while publishing (py-spy,
+    collapsed stacks in prefix-server.txt / prefix-client0.txt; BENCH_PYSPY_NATIVE=1 adds C)."""
+    prefix = os.environ["BENCH_PYSPY"]
+    extra = ["--native"] if os.environ.get("BENCH_PYSPY_NATIVE") else []
+    return [
+        subprocess.Popen(  # noqa: S603
+            [
+                str(Path(sys.executable).with_name("py-spy")),  # pip install py-spy
+                "record",
+                "--pid",
+                str(pids[name]),
+                "--duration",
+                str(int(duration) - 2),
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "-o",
+                f"{prefix}-{name}.txt",
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name in ("server", "client0")
+    ]
+
+
 def drive(args: argparse.Namespace, server: subprocess.Popen[str], hello: dict[str, Any]) -> Any:
     assert server.stdin is not None
     ctx = mp.get_context("spawn")
@@ -551,7 +606,10 @@ def drive(args: argparse.Namespace, server: subprocess.Popen[str], hello: dict[s
     machine_before, wall_before = machine_ticks(), time.perf_counter()
     server.stdin.write("go\n")
     server.stdin.flush()
+    spies = py_spy(pids, args.duration) if os.environ.get("BENCH_PYSPY") else []
     result = answer(server, "published")
+    for spy in spies:
+        spy.wait()
     time.sleep(3)  # let the last messages arrive
     ticks = {name: cpu_ticks(pid) - ticks_before[name] for name, pid in pids.items() if pid}
     machine, wall = machine_ticks() - machine_before, time.perf_counter() - wall_before
@@ -616,6 +674,7 @@ def summarise(
         "latency_ms": percentiles(latencies),
         "publisher_late_ms": result["publisher_late_ms"],
         "server_fanout_ms": result["fanout_ms"],
+        "server_gc_by_generation": result["gc"],
         "server_loop_lag_ms": result["loop_lag_ms"],
         "client_loop_lag_ms": percentiles(client_lags),
         "cpu_while_publishing": usage,
