@@ -21,6 +21,7 @@ import asyncio
 import base64
 import contextlib
 import cProfile
+import gc
 import hashlib
 import json
 import multiprocessing as mp
@@ -83,8 +84,6 @@ async def lag_sampler(out: array[float], every: float = 0.005) -> None:
 
 def collector_time() -> Any:
     """Start timing Python's garbage collector; the returned callable reports (and stops)."""
-    import gc
-
     spent = [0.0, 0.0, 0.0]
     runs = [0, 0, 0]
     started = [0.0]
@@ -125,6 +124,7 @@ async def serve(args: argparse.Namespace) -> None:
         env["hub_backplane_url"] = args.backplane
         env["hub_redis_prefix"] = f"bench-{os.getpid()}"
     app = build_app(Settings(**env))
+    gc.freeze()  # as `healthflow serve` does
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import gc
 import getpass
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -83,8 +84,12 @@ def serve(
         typer.echo(f"admin token (8h, development only): {token}")
     if bool(ssl_certfile) != bool(ssl_keyfile):
         raise typer.BadParameter("--ssl-certfile and --ssl-keyfile go together")
+    app = build_app(settings)
+    # What is imported and built by now lives as long as the process: out of the collector's
+    # full passes, which otherwise scan it and pause the event loop longer (BENCHMARKS.md).
+    gc.freeze()
     uvicorn.run(
-        build_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="warning",

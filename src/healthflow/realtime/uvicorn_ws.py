@@ -44,7 +44,13 @@ class FrameWritingProtocol(WebSocketsSansIOProtocol):
         return not (self.close_sent or self.disconnected or self.transport.is_closing())
 
 
-# uvicorn options for serving the hub: the protocol above, and no permessage-deflate. Hub frames
-# are a few hundred bytes; deflate would compress each one again for every client (with a
-# compression context per connection), which is exactly the per-client cost fan-out avoids.
-UVICORN_WS_OPTIONS: dict[str, Any] = {"ws": FrameWritingProtocol, "ws_per_message_deflate": False}
+# uvicorn options for serving the hub: the protocol above; no permessage-deflate (hub frames are
+# a few hundred bytes, and deflate would compress each one again for every client, with a
+# compression context per connection: exactly the per-client cost fan-out avoids); and no
+# protocol-level pings, since the hub's own heartbeat and idle timeout (Ping/pong, 4010) already
+# find dead peers: uvicorn's would add a timer, a frame and a pong per connection every 20 s.
+UVICORN_WS_OPTIONS: dict[str, Any] = {
+    "ws": FrameWritingProtocol,
+    "ws_per_message_deflate": False,
+    "ws_ping_interval": None,
+}
