@@ -97,9 +97,12 @@ def test_a_flush_stops_where_the_socket_stops_taking_frames() -> None:
 def test_a_queued_control_frame_keeps_its_place_ahead_of_later_messages() -> None:
     fanout = Fanout(replay_size=10, send_queue_size=10, max_clients=10)
     connection, sink = socket_connection(fanout, "alerts")
+    sink.accepting = False
     protocol.acknowledge(fanout, connection, [])
+    sink.accepting = True
     fanout.deliver(message(1, "alerts"))
-    connection.flush()
+    assert sink.written == []
+    assert connection.flush()
     assert [f.get("type") for f in sink.texts()] == ["Subscribed", "AlertRaised"]
 
 
@@ -118,14 +121,13 @@ def test_a_socket_that_stays_blocked_is_hung_up_too_slow_and_written_no_more() -
 
 def test_a_message_written_to_the_socket_makes_a_later_resume_too_late() -> None:
     fanout = Fanout(replay_size=10, send_queue_size=10, max_clients=10)
-    connection, _ = socket_connection(fanout, "alerts")
+    connection, sink = socket_connection(fanout, "alerts")
     fanout.deliver(message(1, "alerts"))
     protocol.handle(fanout, connection, b'{"op": "resume", "after": 0}')
-    [(_, frame)] = connection.take()
-    assert orjson.loads(frame)["code"] == "resume_too_late"
+    assert sink.texts()[-1]["code"] == "resume_too_late"
 
 
-def test_resume_replays_through_the_queue_then_goes_straight_to_the_socket() -> None:
+def test_resume_writes_the_acknowledgement_and_the_replay_before_anything_newer() -> None:
     fanout = Fanout(replay_size=10, send_queue_size=10, max_clients=10)
     for seq in (1, 2, 3):
         fanout.deliver(message(seq, "alerts"))
@@ -133,10 +135,33 @@ def test_resume_replays_through_the_queue_then_goes_straight_to_the_socket() -> 
     connection = fanout.connect(sink=sink)
     assert connection is not None
     protocol.resume(fanout, connection, 1, ["alerts"])
+    fanout.deliver(message(4, "alerts"))
+    assert [f.get("seq") for f in sink.texts()] == [None, 2, 3, 4]
+    assert not connection.queue
+
+
+def test_a_replay_the_socket_cannot_take_waits_in_the_queue_ahead_of_live_messages() -> None:
+    fanout = Fanout(replay_size=10, send_queue_size=10, max_clients=10)
+    for seq in (1, 2, 3):
+        fanout.deliver(message(seq, "alerts"))
+    sink = RecordingSink()
+    sink.accepting = False
+    connection = fanout.connect(sink=sink)
+    assert connection is not None
+    protocol.resume(fanout, connection, 1, ["alerts"])
+    sink.accepting = True
     fanout.deliver(message(4, "alerts"))  # queued behind the replay, not written first
     assert connection.flush()
     fanout.deliver(message(5, "alerts"))
     assert [f.get("seq") for f in sink.texts()] == [None, 2, 3, 4, 5]
+
+
+def test_control_frames_are_written_at_once_when_nothing_waits() -> None:
+    fanout = Fanout(replay_size=10, send_queue_size=10, max_clients=10)
+    connection, sink = socket_connection(fanout, "alerts")
+    fanout.heartbeat(now=0.0, idle_timeout_s=45.0)
+    assert [f["type"] for f in sink.texts()] == ["Ping"]
+    assert not connection.queue
 
 
 @pytest.mark.parametrize(("size", "header"), [(125, b"\x81\x7d"), (126, b"\x81\x7e\x00\x7e")])

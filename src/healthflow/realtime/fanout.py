@@ -98,8 +98,9 @@ class Connection:
         sink: FrameSink | None = None,
     ) -> None:
         self.capacity = capacity
-        # set: stream messages are written to the socket during fan-out, pre-encoded, whenever
-        # nothing is queued ahead of them; the queue holds only what the socket cannot take yet
+        # set: frames are written to the socket as they are pushed (stream messages pre-encoded,
+        # during fan-out) whenever nothing is queued ahead of them; the queue then holds only
+        # what the socket cannot take yet, and the writer task only drains it
         self.sink = sink
         # monotonic time of the client's last frame; None: a client that cannot talk (SSE)
         self.heard = heard
@@ -117,10 +118,20 @@ class Connection:
         # set when the connection should end: hung up by the hub, or its reader/writer stopped
         self.finished = asyncio.Event()
 
-    def push(self, seq: int, frame: str) -> bool:
-        """Queue a frame; False (and marked too slow) when the queue is already full."""
+    def push(self, seq: int, frame: str, wire: bytes | None = None) -> bool:
+        """Send or queue a frame; False (and marked too slow) when the queue is already full.
+
+        With a sink, the frame is written at once (`wire`: its pre-encoded bytes, if shared)
+        unless older frames are still queued or the socket cannot take it: no task switch.
+        """
         if self.close_code is not None:
             return False
+        sink = self.sink
+        if sink is not None and not self.queue and sink.ready():
+            if seq > 0:
+                self.streamed = True
+            sink.write(text_frame(frame) if wire is None else wire)
+            return True
         if len(self.queue) >= self.capacity:
             self.hang_up(CLOSE_TOO_SLOW, "too slow: resume from your last seq")
             metrics.HUB_DROPPED_CLIENTS.inc()
@@ -288,17 +299,8 @@ class Fanout:
                 if connection.delivered >= seq:
                     continue
                 connection.delivered = seq
-                sink = connection.sink
-                # the hot path: one write of shared bytes, no task switch, no per-client encoding
-                if (
-                    sink is not None
-                    and not connection.queue
-                    and connection.close_code is None
-                    and sink.ready()
-                ):
-                    connection.streamed = True
-                    sink.write(wire)
-                elif not connection.push(seq, frame):
+                # with a sink: one write of the shared bytes, no per-client encoding
+                if not connection.push(seq, frame, wire):
                     too_slow.append(connection)
         for connection in too_slow:
             self.disconnect_from_topics(connection)
