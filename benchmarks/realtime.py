@@ -484,6 +484,11 @@ def main() -> None:
         help="serve with uvicorn's own WebSocket protocol: every frame through an ASGI send",
     )
     parser.add_argument("--backplane", default="", help="redis://... to go through Redis")
+    parser.add_argument(
+        "--server-session",
+        action="store_true",
+        help="start the server in its own session (own scheduler autogroup on Linux)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -500,8 +505,14 @@ def run(args: argparse.Namespace) -> None:
             command += [f"--{name}", str(getattr(args, name))]
         if args.asgi_send:
             command.append("--asgi-send")
+        # --server-session: the server in a session of its own, so that Linux's autogroup
+        # scheduling gives it a CPU share of its own instead of splitting one with its clients
         server = subprocess.Popen(  # noqa: S603 (our own script, our own arguments)
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=args.server_session,
         )
         try:
             hello = answer(server, "port")
@@ -663,6 +674,7 @@ def summarise(
         "backplane": args.backplane or "memory",
         "server_ws": "uvicorn + ASGI send" if args.asgi_send else "hub frame writer",
         "client": f"{args.client} x {args.client_procs} processes",
+        "server_session": "own" if args.server_session else "shared with the clients",
         "published": sum(published),
         "published_of_scheduled": round(sum(published) / (args.rate * args.duration), 4),
         "deliveries_expected": expected,
