@@ -328,6 +328,7 @@ class LeanClient(asyncio.Protocol):
                 self.run.out_of_order += 1
             self.last_seq = seq
             self.delivered += 1
+            self.run.total += 1
             self.run.latencies.append(received - frame["data"]["sent_at"])
         elif frame["type"] == "Ping":
             self.send(1, b'{"op":"pong"}')
@@ -344,6 +345,7 @@ class ClientRun:
         self.ready: set[int] = set()
         self.errors = 0
         self.out_of_order = 0
+        self.total = 0
         self.stopping = False
 
     def settled(self, i: int) -> None:
@@ -351,7 +353,7 @@ class ClientRun:
 
 
 async def lean_clients(
-    url: str, first: int, count: int, wards: int, ready: Any, stop: Any, out: Any
+    url: str, first: int, count: int, wards: int, ready: Any, stop: Any, out: Any, progress: Any
 ) -> None:
     from urllib.parse import urlsplit
 
@@ -376,8 +378,9 @@ async def lean_clients(
     lags: array[float] = array("d")
     ready.set()
     sampler = asyncio.create_task(lag_sampler(lags))
-    while not stop.is_set():  # noqa: ASYNC110 (a multiprocessing event: polled)
-        await asyncio.sleep(0.2)
+    while not stop.is_set():  # a multiprocessing event: polled, reporting progress
+        progress.value = run.total
+        await asyncio.sleep(0.1)
     sampler.cancel()
     run.stopping = True
     for client in clients:
@@ -399,7 +402,7 @@ async def lean_clients(
 
 
 async def websockets_clients(
-    url: str, first: int, count: int, wards: int, ready: Any, stop: Any, out: Any
+    url: str, first: int, count: int, wards: int, ready: Any, stop: Any, out: Any, progress: Any
 ) -> None:
     """The same clients on the `websockets` library (--client websockets): heavier per frame."""
     import orjson
@@ -422,6 +425,7 @@ async def websockets_clients(
                         run.out_of_order += frame["seq"] <= last
                         last = frame["seq"]
                         delivered[i] += 1
+                        run.total += 1
                         run.latencies.append(received - frame["data"]["sent_at"])
                     elif frame["type"] == "Ping":
                         await ws.send(b'{"op":"pong"}')
@@ -440,8 +444,9 @@ async def websockets_clients(
     lags: array[float] = array("d")
     ready.set()
     sampler = asyncio.create_task(lag_sampler(lags))
-    while not stop.is_set():  # noqa: ASYNC110 (a multiprocessing event: polled)
-        await asyncio.sleep(0.2)
+    while not stop.is_set():  # a multiprocessing event: polled, reporting progress
+        progress.value = run.total
+        await asyncio.sleep(0.1)
     sampler.cancel()
     for task in tasks:
         task.cancel()
@@ -582,16 +587,30 @@ def py_spy(pids: dict[str, int], duration: float) -> list[subprocess.Popen[bytes
     ]
 
 
+def drain(published: list[int], args: argparse.Namespace, progresses: list[Any]) -> None:
+    """Wait until the clients received everything published, or made no progress for 5 s."""
+    expected = sum(published[i % args.wards] for i in range(args.clients))
+    seen, since = -1, time.perf_counter()
+    while (now := time.perf_counter()) - since < 5:
+        got = sum(p.value for p in progresses)
+        if got >= expected:
+            return
+        if got != seen:
+            seen, since = got, now
+        time.sleep(0.1)
+
+
 def drive(args: argparse.Namespace, server: subprocess.Popen[str], hello: dict[str, Any]) -> Any:
     assert server.stdin is not None
     ctx = mp.get_context("spawn")
     stop, out = ctx.Event(), ctx.Queue()
     per_proc = args.clients // args.client_procs
-    procs, readies = [], []
+    procs, readies, progresses = [], [], []
     connect_started = time.perf_counter()
     for p in range(args.client_procs):
         count = per_proc if p < args.client_procs - 1 else args.clients - per_proc * p
         ready = ctx.Event()
+        progresses.append(ctx.Value("q", 0, lock=False))
         proc = ctx.Process(
             target=client_process,
             args=(
@@ -603,6 +622,7 @@ def drive(args: argparse.Namespace, server: subprocess.Popen[str], hello: dict[s
                 ready,
                 stop,
                 out,
+                progresses[-1],
             ),
         )
         proc.start()
@@ -623,7 +643,7 @@ def drive(args: argparse.Namespace, server: subprocess.Popen[str], hello: dict[s
     result = answer(server, "published")
     for spy in spies:
         spy.wait()
-    time.sleep(3)  # let the last messages arrive
+    drain(result["published"], args, progresses)
     ticks = {name: cpu_ticks(pid) - ticks_before[name] for name, pid in pids.items() if pid}
     machine_after = machine_ticks()
     machine, softirq, steal = (a - b for a, b in zip(machine_after, machine_before, strict=True))
