@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import gc
 import getpass
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,7 @@ def serve(
     """Run the whole platform in this process, or one role of the multi-process topology."""
     from healthflow.app import backends, build_app, dev_tokens
     from healthflow.observability.logs import configure
+    from healthflow.realtime.uvicorn_ws import UVICORN_WS_OPTIONS
     from healthflow.settings import Settings
 
     overrides = {
@@ -82,8 +84,12 @@ def serve(
         typer.echo(f"admin token (8h, development only): {token}")
     if bool(ssl_certfile) != bool(ssl_keyfile):
         raise typer.BadParameter("--ssl-certfile and --ssl-keyfile go together")
+    app = build_app(settings)
+    # What is imported and built by now lives as long as the process: out of the collector's
+    # full passes, which otherwise scan it and pause the event loop longer (BENCHMARKS.md).
+    gc.freeze()
     uvicorn.run(
-        build_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="warning",
@@ -91,6 +97,7 @@ def serve(
         timeout_graceful_shutdown=int(settings.worker_shutdown_grace_s) + 5,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+        **UVICORN_WS_OPTIONS,
     )
 
 

@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 from healthflow.app import build_app
 from healthflow.realtime.hub import LiveHub
+from healthflow.realtime.uvicorn_ws import UVICORN_WS_OPTIONS
 from healthflow.settings import Settings
 from tests.conftest import dev_headers, mint_token
 
@@ -75,14 +76,25 @@ class LiveServer:
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[LiveServer]:
-    """The app under a real uvicorn on 127.0.0.1 and a free port, in this event loop."""
+async def serving(
+    settings: Settings, ws_options: dict[str, Any] | None = None
+) -> AsyncIterator[LiveServer]:
+    """The app under a real uvicorn on 127.0.0.1 and a free port, in this event loop.
+
+    `ws_options`: uvicorn's WebSocket options; by default what `healthflow serve` uses.
+    """
     app = build_app(settings)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+            **(UVICORN_WS_OPTIONS if ws_options is None else ws_options),
+        )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -14,12 +14,16 @@ from starlette.requests import HTTPConnection
 
 from healthflow.realtime.access import LiveAccessDenied
 from healthflow.realtime.fanout import TopicFilter
+from healthflow.realtime.uvicorn_ws import FrameWritingProtocol
 from healthflow.settings import Settings
 from tests.conftest import eventually, patient_body
 from tests.e2e.live import dropped_clients, now, patient_data, serving, ws_client
 
 pytestmark = pytest.mark.e2e
 QUIET = {"hub_metrics_interval_s": 3600.0}
+# How the server sends: the hub's protocol writing pre-encoded frames (what `healthflow serve`
+# runs), or plain uvicorn, where every frame goes through an ASGI send (any other server).
+WRITERS = pytest.mark.parametrize("ws_options", [None, {}], ids=["frames-to-socket", "asgi-send"])
 
 
 def seqs(messages: list[dict[str, Any]]) -> list[int]:
@@ -83,11 +87,17 @@ async def test_each_client_gets_only_its_topics_each_message_once(
         assert everyone.messages[0]["seq"] == icu.messages[0]["seq"]
 
 
+@WRITERS
 async def test_messages_arrive_in_publish_order_with_seq_up_by_one(
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., Settings], ws_options: dict[str, Any] | None
 ) -> None:
-    async with serving(make_settings(**QUIET)) as server, ws_client(server.ws) as client:
+    async with (
+        serving(make_settings(**QUIET), ws_options) as server,
+        ws_client(server.ws) as client,
+    ):
         ack = await client.subscribe("ward:ICU")
+        expected_sink = ws_options is None
+        assert [c.sink is not None for c in server.hub.fanout.connections] == [expected_sink]
         for n in range(300):
             await server.hub.broadcast("PatientStatusUpdated", patient_data("ICU", n=n), now())
         received = await client.until_seq(ack["head"] + 300)
@@ -114,10 +124,11 @@ async def test_concurrent_registrations_get_distinct_increasing_seqs(
         assert {m["data"]["patient_id"] for m in received} == {r.json()["id"] for r in replies}
 
 
+@WRITERS
 async def test_resume_after_forced_disconnect_has_no_gap_and_no_duplicate(
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., Settings], ws_options: dict[str, Any] | None
 ) -> None:
-    async with serving(make_settings(**QUIET)) as server:
+    async with serving(make_settings(**QUIET), ws_options) as server:
         hub = server.hub
         async with ws_client(server.ws) as first:
             await first.subscribe("ward:ICU")
@@ -192,11 +203,12 @@ async def test_resume_from_a_seq_the_stream_never_reached_gets_resync(
         assert (await client.next_control("Resync"))["head"] == 1
 
 
+@WRITERS
 async def test_slow_consumer_is_closed_4008_while_fast_client_gets_everything(
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., Settings], ws_options: dict[str, Any] | None
 ) -> None:
     settings = make_settings(hub_send_queue_size=32, **QUIET)
-    async with serving(settings) as server, ws_client(server.ws) as fast:
+    async with serving(settings, ws_options) as server, ws_client(server.ws) as fast:
         # a client that stops reading: tiny receive window, no compression, no own pings
         slow_sock = socket.socket()
         slow_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -398,3 +410,37 @@ async def test_the_access_hook_can_refuse_a_connection_or_filter_its_topics(
         assert unauthorized.status_code == 401
         assert forbidden.status_code == 403
         assert forbidden.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_compressed_connection_gets_its_frames_through_asgi_sends(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # permessage-deflate left on: pre-encoded frames would be invalid on such a connection
+    options: dict[str, Any] = {"ws": FrameWritingProtocol}
+    async with (
+        serving(make_settings(**QUIET), options) as server,
+        ws_client(server.ws, compression="deflate") as client,
+    ):
+        await client.subscribe("alerts")
+        assert client.ws.protocol.extensions, "the client and server agreed on compression"
+        assert [c.sink for c in server.hub.fanout.connections] == [None]
+        for n in range(20):
+            await server.hub.broadcast("AlertRaised", patient_data("ICU", n=n), now())
+        got = await client.until_seq(20)
+        assert [m["data"]["n"] for m in got] == list(range(20))
+
+
+async def test_the_served_protocol_turns_compression_down_and_writes_frames_directly(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with (
+        serving(make_settings(**QUIET)) as server,
+        ws_client(server.ws, compression="deflate") as client,
+    ):
+        await client.subscribe("alerts")
+        assert client.ws.protocol.extensions == []
+        assert [c.sink is not None for c in server.hub.fanout.connections] == [True]
+        for n in range(20):
+            await server.hub.broadcast("AlertRaised", patient_data("ICU", n=n), now())
+        got = await client.until_seq(20)
+        assert [m["data"]["n"] for m in got] == list(range(20))

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from healthflow.observability import metrics
+from healthflow.realtime.wire import FrameSink, text_frame
 
 TopicFilter = Callable[[str], bool]
 
@@ -50,6 +51,7 @@ class Message:
     data_json: str
     topics: tuple[str, ...]
     _frames: dict[str, str] = field(default_factory=dict)
+    _wire: dict[str, bytes] = field(default_factory=dict)
 
     def frame(self, topic: str) -> str:
         frame = self._frames.get(topic)
@@ -60,6 +62,13 @@ class Message:
             frame = f'{head[:-1]},"data":{self.data_json}}}'
             self._frames[topic] = frame
         return frame
+
+    def wire(self, topic: str) -> bytes:
+        """The complete WebSocket frame of `frame(topic)`, the same bytes for every socket."""
+        wire = self._wire.get(topic)
+        if wire is None:
+            wire = self._wire[topic] = text_frame(self.frame(topic))
+        return wire
 
 
 class Connection:
@@ -76,12 +85,23 @@ class Connection:
         "heard",
         "live",
         "queue",
+        "sink",
         "streamed",
         "topics",
     )
 
-    def __init__(self, capacity: int, allow: TopicFilter, heard: float | None) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        allow: TopicFilter,
+        heard: float | None,
+        sink: FrameSink | None = None,
+    ) -> None:
         self.capacity = capacity
+        # set: frames are written to the socket as they are pushed (stream messages pre-encoded,
+        # during fan-out) whenever nothing is queued ahead of them; the queue then holds only
+        # what the socket cannot take yet, and the writer task only drains it
+        self.sink = sink
         # monotonic time of the client's last frame; None: a client that cannot talk (SSE)
         self.heard = heard
         self.allow = allow
@@ -98,10 +118,20 @@ class Connection:
         # set when the connection should end: hung up by the hub, or its reader/writer stopped
         self.finished = asyncio.Event()
 
-    def push(self, seq: int, frame: str) -> bool:
-        """Queue a frame; False (and marked too slow) when the queue is already full."""
+    def push(self, seq: int, frame: str, wire: bytes | None = None) -> bool:
+        """Send or queue a frame; False (and marked too slow) when the queue is already full.
+
+        With a sink, the frame is written at once (`wire`: its pre-encoded bytes, if shared)
+        unless older frames are still queued or the socket cannot take it: no task switch.
+        """
         if self.close_code is not None:
             return False
+        sink = self.sink
+        if sink is not None and not self.queue and sink.ready():
+            if seq > 0:
+                self.streamed = True
+            sink.write(text_frame(frame) if wire is None else wire)
+            return True
         if len(self.queue) >= self.capacity:
             self.hang_up(CLOSE_TOO_SLOW, "too slow: resume from your last seq")
             metrics.HUB_DROPPED_CLIENTS.inc()
@@ -125,6 +155,22 @@ class Connection:
             return
         self._wake.clear()
         await self._wake.wait()
+
+    def flush(self) -> bool:
+        """Write queued frames to the sink while it takes them; True once the queue is empty.
+
+        Synchronous, so a frame leaves the queue only as it is written: the fan-out's direct
+        writes (only when the queue is empty) can never overtake an older frame.
+        """
+        sink = self.sink
+        assert sink is not None
+        queue = self.queue
+        while queue and self.close_code is None and sink.ready():
+            seq, frame = queue.popleft()
+            if seq > 0:
+                self.streamed = True
+            sink.write(text_frame(frame))
+        return not queue
 
     def take(self) -> list[tuple[int, str]]:
         """Everything queued, for the writer to send now."""
@@ -163,16 +209,25 @@ class Fanout:
     def clients(self) -> int:
         return len(self._connections)
 
+    @property
+    def connections(self) -> tuple[Connection, ...]:
+        return tuple(self._connections)
+
     def connect(
-        self, allow: TopicFilter = allow_all, *, heard: float | None = None
+        self,
+        allow: TopicFilter = allow_all,
+        *,
+        heard: float | None = None,
+        sink: FrameSink | None = None,
     ) -> Connection | None:
         """A new connection with no topics yet, or None when this process is at capacity.
 
         `heard` (monotonic now) for clients that answer pings; they are held to the idle timeout.
+        `sink` when its server lets the fan-out write pre-encoded frames straight to the socket.
         """
         if len(self._connections) >= self.max_clients:
             return None
-        connection = Connection(self._send_queue_size, allow, heard)
+        connection = Connection(self._send_queue_size, allow, heard, sink)
         self._connections.add(connection)
         metrics.HUB_CLIENTS.set(len(self._connections))
         return connection
@@ -233,16 +288,19 @@ class Fanout:
         self._ring.append(message)
         metrics.HUB_MESSAGES.labels(type=message.type).inc()
         too_slow: list[Connection] = []
+        seq = message.seq
         for topic in message.topics:
             members = self._index.get(topic)
             if not members:
                 continue
             frame = message.frame(topic)
+            wire = message.wire(topic)
             for connection in members:
-                if connection.delivered >= message.seq:
+                if connection.delivered >= seq:
                     continue
-                connection.delivered = message.seq
-                if not connection.push(message.seq, frame):
+                connection.delivered = seq
+                # with a sink: one write of the shared bytes, no per-client encoding
+                if not connection.push(seq, frame, wire):
                     too_slow.append(connection)
         for connection in too_slow:
             self.disconnect_from_topics(connection)

@@ -18,6 +18,7 @@ from healthflow.realtime.fanout import (
     Connection,
 )
 from healthflow.realtime.hub import LiveHub
+from healthflow.realtime.wire import EXTENSION, FrameSink
 
 log = structlog.get_logger(__name__)
 MAX_CLIENT_FRAME = 65_536
@@ -34,7 +35,11 @@ async def live(websocket: WebSocket) -> None:
     except LiveAccessDenied as denied:
         await websocket.close(CLOSE_UNAUTHORIZED, str(denied) or "unauthorized")
         return
-    connection = hub.fanout.connect(allow, heard=time.monotonic())
+    # offered by our uvicorn protocol (realtime/uvicorn_ws.py); other servers: plain ASGI sends
+    sink: FrameSink | None = (
+        (websocket.scope.get("extensions") or {}).get(EXTENSION, {}).get("sink")
+    )
+    connection = hub.fanout.connect(allow, heard=time.monotonic(), sink=sink)
     if connection is None:
         await websocket.close(CLOSE_TRY_AGAIN_LATER, "hub at capacity: retry later")
         return
@@ -82,6 +87,10 @@ async def _read(websocket: WebSocket, hub: LiveHub, connection: Connection) -> N
 
 
 async def _write(websocket: WebSocket, connection: Connection) -> None:
+    """Send what the fan-out queued: control frames, and messages the socket could not take."""
+    if connection.sink is not None:
+        await _write_to_sink(connection, connection.sink)
+        return
     send = websocket.send
     while True:
         await connection.wait()
@@ -89,3 +98,15 @@ async def _write(websocket: WebSocket, connection: Connection) -> None:
             return
         for _, frame in connection.take():
             await send({"type": "websocket.send", "text": frame})
+
+
+async def _write_to_sink(connection: Connection, sink: FrameSink) -> None:
+    while True:
+        await connection.wait()
+        while not connection.flush():
+            if connection.close_code is not None:
+                return
+            if not await sink.drained():
+                return
+        if connection.close_code is not None:
+            return
