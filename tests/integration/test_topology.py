@@ -55,7 +55,7 @@ def topology_settings(
     patients_db: str = request.getfixturevalue("postgres_url")
     # a second database for analytics: each service owns its store
     analytics_db: str = request.getfixturevalue("second_postgres_url")
-    rabbit.groups.append("analytics")
+    rabbit.groups.extend(["analytics", "vitals"])
     return make_settings(
         port=free_port_block(),
         database_url=patients_db,

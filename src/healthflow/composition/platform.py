@@ -27,7 +27,9 @@ from healthflow.composition.adapters import (
     _migrate,
     _patients_database,
     build_security,
+    mqtt_ingest,
     outbox_relay,
+    telemetry_intake,
 )
 from healthflow.messaging.events import CloudEvent
 from healthflow.messaging.outbox import OutboxRelay
@@ -44,9 +46,9 @@ from healthflow.settings import Settings
 from healthflow.storage import migrations
 from healthflow.storage.engine import Database, open_database
 from healthflow.tasks import cancel_and_wait
-from healthflow.vitals import intake_store
 from healthflow.vitals import store as vitals_store
-from healthflow.vitals.ingest_mqtt import Broker, MqttIngest
+from healthflow.vitals.escalation import Escalation
+from healthflow.vitals.ingest_mqtt import LocalIntake, MqttIngest
 from healthflow.vitals.monitor import VitalsMonitor
 from healthflow.vitals.service import DeviceService, TelemetryService
 
@@ -145,39 +147,16 @@ def _build_telemetry(
     hub: Hub,
     patients: PatientService,
 ) -> Telemetry:
-    relay = OutboxRelay(
-        intake_store.SqlTelemetryOutbox(patients_db),
-        bus,
-        clock,
-        batch_size=settings.outbox_batch_size,
-        poll_interval_s=settings.outbox_poll_interval_s,
-        max_in_flight=1,  # one batch at a time keeps each patient's readings in order
-    )
-    devices = DeviceService(intake_store.SqlDeviceRegistry(patients_db), patients, clock)
-    intake = TelemetryService(
-        devices,
-        intake_store.SqlTelemetryIntake(patients_db, on_commit=relay.wake),
-        clock,
-        backlog_limit=settings.telemetry_backlog_limit,
-    )
+    devices, intake, relay = telemetry_intake(settings, clock, patients_db, bus, patients)
     monitor = VitalsMonitor(vitals_store.SqlVitalsStore(analytics_db), patients, hub, clock)
     pool = WorkerPool(
         VITALS_GROUP,
-        monitor.handle,
+        Escalation(monitor, patients).handle,
         workers=settings.worker_count,
         capacity=settings.worker_queue_size,
     )
     bus.subscribe(VITALS_GROUP, pool.submit)
-    mqtt = None
-    if settings.mqtt_url:
-        mqtt = MqttIngest(
-            intake,
-            Broker.from_url(settings.mqtt_url),
-            client_id=settings.mqtt_client_id,
-            topic_prefix=settings.mqtt_topic_prefix,
-            max_message_bytes=settings.max_body_bytes,
-            queue_size=settings.worker_queue_size,
-        )
+    mqtt = mqtt_ingest(settings, LocalIntake(intake))
     return Telemetry(devices, intake, monitor, pool, relay, mqtt)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Request
 
@@ -24,10 +24,14 @@ async def post_telemetry(
     payload: Annotated[dict[str, Any], Body()],
     telemetry: Annotated[TelemetryService, Depends(_telemetry)],
     x_device_key: Annotated[str | None, Header(max_length=200)] = None,
+    # set by the worker's MQTT subscriber when it relays a device's message (the split
+    # topology); only a metrics label, so a device that sends it mislabels nothing but counts
+    x_telemetry_transport: Annotated[Literal["http", "mqtt"], Header()] = "http",
 ) -> IngestOut:
     """One reading, or `{"readings": [...]}` (at most 1,000); 202 once stored durably."""
-    device = await telemetry.authenticate(device_id, x_device_key, transport="http")
-    result = await telemetry.ingest(device, parse_readings(payload), transport="http")
+    transport = x_telemetry_transport
+    device = await telemetry.authenticate(device_id, x_device_key, transport=transport)
+    result = await telemetry.ingest(device, parse_readings(payload), transport=transport)
     return IngestOut(
         accepted=result.accepted,
         duplicates=result.duplicates,

@@ -1,8 +1,10 @@
-"""The bedside monitor: each accepted reading → stored → NEWS2 → alert → critical → live push.
+"""The bedside monitor: each accepted reading → stored → NEWS2 → alert → live push.
 
-Runs in the worker pool, one patient's readings in order. The reading, the patient's NEWS2 state
-and the alert change commit together, deduplicated by (device, ts); the patient's move to
-critical and the live pushes follow the commit and are repeated safely on redelivery.
+Runs where the vitals series lives (the analytics database): in process for `--role all`, behind
+`POST /api/analytics/vitals` in the analytics role. The reading, the patient's NEWS2 state and
+the alert change commit together, deduplicated by (device, ts); the live pushes follow the
+commit. Whether the patient must become critical is part of the answer: the caller
+(vitals/escalation.py) makes that move, so it can run in another process.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from uuid import UUID
 import structlog
 
 from healthflow.ids import uuid7
-from healthflow.messaging.events import CloudEvent
-from healthflow.patients.domain import PatientNotFound, TransitionRefused
 from healthflow.ports import Clock, Hub
 from healthflow.vitals import alerts as alert_rules
 from healthflow.vitals import events, metrics
@@ -23,10 +23,16 @@ from healthflow.vitals.alerts import Alert, AlertChange, AlertNotFound, AlertSta
 from healthflow.vitals.assessment import Assessment, PatientVitals, assess
 from healthflow.vitals.domain import DomainError, ReadingsRefused, check_reading
 from healthflow.vitals.events import RecordedReading
-from healthflow.vitals.ports import Outcome, Patients, StoredReading, VitalsStore
+from healthflow.vitals.ports import (
+    Assessed,
+    CriticalCall,
+    Outcome,
+    PatientDirectory,
+    StoredReading,
+    VitalsStore,
+)
 
 log = structlog.get_logger(__name__)
-CRITICAL_SOURCE = "news2"
 
 
 class NoAssessment(DomainError):
@@ -36,23 +42,26 @@ class NoAssessment(DomainError):
 
 
 class VitalsMonitor:
-    def __init__(self, store: VitalsStore, patients: Patients, hub: Hub, clock: Clock) -> None:
+    def __init__(
+        self, store: VitalsStore, patients: PatientDirectory, hub: Hub, clock: Clock
+    ) -> None:
         self._store = store
         self._patients = patients
         self._hub = hub
         self._clock = clock
 
-    async def handle(self, event: CloudEvent) -> None:
-        """The worker's handler: every other event type belongs to other consumers."""
-        if event.type == events.VITAL_SIGNS_RECORDED:
-            await self.record(events.recorded_from_event(event))
+    async def assess(self, recorded: RecordedReading) -> Assessed:
+        """The Assessor port: record one reading and say whether the patient must go critical."""
+        outcome, first = await self.record(recorded)
+        return Assessed(first, critical_call(outcome))
 
     async def record(self, recorded: RecordedReading) -> tuple[Outcome, bool]:
         """Store, score and alert on one reading; False when it was handled before."""
         problems = check_reading(recorded.reading, now=recorded.received_at)
         if problems:  # the intake refuses these; anything handing in events directly is held too
             raise ReadingsRefused([(0, p) for p in problems])
-        patient = await self._patients.get(recorded.patient_id)
+        # the intake puts the ward in the event; older events ask (PatientNotFound if unknown)
+        ward = recorded.ward or await self._patients.ward(recorded.patient_id)
         new_alert_id = uuid7(recorded.reading.ts)
 
         def decide(
@@ -65,7 +74,7 @@ class VitalsMonitor:
                 active,
                 assessment,
                 patient_id=recorded.patient_id,
-                ward=patient.ward,
+                ward=ward,
                 new_id=new_alert_id,
             )
             return new_state, Outcome(assessment, alert, change)
@@ -73,9 +82,6 @@ class VitalsMonitor:
         outcome, first = await self._store.record(recorded, decide)
         if first:
             self._count(outcome)
-        if _made_critical(outcome):
-            await self._mark_critical(recorded.patient_id, outcome)
-        if first:
             await self._push(recorded, outcome)
         return outcome, first
 
@@ -107,25 +113,15 @@ class VitalsMonitor:
     async def vitals(
         self, patient_id: UUID, *, since: datetime | None, limit: int
     ) -> list[StoredReading]:
-        await self._patients.get(patient_id)
+        await self._patients.ward(patient_id)  # PatientNotFound: 404, not an empty list
         return await self._store.series(patient_id, since=since, limit=limit)
 
     async def news2(self, patient_id: UUID) -> Assessment:
-        await self._patients.get(patient_id)
+        await self._patients.ward(patient_id)
         state = await self._store.state(patient_id)
         if state is None or state.assessment is None:
             raise NoAssessment(patient_id)
         return state.assessment
-
-    async def _mark_critical(self, patient_id: UUID, outcome: Outcome) -> None:
-        assert outcome.assessment is not None
-        reason = f"NEWS2 {outcome.assessment.total} ({outcome.assessment.risk.value} risk)"
-        try:
-            await self._patients.mark_critical(patient_id, reason=reason, source=CRITICAL_SOURCE)
-        except (TransitionRefused, PatientNotFound) as exc:
-            # e.g. a discharged patient's device still sending: the alert stands, the status can't
-            metrics.CRITICAL_REFUSED.inc()
-            log.warning("critical_status_refused", patient_id=str(patient_id), error=str(exc))
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.assessment is None:
@@ -162,12 +158,19 @@ class VitalsMonitor:
             log.exception("hub_broadcast_failed", event_type=kind)
 
 
-def _made_critical(outcome: Outcome) -> bool:
-    return (
-        outcome.alert is not None
-        and outcome.alert.severity is Severity.CRITICAL
-        and outcome.change in (AlertChange.RAISED, AlertChange.ESCALATED)
-    )
+def critical_call(outcome: Outcome) -> CriticalCall | None:
+    """The move to critical a reading's outcome asks for: its alert was raised as, or escalated
+    to, critical. A redelivered reading asks again (its first handling may have died before the
+    move); the move is keyed by the alert id, so it happens once per alert."""
+    alert, assessment = outcome.alert, outcome.assessment
+    if (
+        alert is None
+        or assessment is None
+        or alert.severity is not Severity.CRITICAL
+        or outcome.change not in (AlertChange.RAISED, AlertChange.ESCALATED)
+    ):
+        return None
+    return CriticalCall(alert.id, f"NEWS2 {assessment.total} ({assessment.risk.value} risk)")
 
 
 def alert_to_dict(alert: Alert) -> dict[str, Any]:
