@@ -3,7 +3,6 @@ PostgreSQL when its server and driver are here (a fresh database per test, dropp
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +13,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from healthflow.patients.domain import Patient, PatientNotFound, Sex, Status
+from healthflow.patients.domain import PatientNotFound
 from healthflow.storage.engine import Database, open_database
 from healthflow.vitals import intake_store
 from healthflow.vitals import store as schema
@@ -77,36 +76,16 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         await admin.dispose()
 
 
-class FakePatients:
-    """The Patients port in memory: one patient, and a log of critical requests."""
+class FakeWards:
+    """The PatientDirectory port in memory: one patient, in ward ICU."""
 
     def __init__(self, patient_id: UUID) -> None:
-        self.patient = Patient(
-            id=patient_id,
-            mrn="HF1",
-            given_name="Ada",
-            family_name="Lovelace",
-            birth_date=T0.date().replace(year=1980),
-            sex=Sex.FEMALE,
-            ward="ICU",
-            bed=None,
-            status=Status.ADMITTED,
-            version=1,
-            created_at=T0,
-            updated_at=T0,
-            status_since=T0,
-        )
-        self.critical_calls: list[str] = []
+        self.patient_id = patient_id
 
-    async def get(self, patient_id: UUID) -> Patient:
-        if patient_id != self.patient.id:
+    async def ward(self, patient_id: UUID) -> str:
+        if patient_id != self.patient_id:
             raise PatientNotFound(patient_id)
-        return self.patient
-
-    async def mark_critical(self, patient_id: UUID, *, reason: str, source: str) -> Patient:
-        self.critical_calls.append(reason)
-        self.patient = dataclasses.replace(self.patient, status=Status.CRITICAL)
-        return self.patient
+        return "ICU"
 
 
 class FakeHub:
@@ -131,33 +110,36 @@ def patient_id() -> UUID:
 
 
 @pytest.fixture
-def parts(db: Database, patient_id: UUID) -> tuple[VitalsMonitor, FakePatients, FakeHub]:
-    patients, hub = FakePatients(patient_id), FakeHub()
+def parts(db: Database, patient_id: UUID) -> tuple[VitalsMonitor, FakeWards, FakeHub]:
+    patients, hub = FakeWards(patient_id), FakeHub()
     monitor = VitalsMonitor(schema.SqlVitalsStore(db), patients, hub, SteppingClock(T0))
     return monitor, patients, hub
 
 
 async def test_a_redelivered_reading_has_its_effect_once(
-    parts: tuple[VitalsMonitor, FakePatients, FakeHub], patient_id: UUID, db: Database
+    parts: tuple[VitalsMonitor, FakeWards, FakeHub], patient_id: UUID, db: Database
 ) -> None:
-    monitor, patients, hub = parts
+    monitor, _, hub = parts
     reading = recorded(patient_id, 0, **CRITICAL)
-    first, _ = await monitor.record(reading)
+    first = await monitor.assess(reading)
     pushed = len(hub.messages)
-    again, repeated = await monitor.record(reading)
-    assert repeated is False
-    assert again.alert is not None
-    assert first.alert is not None
-    assert again.alert.id == first.alert.id
-    assert again.alert.readings == 1
+    again = await monitor.assess(reading)
+    assert (first.first, again.first) == (True, False)
+    [alert] = await monitor.alerts(
+        status=None, severity=None, ward=None, patient_id=patient_id, limit=10
+    )
+    assert alert.readings == 1
     assert len(await schema.SqlVitalsStore(db).series(patient_id, since=None, limit=10)) == 1
-    # the status change is repeated (idempotent) in case the first run died before it; no pushes
-    assert len(patients.critical_calls) == 2
+    # the move to critical is asked for again (the first run may have died before it), keyed
+    # by the same alert so it happens once; nothing is pushed twice
+    assert first.critical is not None
+    assert again.critical == first.critical
+    assert first.critical.alert_id == alert.id
     assert len(hub.messages) == pushed
 
 
 async def test_the_same_device_and_instant_under_a_new_id_is_a_duplicate(
-    parts: tuple[VitalsMonitor, FakePatients, FakeHub], patient_id: UUID, db: Database
+    parts: tuple[VitalsMonitor, FakeWards, FakeHub], patient_id: UUID, db: Database
 ) -> None:
     monitor, _, _ = parts
     await monitor.record(recorded(patient_id, 0, heart_rate=70.0))
@@ -167,7 +149,7 @@ async def test_the_same_device_and_instant_under_a_new_id_is_a_duplicate(
 
 
 async def test_a_late_reading_is_stored_but_not_scored(
-    parts: tuple[VitalsMonitor, FakePatients, FakeHub], patient_id: UUID, db: Database
+    parts: tuple[VitalsMonitor, FakeWards, FakeHub], patient_id: UUID, db: Database
 ) -> None:
     monitor, _, _ = parts
     await monitor.record(recorded(patient_id, 10, heart_rate=70.0))
@@ -179,7 +161,7 @@ async def test_a_late_reading_is_stored_but_not_scored(
 
 
 async def test_saving_a_stale_alert_is_refused(
-    parts: tuple[VitalsMonitor, FakePatients, FakeHub], patient_id: UUID, db: Database
+    parts: tuple[VitalsMonitor, FakeWards, FakeHub], patient_id: UUID, db: Database
 ) -> None:
     monitor, _, _ = parts
     outcome, _ = await monitor.record(recorded(patient_id, 0, **CRITICAL))

@@ -467,7 +467,18 @@ def cluster_plan(settings: Settings) -> list[tuple[str, dict[str, str]]]:
             "HEALTHFLOW_WORKER_SERVICE_URL": url("worker"),
         }
     )
+    # the MQTT subscriber belongs to the worker: the other roles get the URL cleared, so an
+    # inherited HEALTHFLOW_MQTT_URL cannot make them look as if they subscribed
+    mqtt = {"worker": settings.mqtt_url}
     return [
-        (role, {**shared, "HEALTHFLOW_ROLE": role, "HEALTHFLOW_PORT": str(ports[role])})
+        (
+            role,
+            {
+                **shared,
+                "HEALTHFLOW_ROLE": role,
+                "HEALTHFLOW_PORT": str(ports[role]),
+                "HEALTHFLOW_MQTT_URL": mqtt.get(role, ""),
+            },
+        )
         for role in ("patients", "analytics", "worker", "gateway")
     ]

@@ -173,6 +173,7 @@ class MqttIngest:
                 raise
             except Exception:
                 attempt += 1
+                metrics.MQTT_STORE_FAILURES.inc()
                 log.exception("mqtt_store_failed", topic=topic, attempt=attempt)
                 await asyncio.sleep(min(self._reconnect_max, 0.1 * 2 ** min(attempt, 8)))
 
