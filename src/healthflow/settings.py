@@ -188,7 +188,10 @@ class Settings(BaseSettings):
         100, ge=1, description="Pooled HTTP connections per downstream service."
     )
     service_retries: int = Field(
-        3, ge=1, le=20, description="Attempts of one worker call to another service before it fails."
+        3,
+        ge=1,
+        le=20,
+        description="Attempts of one worker call to another service before it fails.",
     )
     breaker_failures: int = Field(
         5, ge=1, description="Consecutive failed calls that open the circuit to a service."
