@@ -1,6 +1,6 @@
 """Calls from one HealthFlow service to another: a pooled client, bounded retries with full
-jitter (tenacity) for transport errors and 5xx answers, and a circuit breaker, so a service that
-is down is not hammered by every worker at once. Used by the worker's HTTP adapters
+jitter (tenacity) for transport errors, 5xx and 429 answers, and a circuit breaker, so a service
+that is down is not hammered by every worker at once. Used by the worker's HTTP adapters
 (analytics/client.py, vitals/clients.py)."""
 
 from __future__ import annotations
@@ -74,7 +74,10 @@ class ServiceCaller:
         if response.status_code >= 500:
             self.breaker.failed()
             raise ServiceUnavailable(f"{self.name} answered {response.status_code}")
-        self.breaker.succeeded()
+        self.breaker.succeeded()  # it answered: up, even when it asks us to slow down
+        if response.status_code == 429:
+            # rate limited (the worker is one subject and one client to it): later, not never
+            raise ServiceUnavailable(f"{self.name} answered 429: rate limited")
         return response
 
     async def check(self) -> Check:
