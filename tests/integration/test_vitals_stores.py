@@ -3,6 +3,7 @@ PostgreSQL when its server and driver are here (a fresh database per test, dropp
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -200,3 +201,31 @@ def _uuid7(i: int) -> UUID:
     from healthflow.ids import uuid7
 
     return uuid7(T0 + timedelta(seconds=i))
+
+
+async def test_readings_of_one_patient_handled_at_once_raise_one_alert(
+    parts: tuple[VitalsMonitor, FakeWards, FakeHub], patient_id: UUID, db: Database
+) -> None:
+    # several worker processes can hand in one patient's readings at the same moment
+    monitor, _, _ = parts
+    readings = [
+        RecordedReading(
+            str(uuid4()),
+            f"mon-{n}",
+            patient_id,
+            Reading(ts=T0 + timedelta(seconds=n), **CRITICAL),
+            T0 + timedelta(seconds=n),
+            "ICU",
+        )
+        for n in range(8)
+    ]
+
+    await asyncio.gather(*(monitor.record(r) for r in readings))
+
+    [alert] = await monitor.alerts(
+        status=None, severity=None, ward=None, patient_id=patient_id, limit=10
+    )
+    series = await schema.SqlVitalsStore(db).series(patient_id, since=None, limit=10)
+    assert len(series) == 8
+    # every reading that was scored counted on the one alert: no update was lost
+    assert alert.readings == sum(1 for s in series if s.assessment is not None)

@@ -180,10 +180,18 @@ class SqlVitalsStore:
             )
             if inserted.rowcount == 0:
                 return await self._earlier_outcome(conn, recorded), False
+            # one patient's readings commit one after another even when several worker processes
+            # hand them in at once: the state row is made if missing, then locked before it is
+            # read, so no two see "no active alert" or overwrite each other's state
+            await conn.execute(
+                self._insert(patient_vitals)
+                .values(patient_id=recorded.patient_id, state="")
+                .on_conflict_do_nothing()
+            )
             state_row = await conn.scalar(
-                select(patient_vitals.c.state).where(
-                    patient_vitals.c.patient_id == recorded.patient_id
-                )
+                select(patient_vitals.c.state)
+                .where(patient_vitals.c.patient_id == recorded.patient_id)
+                .with_for_update()
             )
             state = _state_from_json(state_row) if state_row else None
             active = await self._active_alert(conn, recorded.patient_id)
