@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import socket
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -185,13 +187,26 @@ def redis_prefix() -> Iterator[str]:
 # --- the multi-process topology (tests/integration/test_topology*.py) ---
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands to outgoing connections (Linux; a usual default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
 def free_port_block(size: int = 4) -> int:
-    """A base port with `size` consecutive free ports after it (the cluster's layout)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + size > 65535:
+    """A base port with `size` consecutive free ports after it (the cluster's layout).
+
+    Taken below the ephemeral range: the first roles' own connections (database, broker) get
+    ephemeral ports, and one of them could otherwise take a port reserved for a later role.
+    """
+    ephemeral = _ephemeral_ports()
+    top = min(ephemeral.start, 65536) - size
+    for _ in range(200):
+        base = random.randrange(10000, top) if top > 10000 else random.randrange(1024, 65536 - size)
+        if any(p in ephemeral for p in range(base, base + size)):
             continue
         try:
             with contextlib.ExitStack() as stack:
