@@ -63,9 +63,9 @@ async def test_the_assessor_answers_with_the_critical_move_once_and_again_on_a_r
     assessor = HttpAssessor(caller(app, "analytics"))
     first_reading = reading(patient_id, 0)
 
-    first = await assessor.assess(first_reading)
-    again = await assessor.assess(first_reading)
-    later = await assessor.assess(reading(patient_id, 1))
+    [first] = await assessor.assess_many([first_reading])
+    [again] = await assessor.assess_many([first_reading])
+    [later] = await assessor.assess_many([reading(patient_id, 1)])
 
     assert first.first and not again.first and later.first
     assert first.critical is not None
@@ -79,10 +79,12 @@ async def test_the_assessor_does_not_take_a_refusal_as_done(
 ) -> None:
     unknown = str(uuid4())  # no ward in the event and no such patient: 404, retried by the bus
     with pytest.raises(ServiceRefused) as refused:
-        await HttpAssessor(caller(app, "analytics")).assess(reading(unknown, 0, ward=None))
+        await HttpAssessor(caller(app, "analytics")).assess_many([reading(unknown, 0, ward=None)])
     assert refused.value.status_code == 404
     with pytest.raises(ServiceRefused) as forbidden:  # a token without the service role
-        await HttpAssessor(caller(app, "analytics", role="nurse")).assess(reading(unknown, 0))
+        await HttpAssessor(caller(app, "analytics", role="nurse")).assess_many(
+            [reading(unknown, 0)]
+        )
     assert forbidden.value.status_code == 403
 
 

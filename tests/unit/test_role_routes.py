@@ -3,9 +3,12 @@ has a permission entry (the gateway its own table: it only checks tokens and for
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from starlette.routing import Match
 
 from healthflow.app import build_app
 from healthflow.security.rbac import GATEWAY_PERMISSIONS, PERMISSIONS, declared_routes
@@ -25,6 +28,7 @@ OWNED = {
         ("POST", "/api/analytics/vitals"),
         ("GET", "/api/patients/{patient_id}/vitals"),
         ("GET", "/api/patients/{patient_id}/news2"),
+        ("GET", "/api/news2"),
         ("GET", "/api/alerts"),
         ("POST", "/api/alerts/{alert_id}/ack"),
     },
@@ -32,6 +36,7 @@ OWNED = {
     "gateway": {
         ("POST", "/api/devices/{device_id}/telemetry"),
         ("GET", "/api/patients/{patient_id}/vitals"),
+        ("GET", "/api/news2"),
         ("GET", "/api/alerts/{path:path}"),
         ("POST", "/api/devices/{path:path}"),
     },
@@ -73,3 +78,50 @@ def test_both_services_that_serve_patient_data_keep_an_audit_trail(
 ) -> None:
     for role in ("patients", "analytics"):
         assert ("GET", "/api/audit") in role_routes(role, make_settings)
+
+
+# the gateway's proxy endpoints and the service each forwards to (gateway/proxy.py)
+FORWARDS_TO = {
+    "to_monitor": "analytics",
+    "to_analytics": "analytics",
+    "to_telemetry_intake": "patients",
+    "to_devices": "patients",
+    "to_patients": "patients",
+}
+NOT_PROXIED = {"/api/audit"}  # each service's own chain: asked of the service directly
+
+
+def in_order(routes: Any) -> Iterator[Any]:
+    """The app's routes in matching order, included routers opened up (they add no prefix)."""
+    for route in routes:
+        original = getattr(route, "original_router", None)
+        if original is None:
+            yield route
+            continue
+        assert route.include_context.prefix == ""
+        yield from in_order(original.routes)
+
+
+def gateway_target(app: Any, method: str, path: str) -> str | None:
+    """The service the gateway forwards this request to: its first fully matching route's."""
+    scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+    for route in in_order(app.router.routes):
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return FORWARDS_TO.get(route.endpoint.__name__)
+    return None
+
+
+def test_the_gateway_forwards_every_api_route_to_the_role_that_serves_it(
+    make_settings: Callable[..., Settings],
+) -> None:
+    gateway = build_app(make_settings(role="gateway", broker_url="amqp://unused/"))
+    checked = 0
+    for role in ("patients", "analytics"):
+        for method, path in role_routes(role, make_settings):
+            if not path.startswith("/api/") or path in NOT_PROXIED:
+                continue
+            concrete = re.sub(r"\{\w+\}", "01890000-0000-7000-8000-000000000001", path)
+            assert gateway_target(gateway, method, concrete) == role, (method, path)
+            checked += 1
+    assert checked > 20

@@ -16,6 +16,7 @@ from healthflow.analytics.store import SqlAnalyticsStore
 from healthflow.clock import SystemClock
 from healthflow.composition.adapters import (
     ANALYTICS_GROUP,
+    GROUP_TYPES,
     VITALS_GROUP,
     Security,
     _build_hub,
@@ -149,13 +150,16 @@ def _build_telemetry(
 ) -> Telemetry:
     devices, intake, relay = telemetry_intake(settings, clock, patients_db, bus, patients)
     monitor = VitalsMonitor(vitals_store.SqlVitalsStore(analytics_db), patients, hub, clock)
+    escalation = Escalation(monitor, patients)
     pool = WorkerPool(
         VITALS_GROUP,
-        Escalation(monitor, patients).handle,
+        escalation.handle,
         workers=settings.worker_count,
         capacity=settings.worker_queue_size,
+        batch_handler=escalation.handle_batch,
+        max_batch=settings.worker_batch_size,
     )
-    bus.subscribe(VITALS_GROUP, pool.submit)
+    bus.subscribe(VITALS_GROUP, pool.submit, types=GROUP_TYPES[VITALS_GROUP])
     mqtt = mqtt_ingest(settings, LocalIntake(intake))
     return Telemetry(devices, intake, monitor, pool, relay, mqtt)
 
@@ -204,7 +208,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         batch_handler=handle_batch,
         max_batch=settings.worker_batch_size,
     )
-    bus.subscribe(ANALYTICS_GROUP, pool.submit)
+    bus.subscribe(ANALYTICS_GROUP, pool.submit, types=GROUP_TYPES[ANALYTICS_GROUP])
     telemetry = _build_telemetry(settings, clock, patients_db, analytics_db, bus, hub, patients)
     readiness = Readiness(
         critical={
@@ -235,7 +239,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         security,
         cache,
         telemetry=telemetry,
-        metrics_feed=_build_metrics_feed(settings, hub, analytics, pool, clock),
+        metrics_feed=_build_metrics_feed(settings, hub, analytics, pool, bus, telemetry, clock),
     )
 
 
@@ -249,7 +253,13 @@ def _counter_total(counter: Counter) -> float:
 
 
 def _build_metrics_feed(
-    settings: Settings, hub: LiveHub, analytics: AnalyticsService, pool: WorkerPool, clock: Clock
+    settings: Settings,
+    hub: LiveHub,
+    analytics: AnalyticsService,
+    pool: WorkerPool,
+    bus: EventBus,
+    telemetry: Telemetry,
+    clock: Clock,
 ) -> MetricsFeed:
     async def patients_by_status() -> dict[str, int]:
         by_status: dict[str, int] = (await analytics.dashboard(1))["patients_by_status"]
@@ -261,6 +271,8 @@ def _build_metrics_feed(
         worker_queue=lambda: {"depth": pool.depth, "capacity": pool.capacity},
         connected_clients=lambda: hub.fanout.clients,
         patients_by_status=patients_by_status,
+        open_alerts_by_severity=telemetry.monitor.open_alerts_by_severity,
+        dead_letters=bus.dead_letter_count,
     )
     return MetricsFeed(
         hub,

@@ -18,6 +18,7 @@ from healthflow.circuit_breaker import CircuitBreaker
 from healthflow.clock import SystemClock
 from healthflow.composition.adapters import (
     ANALYTICS_GROUP,
+    GROUP_TYPES,
     VITALS_GROUP,
     _build_hub,
     _cache,
@@ -133,6 +134,7 @@ def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
         degraded_after_s=settings.outbox_degraded_after_s,
     )
     vitals_api.install_error_handlers(app)
+    ingest_http.document_body(app)
     app.include_router(patients_api.router)
     app.include_router(ingest_http.router)
     app.include_router(vitals_api.devices_router)
@@ -209,9 +211,7 @@ def _worker_role(settings: Settings, clock: Clock) -> FastAPI:
     sink = HttpAnalyticsSink(analytics.client, analytics.breaker, attempts=settings.service_retries)
 
     async def handle(event: CloudEvent) -> None:
-        # the analytics group's queue sees every event; telemetry's have their own consumer
-        if event.type in patient_events.TYPES:
-            await sink.record(event)
+        await sink.record(event)
 
     pools = [
         WorkerPool(
@@ -229,7 +229,7 @@ def _worker_role(settings: Settings, clock: Clock) -> FastAPI:
         ),
     ]
     for pool in pools:
-        bus.subscribe(pool.name, pool.submit)
+        bus.subscribe(pool.name, pool.submit, types=GROUP_TYPES[pool.name])
     # devices publish to MQTT; their messages go into the patients service's durable intake
     intake_client = _service_client(settings.patients_service_url, settings)
     mqtt = mqtt_ingest(settings, HttpDeviceMessages(intake_client))

@@ -2,7 +2,8 @@
 
 patients: `/api/patients*` (but vitals and NEWS2), `/api/devices*` (telemetry intake included),
 `/api/quarantine`; analytics: `/api/analytics*`, `/api/patients/{id}/vitals`,
-`/api/patients/{id}/news2`, `/api/alerts*` (docs/infrastructure.md, docs/telemetry.md).
+`/api/patients/{id}/news2`, `/api/news2`, `/api/alerts*` (docs/infrastructure.md,
+docs/telemetry.md).
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def router(patients: Upstream, analytics: Upstream) -> APIRouter:
     # declared before the `/api/patients/{path}` catch-all: the first matching route wins
     @routes.get("/api/patients/{patient_id}/vitals", include_in_schema=False)
     @routes.get("/api/patients/{patient_id}/news2", include_in_schema=False)
+    @routes.get("/api/news2", include_in_schema=False)
     @routes.api_route("/api/alerts", methods=METHODS, include_in_schema=False)
     @routes.api_route("/api/alerts/{path:path}", methods=METHODS, include_in_schema=False)
     async def to_monitor(request: Request) -> Response:

@@ -12,6 +12,7 @@ MQTT subscriber retries by itself (it holds the PUBACK), so the third is a singl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 from uuid import UUID
@@ -38,7 +39,11 @@ class HttpAssessor:
     def __init__(self, analytics: ServiceCaller) -> None:
         self._analytics = analytics
 
-    async def assess(self, recorded: RecordedReading) -> Assessed:
+    async def assess_many(self, batch: Sequence[RecordedReading]) -> list[Assessed]:
+        # one call per reading, in order (the pool hands this port one delivery at a time)
+        return [await self._assess(recorded) for recorded in batch]
+
+    async def _assess(self, recorded: RecordedReading) -> Assessed:
         event = vital_signs_recorded(recorded)
         response = await self._analytics.send(
             "POST", "/api/analytics/vitals", content=event.to_json(), headers=JSON

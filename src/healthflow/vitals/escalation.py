@@ -8,12 +8,15 @@ never acknowledged before both steps are done; a redelivery repeats only what is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from uuid import UUID
+
 import structlog
 
 from healthflow.messaging.events import CloudEvent
 from healthflow.patients.domain import PatientNotFound, TransitionRefused
 from healthflow.vitals import events, metrics
-from healthflow.vitals.ports import Assessor, CriticalRefused, CriticalStatus
+from healthflow.vitals.ports import Assessor, CriticalCall, CriticalRefused, CriticalStatus
 
 log = structlog.get_logger(__name__)
 CRITICAL_SOURCE = "news2"
@@ -28,23 +31,26 @@ class Escalation:
 
     async def handle(self, event: CloudEvent) -> None:
         """The vitals worker's handler; other event types belong to other consumers."""
-        if event.type != events.VITAL_SIGNS_RECORDED:
+        await self.handle_batch([event])
+
+    async def handle_batch(self, batch: Sequence[CloudEvent]) -> None:
+        """What a worker's queue holds: assessed together, then each critical move in order."""
+        readings = [
+            events.recorded_from_event(e) for e in batch if e.type == events.VITAL_SIGNS_RECORDED
+        ]
+        if not readings:
             return
-        recorded = events.recorded_from_event(event)
-        assessed = await self._assessor.assess(recorded)
-        call = assessed.critical
-        if call is None:
-            return
+        assessed = await self._assessor.assess_many(readings)
+        for recorded, result in zip(readings, assessed, strict=True):
+            if result.critical is not None:
+                await self._move(recorded.patient_id, result.critical)
+
+    async def _move(self, patient_id: UUID, call: CriticalCall) -> None:
         try:
             await self._critical.mark_critical(
-                recorded.patient_id,
-                reason=call.reason,
-                source=CRITICAL_SOURCE,
-                alert_id=call.alert_id,
+                patient_id, reason=call.reason, source=CRITICAL_SOURCE, alert_id=call.alert_id
             )
         except (TransitionRefused, PatientNotFound, CriticalRefused) as exc:
             # e.g. a discharged patient's device still sending: the alert stands, the status can't
             metrics.CRITICAL_REFUSED.inc()
-            log.warning(
-                "critical_status_refused", patient_id=str(recorded.patient_id), error=str(exc)
-            )
+            log.warning("critical_status_refused", patient_id=str(patient_id), error=str(exc))

@@ -3,6 +3,7 @@ alert; every failure that retrying may fix propagates, so the bus never acks it 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -34,12 +35,15 @@ class Assessor:
         self.answers = list(answers)
         self.seen: list[RecordedReading] = []
 
-    async def assess(self, recorded: RecordedReading) -> Assessed:
-        self.seen.append(recorded)
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
+    async def assess_many(self, batch: Sequence[RecordedReading]) -> list[Assessed]:
+        results = []
+        for recorded in batch:
+            self.seen.append(recorded)
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            results.append(answer)
+        return results
 
 
 class Critical:
@@ -131,3 +135,23 @@ async def test_other_event_types_are_left_to_their_own_consumers() -> None:
     other = CloudEvent(id="e1", source="/x", type="PatientCreated", time=T0, subject=str(PATIENT))
     await Escalation(assessor, Critical()).handle(other)
     assert assessor.seen == []
+
+
+async def test_a_batch_moves_each_patient_whose_alert_became_critical_in_order() -> None:
+    other, other_alert = uuid4(), uuid4()
+    events = [reading_event(), reading_event()]
+    second = RecordedReading(str(uuid4()), "mon-2", other, Reading(ts=T0, heart_rate=140.0), T0)
+    events.append(vital_signs_recorded(second))
+    assessor = Assessor(
+        Assessed(True, CRITICAL_CALL),
+        Assessed(True, None),
+        Assessed(True, CriticalCall(other_alert, "r")),
+    )
+    critical = Critical()
+
+    await Escalation(assessor, critical).handle_batch(events)
+
+    assert [(p, c["alert_id"]) for p, c in critical.calls] == [
+        (PATIENT, ALERT),
+        (other, other_alert),
+    ]

@@ -5,8 +5,8 @@ The tables are the patients database's (security/audit.py). When both schemas sh
 PostgreSQL database they are already there, and both services extend that one chain (appends
 lock its head row), so this revision then creates nothing.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision: str | None = "0002"
+revision = "0004"
+down_revision: str | None = "0003"
 branch_labels = None
 depends_on = None
 
@@ -55,4 +55,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # the audit trail is kept on purpose: a downgrade must not destroy audit evidence
-    raise NotImplementedError("0003 (audit trail) cannot be downgraded")
+    raise NotImplementedError("0004 (audit trail) cannot be downgraded")
