@@ -391,8 +391,20 @@ async def test_a_bad_device_key_is_refused_and_stores_nothing(
         await publish(settings, "ghost", [{"device_key": key, "ts": at(4), **CRITICAL}])
         await publish(settings, "mon-4", [{"device_key": key, "ts": at(5), **NORMAL}])
 
-        # one subscriber handles one device's messages in order: the good one comes last
+        # the subscriber handles each device's messages in order (devices side by side): the
+        # good one is stored, and all four refusals are counted by the intake
         await wait_for_vitals(client, patient_id, 1)
+
+        async def all_refused() -> bool:
+            refused = await metric(
+                topology["patients"].url,
+                "healthflow_telemetry_refused_total",
+                transport="mqtt",
+                reason="auth_failed",
+            )
+            return refused >= 4
+
+        await until(all_refused, "the intake to refuse the four bad keys")
         [stored] = await vitals(client, patient_id)
         assert datetime.fromisoformat(stored["ts"]) == datetime.fromisoformat(at(5))
         assert await vitals(client, other_id) == []
