@@ -166,18 +166,29 @@ async def _with_platform(settings: Settings, work: Callable[[Platform], Awaitabl
 
 @audit_app.command("verify")
 def audit_verify(data_dir: DataDir = None) -> None:
-    """Check the audit chain; exit 1 naming the first edited, removed or moved record."""
+    """Check the audit chains (patients, and analytics: what it serves in the split topology);
+    exit 1 naming the first edited, removed or moved record."""
+    from healthflow.security.audit import SqlAuditTrail
 
     async def verify(platform: Platform) -> int:
-        result = await platform.security.audit.verify()
-        if result.ok:
-            typer.echo(f"audit chain intact: {result.checked} records, head {result.head_hash}")
-            return 0
-        typer.echo(
-            f"audit chain BROKEN at record {result.first_bad_seq}: {result.reason} "
-            f"({result.checked} records before it are intact)"
-        )
-        return 1
+        chains = {"patients": platform.security.audit}
+        if platform.settings.analytics_url != platform.settings.database_url:
+            # one shared database holds one chain, written by both services
+            chains["analytics"] = SqlAuditTrail(platform.analytics_db, platform.clock)
+        broken = 0
+        for name, trail in chains.items():
+            result = await trail.verify()
+            if result.ok:
+                typer.echo(
+                    f"{name} audit chain intact: {result.checked} records, head {result.head_hash}"
+                )
+                continue
+            broken += 1
+            typer.echo(
+                f"{name} audit chain BROKEN at record {result.first_bad_seq}: {result.reason} "
+                f"({result.checked} records before it are intact)"
+            )
+        return 1 if broken else 0
 
     raise typer.Exit(asyncio.run(_with_platform(_settings(data_dir), verify)))
 

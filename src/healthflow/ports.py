@@ -41,6 +41,10 @@ class PatientStore(Protocol):
 
     async def get(self, patient_id: UUID) -> Patient | None: ...
 
+    async def ward_of(self, patient_id: UUID) -> str | None:
+        """The patient's ward (not PHI) without reading the rest; None for an unknown id."""
+        ...
+
     async def page(
         self, *, status: Status | None, ward: str | None, after: UUID | None, limit: int
     ) -> list[Patient]:
@@ -168,6 +172,10 @@ class AnalyticsStore(Protocol):
         ...
 
     async def dashboard(self, *, first_day: date, last_day: date) -> dict[str, Any]: ...
+
+    async def ward_of(self, patient_id: UUID) -> str | None:
+        """The ward of a patient the projection has seen; None before its first event."""
+        ...
 
     async def check(self) -> Check: ...
 

@@ -136,8 +136,8 @@ class Settings(BaseSettings):
     # --- device telemetry (issue 4) ---
     mqtt_url: str = Field(
         "",
-        description="MQTT broker for device telemetry (mqtt:// or mqtts://); empty keeps the "
-        "subscriber off.",
+        description="MQTT broker for device telemetry (mqtt:// or mqtts://), subscribed in roles "
+        "all and worker; empty keeps the subscriber off.",
     )
     mqtt_topic_prefix: str = Field(
         "",
@@ -178,7 +178,8 @@ class Settings(BaseSettings):
         description="What `healthflow serve` runs: all, gateway, patients, analytics, worker.",
     )
     patients_service_url: str = Field(
-        "http://127.0.0.1:8001", description="Base URL of the patients service (gateway role)."
+        "http://127.0.0.1:8001",
+        description="Base URL of the patients service (gateway and worker roles).",
     )
     analytics_service_url: str = Field(
         "http://127.0.0.1:8002",
@@ -195,7 +196,10 @@ class Settings(BaseSettings):
         100, ge=1, description="Pooled HTTP connections per downstream service."
     )
     service_retries: int = Field(
-        3, ge=1, le=20, description="Attempts of one worker-to-analytics call before it fails."
+        3,
+        ge=1,
+        le=20,
+        description="Attempts of one worker call to another service before it fails.",
     )
     breaker_failures: int = Field(
         5, ge=1, description="Consecutive failed calls that open the circuit to a service."

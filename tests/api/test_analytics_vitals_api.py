@@ -43,8 +43,40 @@ async def test_a_handed_in_reading_is_scored_alerted_on_and_deduplicated(
     again = await client.post("/api/analytics/vitals", json=body)
     assert again.json()["duplicate"] is True
     assert again.json()["alert"]["readings"] == 1
-    assert (await client.get(f"/api/patients/{patient_id}")).json()["status"] == "critical"
     assert len((await client.get(f"/api/patients/{patient_id}/vitals")).json()["items"]) == 1
+
+
+async def test_the_answer_asks_the_caller_to_move_the_patient_to_critical_once_per_alert(
+    client: httpx.AsyncClient,
+) -> None:
+    patient_id = (await client.post("/api/patients", json=patient_body())).json()["id"]
+    body = event(patient_id)
+    first = (await client.post("/api/analytics/vitals", json=body)).json()
+    again = (await client.post("/api/analytics/vitals", json=body)).json()
+    later = event(patient_id, id=str(uuid4()))
+    later["data"]["reading"]["ts"] = at(1)
+    updated = (await client.post("/api/analytics/vitals", json=later)).json()
+
+    # raised as critical: the caller moves the patient, keyed by the alert; a redelivery asks
+    # again (the first caller may have died before moving), an update of the alert does not
+    assert first["critical"] == {
+        "alert_id": first["alert"]["id"],
+        "reason": f"NEWS2 {first['news2']['total']} (high risk)",
+    }
+    assert again["critical"] == first["critical"]
+    assert updated["critical"] is None
+    # the route itself leaves the patient to the patients service (the caller's next step)
+    assert (await client.get(f"/api/patients/{patient_id}")).json()["status"] == "registered"
+
+
+async def test_the_ward_carried_in_the_event_files_the_alert(client: httpx.AsyncClient) -> None:
+    patient_id = (await client.post("/api/patients", json=patient_body(ward="ICU"))).json()["id"]
+    body = event(patient_id)
+    body["data"]["ward"] = "HDU"  # what the intake found; the service does not ask again
+
+    answer = await client.post("/api/analytics/vitals", json=body)
+
+    assert answer.json()["alert"]["ward"] == "HDU"
 
 
 def fill(value: Any, names: dict[str, str]) -> Any:

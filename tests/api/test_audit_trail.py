@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from healthflow.cli import app as cli
-from healthflow.security.audit import SqlAuditTrail
+from healthflow.security.audit import AuditEntry, SqlAuditTrail
 from healthflow.settings import Settings
 from tests.conftest import patient_body
 
@@ -247,6 +247,35 @@ async def test_the_cli_verify_command_passes_then_fails_after_an_edit(
     )
     assert broken.exit_code == 1
     assert "BROKEN at record 2" in broken.output
+
+
+async def test_the_cli_verify_command_also_checks_the_analytics_chain(
+    app: FastAPI, settings: Settings
+) -> None:
+    # the analytics service audits what it serves in the split topology in its own database
+    analytics = SqlAuditTrail(app.state.platform.analytics_db, app.state.platform.clock)
+    await analytics.prepare()
+    for n in range(3):
+        await analytics.record(AuditEntry("GET /api/alerts", "alert", f"a{n}"))
+    runner = CliRunner()
+    data_dir = str(Path(settings.data_dir))
+    intact = await asyncio.to_thread(
+        runner.invoke, cli, ["audit", "verify", "--data-dir", data_dir]
+    )
+    assert intact.exit_code == 0, intact.output
+    assert "analytics audit chain intact: 3 records" in intact.output
+
+    db = sqlite3.connect(settings.data_dir / "analytics.db", timeout=10, isolation_level=None)
+    try:
+        db.execute("update audit_records set resource_id = 'a9' where seq = 2")
+    finally:
+        db.close()
+    broken = await asyncio.to_thread(
+        runner.invoke, cli, ["audit", "verify", "--data-dir", data_dir]
+    )
+    assert broken.exit_code == 1
+    assert "patients audit chain intact" in broken.output
+    assert "analytics audit chain BROKEN at record 2" in broken.output
 
 
 async def test_concurrent_registrations_with_one_taken_mrn_fail_only_that_one(

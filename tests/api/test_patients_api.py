@@ -284,6 +284,41 @@ async def test_mark_critical_moves_into_critical_once(client: httpx.AsyncClient)
     assert history[1]["data"]["source"] == "monitor-3"
 
 
+async def test_mark_critical_for_an_alert_moves_the_patient_once_per_alert(
+    client: httpx.AsyncClient,
+) -> None:
+    patient = await register(client)
+    url = f"/api/patients/{patient['id']}/critical"
+    alert, later_alert = str(uuid4()), str(uuid4())
+    body = {"reason": "NEWS2 9 (high risk)", "source": "news2", "alert_id": alert}
+    first = await client.post(url, json=body)
+    # a clinician moves the patient on; a redelivered reading of the same alert must not undo it
+    await client.put(f"/api/patients/{patient['id']}/status", json={"status": "admitted"})
+    repeated = await client.post(url, json=body)
+    # a new episode (a new alert) does move the patient again
+    again = await client.post(url, json={**body, "alert_id": later_alert})
+
+    assert first.json()["status"] == "critical"
+    assert repeated.status_code == 200
+    assert repeated.json()["status"] == "admitted"
+    assert again.json()["status"] == "critical"
+    history = (await client.get(f"/api/patients/{patient['id']}/events")).json()["items"]
+    criticals = [e["data"]["alert_id"] for e in history if e["type"] == "PatientCritical"]
+    assert criticals == [alert, later_alert]
+
+
+async def test_mark_critical_refuses_an_alert_id_that_is_no_uuid(
+    client: httpx.AsyncClient,
+) -> None:
+    patient = await register(client)
+    response = await client.post(
+        f"/api/patients/{patient['id']}/critical",
+        json={"reason": "r", "source": "s", "alert_id": "not-a-uuid"},
+    )
+    assert_problem(response, 422)
+    assert (await client.get(f"/api/patients/{patient['id']}")).json()["status"] == "registered"
+
+
 @pytest.mark.parametrize(
     "body",
     [{"reason": "r"}, {"source": "s"}, {"reason": "", "source": "s"}, {"reason": 1, "source": "s"}],

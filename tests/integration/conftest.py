@@ -8,21 +8,31 @@ HEALTHFLOW_REQUIRE_SERVICES=1 (CI), where it fails them instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import random
 import socket
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import aio_pika
 import asyncpg
+import httpx
 import pytest
 from redis.asyncio import Redis
 
+from healthflow import cluster
+from healthflow.composition.roles import cluster_plan
 from healthflow.messaging.rabbitmq import RabbitBus
+from healthflow.settings import Settings
 from healthflow.storage import migrations
 from healthflow.storage.engine import Database, open_database
-from tests.conftest import SteppingClock
+from tests.conftest import SteppingClock, dev_headers
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 RABBIT_URL = os.environ.get("HEALTHFLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -172,3 +182,108 @@ def redis_prefix() -> Iterator[str]:
     prefix = unique("cache") + ":"
     yield prefix
     asyncio.run(delete_redis_prefix(prefix))
+
+
+# --- the multi-process topology (tests/integration/test_topology*.py) ---
+
+
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands to outgoing connections (Linux; a usual default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
+def free_port_block(size: int = 4) -> int:
+    """A base port with `size` consecutive free ports after it (the cluster's layout).
+
+    Taken below the ephemeral range: the first roles' own connections (database, broker) get
+    ephemeral ports, and one of them could otherwise take a port reserved for a later role.
+    """
+    ephemeral = _ephemeral_ports()
+    top = min(ephemeral.start, 65536) - size
+    for _ in range(200):
+        base = random.randrange(10000, top) if top > 10000 else random.randrange(1024, 65536 - size)
+        if any(p in ephemeral for p in range(base, base + size)):
+            continue
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + size):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no block of free ports")
+
+
+@pytest.fixture
+def topology_overrides() -> dict[str, Any]:
+    """Settings a test module changes for its topology (override this fixture there)."""
+    return {}
+
+
+@pytest.fixture
+def topology_settings(
+    make_settings: Callable[..., Settings],
+    rabbit: Rabbit,
+    redis_prefix: str,
+    topology_overrides: dict[str, Any],
+    request: pytest.FixtureRequest,
+) -> Settings:
+    patients_db: str = request.getfixturevalue("postgres_url")
+    # a second database for analytics: each service owns its store
+    analytics_db: str = request.getfixturevalue("second_postgres_url")
+    rabbit.groups.extend(["analytics", "vitals"])
+    return make_settings(
+        **{
+            "port": free_port_block(),
+            "database_url": patients_db,
+            "analytics_url": analytics_db,
+            "broker_url": RABBIT_URL,
+            "broker_exchange": rabbit.exchange,
+            "cache_url": REDIS_URL,
+            "cache_prefix": redis_prefix,
+            # the live-push stream under the test's prefix too: runs beside each other never mix
+            "hub_redis_prefix": f"{redis_prefix}hub",
+            "worker_count": 2,
+            "service_timeout_s": 2.0,
+            "outbox_poll_interval_s": 0.1,
+            "dashboard_cache_ttl_s": 0.5,
+            "log_level": "warning",
+            **topology_overrides,
+        }
+    )
+
+
+def start_roles(plan: list[tuple[str, dict[str, str]]]) -> list[cluster.Child]:
+    """Start roles of a plan as processes, each once its `/health` answers (ready or not)."""
+    return cluster.start(plan, ready_timeout_s=90, say=lambda _: None)
+
+
+@pytest.fixture
+def topology(topology_settings: Settings) -> Iterator[dict[str, cluster.Child]]:
+    """The four roles as `healthflow serve --role ...` processes, after `healthflow db upgrade`."""
+    plan = cluster_plan(topology_settings)
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "healthflow", "db", "upgrade"],
+        env={**os.environ, **plan[0][1]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    by_role = {c.role: c for c in start_roles(plan)}
+    try:
+        yield by_role
+    finally:
+        cluster.stop(list(by_role.values()))
+
+
+def gateway(topology: dict[str, cluster.Child], settings: Settings) -> httpx.AsyncClient:
+    """An admin client of the topology's gateway (development token)."""
+    return httpx.AsyncClient(
+        base_url=topology["gateway"].url, timeout=10, headers=dev_headers(settings.data_dir)
+    )

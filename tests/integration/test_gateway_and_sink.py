@@ -217,6 +217,16 @@ async def test_the_sink_retries_a_5xx_and_then_delivers() -> None:
     assert breaker.state == "closed"
 
 
+async def test_the_sink_retries_a_rate_limited_call_without_opening_the_circuit() -> None:
+    app, seen = analytics_stub([429, 429])
+    breaker = CircuitBreaker("analytics", failures=2, reset_s=60)
+
+    await sink_for(app, breaker).record(registration())
+
+    assert len(seen) == 3
+    assert breaker.state == "closed"  # the service answered: it is up, only busy
+
+
 async def test_the_sink_does_not_retry_a_4xx() -> None:
     app, seen = analytics_stub([422])
     with pytest.raises(AnalyticsRefused):

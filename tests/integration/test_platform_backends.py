@@ -28,7 +28,7 @@ def platform_settings(
     postgres_url: str = request.getfixturevalue("postgres_url")
     rabbit: Rabbit = request.getfixturevalue("rabbit")
     redis_prefix: str = request.getfixturevalue("redis_prefix")
-    rabbit.groups.append("analytics")
+    rabbit.groups.extend(["analytics", "vitals"])
     return make_settings(
         database_url=postgres_url,
         analytics_url=postgres_url,  # both schemas in one database: separate version tables
@@ -141,7 +141,7 @@ async def test_a_server_database_without_migrations_refuses_to_start(
 async def test_a_role_on_a_database_without_migrations_refuses_to_start(
     postgres_url: str, rabbit: Rabbit, make_settings: Callable[..., Settings]
 ) -> None:
-    rabbit.groups.append("analytics")
+    rabbit.groups.extend(["analytics", "vitals"])
     settings = make_settings(
         role="patients",
         database_url=postgres_url,

@@ -91,6 +91,35 @@ async def test_migrations_build_exactly_the_tables_the_code_declares(db: Databas
     assert differences == []
 
 
+async def test_an_analytics_database_of_its_own_gets_its_tables_and_an_audit_trail(
+    database_url: str,
+) -> None:
+    # the split topology: the analytics service audits the vitals and alerts it serves
+    database = await migrated(database_url, migrations.ANALYTICS)
+    target = MetaData()
+    for metadata in (
+        analytics_schema.metadata,
+        vitals_store.series_metadata,
+        audit_schema.metadata,
+    ):
+        for table in metadata.tables.values():
+            table.to_metadata(target)
+
+    def differences(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection)
+        return [
+            d
+            for d in compare_metadata(context, target)
+            if not (d[0] == "remove_table" and d[1].name == migrations.ANALYTICS.version_table)
+        ]
+
+    try:
+        async with database.writer.connect() as conn:
+            assert await conn.run_sync(differences) == []
+    finally:
+        await database.dispose()
+
+
 async def test_migrations_are_at_head_and_a_second_upgrade_changes_nothing(db: Database) -> None:
     await migrations.require_current(db, migrations.PATIENTS)
     assert await migrations.upgrade(db, migrations.PATIENTS) == migrations.head(migrations.PATIENTS)

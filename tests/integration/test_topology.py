@@ -4,14 +4,12 @@ separate `healthflow serve --role ...` processes, each store its own PostgreSQL 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,77 +22,9 @@ from healthflow import cluster
 from healthflow.app import cluster_plan
 from healthflow.settings import Settings
 from tests.conftest import dev_headers, eventually, patient_body, subscribe
-from tests.integration.conftest import RABBIT_URL, REDIS_URL, Rabbit
+from tests.integration.conftest import gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
-
-def free_port_block(size: int = 4) -> int:
-    """A base port with `size` consecutive free ports after it (the cluster's layout)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + size > 65535:
-            continue
-        try:
-            with contextlib.ExitStack() as stack:
-                for port in range(base, base + size):
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no block of free ports")
-
-
-@pytest.fixture
-def topology_settings(
-    make_settings: Callable[..., Settings], rabbit: Rabbit, redis_prefix: str, request: Any
-) -> Settings:
-    patients_db: str = request.getfixturevalue("postgres_url")
-    # a second database for analytics: each service owns its store
-    analytics_db: str = request.getfixturevalue("second_postgres_url")
-    rabbit.groups.append("analytics")
-    return make_settings(
-        port=free_port_block(),
-        database_url=patients_db,
-        analytics_url=analytics_db,
-        broker_url=RABBIT_URL,
-        broker_exchange=rabbit.exchange,
-        cache_url=REDIS_URL,
-        cache_prefix=redis_prefix,
-        worker_count=2,
-        service_timeout_s=2.0,
-        outbox_poll_interval_s=0.1,
-        dashboard_cache_ttl_s=0.5,
-        log_level="warning",
-    )
-
-
-@pytest.fixture
-def topology(topology_settings: Settings) -> Iterator[dict[str, cluster.Child]]:
-    plan = cluster_plan(topology_settings)
-    upgrade = subprocess.run(
-        [sys.executable, "-m", "healthflow", "db", "upgrade"],
-        env={**os.environ, **plan[0][1]},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert upgrade.returncode == 0, upgrade.stderr
-    children = cluster.start(plan, ready_timeout_s=90, say=lambda _: None)
-    by_role = {c.role: c for c in children}
-    try:
-        yield by_role
-    finally:
-        cluster.stop(list(by_role.values()))
-
-
-def gateway(topology: dict[str, cluster.Child], settings: Settings) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=topology["gateway"].url, timeout=10, headers=dev_headers(settings.data_dir)
-    )
 
 
 @pytest.fixture(params=["role-all", "topology"])

@@ -3,6 +3,7 @@ PostgreSQL when its server and driver are here (a fresh database per test, dropp
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import socket
 import uuid
@@ -14,7 +15,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from healthflow.patients.domain import Patient, PatientNotFound, Sex, Status
+from healthflow.patients.domain import PatientNotFound
 from healthflow.storage.engine import Database, open_database
 from healthflow.vitals import intake_store
 from healthflow.vitals import store as schema
@@ -22,7 +23,7 @@ from healthflow.vitals.alerts import Alert, AlertChanged, AlertStatus, Severity
 from healthflow.vitals.assessment import PatientVitals, assess
 from healthflow.vitals.domain import Consciousness, QuarantinedReading, Reading
 from healthflow.vitals.events import RecordedReading
-from healthflow.vitals.monitor import VitalsMonitor
+from healthflow.vitals.monitor import VitalsMonitor, critical_call
 from healthflow.vitals.ports import Outcome, StoredReading
 from tests.conftest import SteppingClock
 
@@ -79,36 +80,16 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         await admin.dispose()
 
 
-class FakePatients:
-    """The Patients port in memory: one patient, and a log of critical requests."""
+class FakeWards:
+    """The PatientDirectory port in memory: one patient, in ward ICU."""
 
     def __init__(self, patient_id: UUID) -> None:
-        self.patient = Patient(
-            id=patient_id,
-            mrn="HF1",
-            given_name="Ada",
-            family_name="Lovelace",
-            birth_date=T0.date().replace(year=1980),
-            sex=Sex.FEMALE,
-            ward="ICU",
-            bed=None,
-            status=Status.ADMITTED,
-            version=1,
-            created_at=T0,
-            updated_at=T0,
-            status_since=T0,
-        )
-        self.critical_calls: list[str] = []
+        self.patient_id = patient_id
 
-    async def get(self, patient_id: UUID) -> Patient:
-        if patient_id != self.patient.id:
+    async def ward(self, patient_id: UUID) -> str:
+        if patient_id != self.patient_id:
             raise PatientNotFound(patient_id)
-        return self.patient
-
-    async def mark_critical(self, patient_id: UUID, *, reason: str, source: str) -> Patient:
-        self.critical_calls.append(reason)
-        self.patient = dataclasses.replace(self.patient, status=Status.CRITICAL)
-        return self.patient
+        return "ICU"
 
 
 class FakeHub:
@@ -135,33 +116,36 @@ def patient_id() -> UUID:
 
 
 @pytest.fixture
-def parts(db: Database, patient_id: UUID) -> tuple[VitalsMonitor, FakePatients, FakeHub]:
-    patients, hub = FakePatients(patient_id), FakeHub()
+def parts(db: Database, patient_id: UUID) -> tuple[VitalsMonitor, FakeWards, FakeHub]:
+    patients, hub = FakeWards(patient_id), FakeHub()
     monitor = VitalsMonitor(schema.SqlVitalsStore(db), patients, hub, SteppingClock(T0))
     return monitor, patients, hub
 
 
 async def test_a_redelivered_reading_has_its_effect_once(
-    parts: tuple[VitalsMonitor, FakePatients, FakeHub], patient_id: UUID, db: Database
+    parts: tuple[VitalsMonitor, FakeWards, FakeHub], patient_id: UUID, db: Database
 ) -> None:
-    monitor, patients, hub = parts
+    monitor, _, hub = parts
     reading = recorded(patient_id, 0, **CRITICAL)
-    first, _ = await monitor.record(reading)
+    [first] = await monitor.assess_many([reading])
     pushed = len(hub.messages)
-    again, repeated = await monitor.record(reading)
-    assert repeated is False
-    assert again.alert is not None
-    assert first.alert is not None
-    assert again.alert.id == first.alert.id
-    assert again.alert.readings == 1
+    [again] = await monitor.assess_many([reading])
+    assert (first.first, again.first) == (True, False)
+    [alert] = await monitor.alerts(
+        status=None, severity=None, ward=None, patient_id=patient_id, limit=10
+    )
+    assert alert.readings == 1
     assert len(await schema.SqlVitalsStore(db).series(patient_id, since=None, limit=10)) == 1
-    # the status change is repeated (idempotent) in case the first run died before it; no pushes
-    assert len(patients.critical_calls) == 2
+    # the move to critical is asked for again (the first run may have died before it), keyed
+    # by the same alert so it happens once; nothing is pushed twice
+    assert first.critical is not None
+    assert again.critical == first.critical
+    assert first.critical.alert_id == alert.id
     assert len(hub.messages) == pushed
 
 
 async def test_the_same_device_and_instant_under_a_new_id_is_a_duplicate(
-    parts: tuple[VitalsMonitor, FakePatients, FakeHub], patient_id: UUID, db: Database
+    parts: tuple[VitalsMonitor, FakeWards, FakeHub], patient_id: UUID, db: Database
 ) -> None:
     monitor, _, _ = parts
     await monitor.record(recorded(patient_id, 0, heart_rate=70.0))
@@ -171,7 +155,7 @@ async def test_the_same_device_and_instant_under_a_new_id_is_a_duplicate(
 
 
 async def test_a_late_reading_is_stored_but_not_scored(
-    parts: tuple[VitalsMonitor, FakePatients, FakeHub], patient_id: UUID, db: Database
+    parts: tuple[VitalsMonitor, FakeWards, FakeHub], patient_id: UUID, db: Database
 ) -> None:
     monitor, _, _ = parts
     await monitor.record(recorded(patient_id, 10, heart_rate=70.0))
@@ -183,7 +167,7 @@ async def test_a_late_reading_is_stored_but_not_scored(
 
 
 async def test_saving_a_stale_alert_is_refused(
-    parts: tuple[VitalsMonitor, FakePatients, FakeHub], patient_id: UUID, db: Database
+    parts: tuple[VitalsMonitor, FakeWards, FakeHub], patient_id: UUID, db: Database
 ) -> None:
     monitor, _, _ = parts
     outcome, _ = await monitor.record(recorded(patient_id, 0, **CRITICAL))
@@ -223,27 +207,29 @@ def _summary(outcome: Any) -> tuple[Any, ...]:
 
 async def test_a_batch_has_exactly_the_effect_of_its_readings_one_by_one(db: Database) -> None:
     # the worker hands the monitor whatever its queue holds: the outcome may not depend on that
-    one_by_one, batched = FakePatients(uuid4()), FakePatients(uuid4())
+    one_by_one, batched = FakeWards(uuid4()), FakeWards(uuid4())
     store = schema.SqlVitalsStore(db)
     single = VitalsMonitor(store, one_by_one, FakeHub(), SteppingClock(T0))
     batch_hub = FakeHub()
     together = VitalsMonitor(store, batched, batch_hub, SteppingClock(T0))
     singles = [
-        (await single.record(recorded(one_by_one.patient.id, i, **v)))[0]
+        (await single.record(recorded(one_by_one.patient_id, i, **v)))[0]
         for i, v in enumerate(STAY)
     ]
     results = await together.record_many(
-        [recorded(batched.patient.id, i, "mon-2", **v) for i, v in enumerate(STAY)]
+        [recorded(batched.patient_id, i, "mon-2", **v) for i, v in enumerate(STAY)]
     )
     assert [_summary(o) for o in singles] == [_summary(o) for o, _ in results]
     assert all(first for _, first in results)
+    # one move to critical asked for, by the reading that made the alert critical
+    for outcomes in (singles, [o for o, _ in results]):
+        assert len([c for c in map(critical_call, outcomes) if c is not None]) == 1
     for patients in (one_by_one, batched):
         [alert] = await store.alerts(
-            status=None, severity=None, ward=None, patient_id=patients.patient.id, limit=10
+            status=None, severity=None, ward=None, patient_id=patients.patient_id, limit=10
         )
         assert (alert.severity.value, alert.status.value) == ("critical", "resolved")
-        assert len(patients.critical_calls) == 1
-        news2 = await store.state(patients.patient.id)
+        news2 = await store.state(patients.patient_id)
         assert news2 is not None and news2.assessment is not None
         assert news2.assessment.total == 0
     # every alert step is pushed; vitals once per patient per batch (the hub coalesces anyway)
@@ -254,7 +240,7 @@ async def test_a_batch_has_exactly_the_effect_of_its_readings_one_by_one(db: Dat
 
 
 async def test_a_batch_with_repeats_applies_each_reading_once(
-    parts: tuple[VitalsMonitor, FakePatients, FakeHub], patient_id: UUID, db: Database
+    parts: tuple[VitalsMonitor, FakeWards, FakeHub], patient_id: UUID, db: Database
 ) -> None:
     monitor, _, _ = parts
     first = recorded(patient_id, 0, **CRITICAL)
@@ -327,7 +313,7 @@ async def test_latest_pages_every_patients_current_news2_by_ward(db: Database) -
 
 
 async def test_open_alerts_are_counted_by_severity(
-    parts: tuple[VitalsMonitor, FakePatients, FakeHub], patient_id: UUID, db: Database
+    parts: tuple[VitalsMonitor, FakeWards, FakeHub], patient_id: UUID, db: Database
 ) -> None:
     monitor, _, _ = parts
     assert await monitor.open_alerts_by_severity() == {"urgent": 0, "critical": 0}
@@ -357,7 +343,7 @@ async def test_an_acknowledgement_racing_a_reading_acknowledges_the_updated_aler
     db: Database, patient_id: UUID
 ) -> None:
     store, hub = RacingStore(db), FakeHub()
-    monitor = VitalsMonitor(store, FakePatients(patient_id), hub, SteppingClock(T0))
+    monitor = VitalsMonitor(store, FakeWards(patient_id), hub, SteppingClock(T0))
     outcome, _ = await monitor.record(recorded(patient_id, 0, **CRITICAL))
     assert outcome.alert is not None
     store.before_save = lambda: monitor.record(recorded(patient_id, 1, **CRITICAL))
@@ -382,7 +368,7 @@ async def test_an_acknowledgement_racing_an_escalation_is_refused(
     db: Database, patient_id: UUID
 ) -> None:
     store = RacingStore(db)
-    monitor = VitalsMonitor(store, FakePatients(patient_id), FakeHub(), SteppingClock(T0))
+    monitor = VitalsMonitor(store, FakeWards(patient_id), FakeHub(), SteppingClock(T0))
     # NEWS2 5 (medium): an urgent alert
     worrying = {"resp_rate": 22.0, "spo2": 95.0, "heart_rate": 100.0, "temperature": 38.5}
     outcome, _ = await monitor.record(recorded(patient_id, 0, **worrying))
@@ -426,3 +412,31 @@ def _uuid7(i: int) -> UUID:
     from healthflow.ids import uuid7
 
     return uuid7(T0 + timedelta(seconds=i))
+
+
+async def test_readings_of_one_patient_handled_at_once_raise_one_alert(
+    parts: tuple[VitalsMonitor, FakeWards, FakeHub], patient_id: UUID, db: Database
+) -> None:
+    # several worker processes can hand in one patient's readings at the same moment
+    monitor, _, _ = parts
+    readings = [
+        RecordedReading(
+            str(uuid4()),
+            f"mon-{n}",
+            patient_id,
+            Reading(ts=T0 + timedelta(seconds=n), **CRITICAL),
+            T0 + timedelta(seconds=n),
+            "ICU",
+        )
+        for n in range(8)
+    ]
+
+    await asyncio.gather(*(monitor.record(r) for r in readings))
+
+    [alert] = await monitor.alerts(
+        status=None, severity=None, ward=None, patient_id=patient_id, limit=10
+    )
+    series = await schema.SqlVitalsStore(db).series(patient_id, since=None, limit=10)
+    assert len(series) == 8
+    # every reading that was scored counted on the one alert: no update was lost
+    assert alert.readings == sum(1 for s in series if s.assessment is not None)

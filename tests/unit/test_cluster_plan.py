@@ -31,6 +31,20 @@ def test_each_role_gets_its_port_and_every_service_url(
         assert env["HEALTHFLOW_ANALYTICS_SERVICE_URL"] == "http://10.0.0.5:9102"
 
 
+def test_only_the_worker_gets_the_mqtt_broker(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(broker_url="amqp://h/", mqtt_url="mqtts://broker:8883")
+    plan = dict(cluster_plan(settings))
+
+    assert {role: env["HEALTHFLOW_MQTT_URL"] for role, env in plan.items()} == {
+        "patients": "",
+        "analytics": "",
+        "worker": "mqtts://broker:8883",
+        "gateway": "",
+    }
+    with mock.patch.dict(os.environ, plan["worker"], clear=True):
+        assert Settings().mqtt_url == "mqtts://broker:8883"  # type: ignore[call-arg]
+
+
 def test_a_child_reads_back_exactly_the_parents_settings(
     make_settings: Callable[..., Settings],
 ) -> None:

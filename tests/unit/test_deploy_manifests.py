@@ -9,8 +9,10 @@ import pytest
 import yaml
 
 from healthflow.app import ANALYTICS_GROUP
+from healthflow.composition.adapters import VITALS_GROUP
 from healthflow.messaging.rabbitmq import RabbitBus
 from healthflow.settings import Settings
+from healthflow.vitals.ingest_mqtt import Broker
 from tests.conftest import SteppingClock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,12 +73,39 @@ def test_keda_scales_the_worker_on_the_queue_the_bus_declares() -> None:
         prefetch=1,
     )
     scaled = of_kind("ScaledObject")["healthflow-worker"]
-    [trigger] = scaled["spec"]["triggers"]
+    triggers = scaled["spec"]["triggers"]
 
     assert scaled["spec"]["scaleTargetRef"]["name"] in of_kind("Deployment")
-    assert trigger["type"] == "rabbitmq"
-    assert trigger["metadata"]["queueName"] == bus.queue_names(ANALYTICS_GROUP)[0]
-    assert trigger["authenticationRef"]["name"] in of_kind("TriggerAuthentication")
+    assert {t["metadata"]["queueName"] for t in triggers} == {
+        bus.queue_names(ANALYTICS_GROUP)[0],
+        bus.queue_names(VITALS_GROUP)[0],
+    }
+    for trigger in triggers:
+        assert trigger["type"] == "rabbitmq"
+        assert trigger["authenticationRef"]["name"] in of_kind("TriggerAuthentication")
+
+
+def container_env(deployment: dict[str, Any]) -> dict[str, str]:
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+def test_exactly_one_worker_pod_subscribes_to_mqtt() -> None:
+    # one MQTT client id may be connected once: the broker drops the older of two, so the
+    # subscriber runs in a single, never-overlapping pod and the scaled workers leave it alone
+    deployments = of_kind("Deployment")
+    subscriber = deployments["healthflow-worker-mqtt"]
+    workers = {
+        n: d for n, d in deployments.items() if container_env(d)["HEALTHFLOW_ROLE"] == "worker"
+    }
+
+    assert set(workers) == {"healthflow-worker", "healthflow-worker-mqtt"}
+    assert subscriber["spec"]["replicas"] == 1
+    assert subscriber["spec"]["strategy"]["type"] == "Recreate"
+    assert "HEALTHFLOW_MQTT_URL" not in container_env(subscriber)  # from the Secret
+    assert container_env(deployments["healthflow-worker"])["HEALTHFLOW_MQTT_URL"] == ""
+    scaled = of_kind("ScaledObject")["healthflow-worker"]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "healthflow-worker"
 
 
 def test_compose_runs_every_role_after_the_migration() -> None:
@@ -91,6 +120,21 @@ def test_compose_runs_every_role_after_the_migration() -> None:
         assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["gateway"]["ports"] == ["8000:8000"]
     assert not any("ports" in services[r] for r in ROLES if r != "gateway")
+
+
+def test_compose_gives_the_mqtt_broker_to_the_worker_only() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    services = compose["services"]
+    url = services["worker"]["environment"]["HEALTHFLOW_MQTT_URL"]
+
+    assert Broker.from_url(url).hostname in services
+    assert services["worker"]["depends_on"]["mosquitto"]["condition"] == "service_started"
+    assert not any(
+        "HEALTHFLOW_MQTT_URL" in services[r]["environment"] for r in ROLES if r != "worker"
+    )
+    [config] = [v for v in services["mosquitto"]["volumes"] if v.endswith("mosquitto.conf:ro")]
+    lines = (ROOT / "deploy" / config.split(":")[0]).read_text().splitlines()
+    assert f"listener {Broker.from_url(url).port}" in lines
 
 
 def test_the_image_serves_healthflow_as_a_non_root_user() -> None:

@@ -37,6 +37,7 @@ class PatientEventData(BaseModel):
     previous_status: Status | None = None
     reason: str | None = None
     source: str | None = None
+    alert_id: UUID | None = None  # the clinical alert behind a move into critical
 
 
 class PatientEventIn(BaseModel):

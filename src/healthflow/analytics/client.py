@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import httpx
-import structlog
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from healthflow.circuit_breaker import CircuitBreaker
 from healthflow.messaging.events import CloudEvent
 from healthflow.ports import Check
+from healthflow.service_calls import ServiceCaller, ServiceUnavailable
 
-log = structlog.get_logger(__name__)
-
-
-class AnalyticsUnavailable(Exception):
-    """The analytics service did not take the event (down, timed out, or answered 5xx)."""
+# the name this sink's callers know for "the analytics service did not take the event"
+AnalyticsUnavailable = ServiceUnavailable
 
 
 class AnalyticsRefused(Exception):
@@ -38,49 +29,21 @@ class HttpAnalyticsSink:
         attempts: int,
         max_wait_s: float = 2.0,
     ) -> None:
-        self._client = client
-        self._breaker = breaker
-        self._attempts = attempts
-        self._max_wait_s = max_wait_s
+        self._analytics = ServiceCaller(
+            "analytics", client, breaker, attempts=attempts, max_wait_s=max_wait_s
+        )
 
     async def record(self, event: CloudEvent) -> bool:
         """True if the service stored the event for the first time, False for a duplicate."""
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=wait_random_exponential(multiplier=0.1, max=self._max_wait_s),
-            retry=retry_if_exception_type(AnalyticsUnavailable),
-            reraise=True,
+        response = await self._analytics.send(
+            "POST",
+            "/api/analytics/events",
+            content=event.to_json(),
+            headers={"content-type": "application/json"},
         )
-        async for attempt in retrying:
-            with attempt:
-                return await self._post(event)
-        raise AssertionError("unreachable: tenacity reraises the last failure")
-
-    async def _post(self, event: CloudEvent) -> bool:
-        self._breaker.before_call()
-        try:
-            response = await self._client.post(
-                "/api/analytics/events",
-                content=event.to_json(),
-                headers={"content-type": "application/json"},
-            )
-        except httpx.HTTPError as exc:
-            self._breaker.failed()
-            raise AnalyticsUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 500:
-            self._breaker.failed()
-            raise AnalyticsUnavailable(f"analytics answered {response.status_code}")
-        self._breaker.succeeded()
         if response.status_code >= 400:
             raise AnalyticsRefused(f"analytics answered {response.status_code}: {response.text}")
         return not bool(response.json()["duplicate"])
 
     async def check(self) -> Check:
-        try:
-            response = await self._client.get("/health/ready")
-        except httpx.HTTPError as exc:
-            return Check(False, {"error": type(exc).__name__, "circuit": self._breaker.state})
-        return Check(
-            response.status_code == 200,
-            {"status_code": response.status_code, "circuit": self._breaker.state},
-        )
+        return await self._analytics.check()

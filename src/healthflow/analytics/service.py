@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import orjson
 import structlog
 
 from healthflow.messaging.events import CloudEvent
 from healthflow.observability import metrics
+from healthflow.patients.domain import PatientNotFound
 from healthflow.ports import AnalyticsStore, Cache, Clock, Hub
 
 log = structlog.get_logger(__name__)
@@ -62,6 +64,14 @@ class AnalyticsService:
         except Exception:
             metrics.HUB_FAILURES.inc()
             log.exception("hub_broadcast_failed", event_type=EVENT_PROCESSED)
+
+    async def ward(self, patient_id: UUID) -> str:
+        """A patient's ward as the projection knows it (the analytics role's PatientDirectory);
+        raises PatientNotFound for a patient whose first event has not been processed yet."""
+        ward = await self._store.ward_of(patient_id)
+        if ward is None:
+            raise PatientNotFound(patient_id)
+        return ward
 
     async def dashboard(self, days: int) -> dict[str, Any]:
         key = f"{DASHBOARD_KEY}{days}"

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import orjson
 from sqlalchemy import (
@@ -223,6 +224,12 @@ class SqlAnalyticsStore:
             "waits_counted": wait_count,
             "events_processed_total": int(total_rows.get("events", 0)),
         }
+
+    async def ward_of(self, patient_id: UUID) -> str | None:
+        query = select(patient_states.c.ward).where(patient_states.c.patient_id == str(patient_id))
+        async with self._db.reader.connect() as conn:
+            ward = await conn.scalar(query)
+        return str(ward) if ward is not None else None
 
     async def document(self, event_id: str) -> dict[str, Any] | None:
         async with self._db.reader.connect() as conn:

@@ -35,6 +35,10 @@ from healthflow.storage.cache import MemoryCache
 from healthflow.storage.engine import Database, open_database
 from healthflow.storage.redis_cache import RedisCache
 from healthflow.vitals import events as vitals_events
+from healthflow.vitals import intake_store
+from healthflow.vitals.ingest_mqtt import Broker, MqttIngest
+from healthflow.vitals.ports import DeviceMessages, Patients
+from healthflow.vitals.service import DeviceService, TelemetryService
 
 log = structlog.get_logger(__name__)
 
@@ -215,7 +219,9 @@ def _event_bus(
     clock: Clock,
     dead_letter_db: Database | None,
     *,
-    declare_groups: tuple[str, ...] = (ANALYTICS_GROUP,),
+    # a publisher declares every consumer group's queue, so events published before a worker
+    # ever started wait for it instead of being routed to no queue (readings included)
+    declare_groups: tuple[str, ...] = (ANALYTICS_GROUP, VITALS_GROUP),
     live_groups: tuple[str, ...] = (),
 ) -> EventBus:
     if settings.broker_url.startswith("amqp"):
@@ -316,4 +322,46 @@ def outbox_relay(settings: Settings, outbox: Outbox, bus: EventBus, clock: Clock
         poll_interval_s=settings.outbox_poll_interval_s,
         max_in_flight=settings.outbox_max_in_flight,
         publish_timeout_s=settings.outbox_publish_timeout_s,
+    )
+
+
+# --- device telemetry (issue 4): one intake and one MQTT subscriber for every role running them ---
+
+
+def telemetry_intake(
+    settings: Settings, clock: Clock, patients_db: Database, bus: EventBus, patients: Patients
+) -> tuple[DeviceService, TelemetryService, OutboxRelay]:
+    """Devices, the durable intake and its outbox relay: `--role all` and `--role patients`."""
+    relay = OutboxRelay(
+        intake_store.SqlTelemetryOutbox(patients_db),
+        bus,
+        clock,
+        batch_size=settings.outbox_batch_size,
+        poll_interval_s=settings.outbox_poll_interval_s,
+        max_in_flight=1,  # one batch at a time keeps each patient's readings in order
+        publish_timeout_s=settings.outbox_publish_timeout_s,
+    )
+    devices = DeviceService(intake_store.SqlDeviceRegistry(patients_db), patients, clock)
+    intake = TelemetryService(
+        devices,
+        intake_store.SqlTelemetryIntake(
+            patients_db, on_commit=relay.wake, backlog_limit=settings.telemetry_backlog_limit
+        ),
+        clock,
+        backlog_limit=settings.telemetry_backlog_limit,
+    )
+    return devices, intake, relay
+
+
+def mqtt_ingest(settings: Settings, messages: DeviceMessages) -> MqttIngest | None:
+    """The MQTT subscriber when `HEALTHFLOW_MQTT_URL` is set: `--role all` and `--role worker`."""
+    if not settings.mqtt_url:
+        return None
+    return MqttIngest(
+        messages,
+        Broker.from_url(settings.mqtt_url),
+        client_id=settings.mqtt_client_id,
+        topic_prefix=settings.mqtt_topic_prefix,
+        max_message_bytes=settings.max_body_bytes,
+        queue_size=settings.worker_queue_size,
     )

@@ -28,7 +28,9 @@ from healthflow.composition.adapters import (
     _migrate,
     _patients_database,
     build_security,
+    mqtt_ingest,
     outbox_relay,
+    telemetry_intake,
 )
 from healthflow.messaging.events import CloudEvent
 from healthflow.messaging.outbox import OutboxRelay
@@ -45,9 +47,9 @@ from healthflow.settings import Settings
 from healthflow.storage import migrations
 from healthflow.storage.engine import Database, open_database
 from healthflow.tasks import cancel_and_wait
-from healthflow.vitals import intake_store
 from healthflow.vitals import store as vitals_store
-from healthflow.vitals.ingest_mqtt import Broker, MqttIngest
+from healthflow.vitals.escalation import Escalation
+from healthflow.vitals.ingest_mqtt import LocalIntake, MqttIngest
 from healthflow.vitals.monitor import VitalsMonitor
 from healthflow.vitals.service import DeviceService, TelemetryService
 
@@ -146,43 +148,19 @@ def _build_telemetry(
     hub: Hub,
     patients: PatientService,
 ) -> Telemetry:
-    relay = OutboxRelay(
-        intake_store.SqlTelemetryOutbox(patients_db),
-        bus,
-        clock,
-        batch_size=settings.outbox_batch_size,
-        poll_interval_s=settings.outbox_poll_interval_s,
-        max_in_flight=1,  # one batch at a time keeps each patient's readings in order
-    )
-    devices = DeviceService(intake_store.SqlDeviceRegistry(patients_db), patients, clock)
-    intake = TelemetryService(
-        devices,
-        intake_store.SqlTelemetryIntake(
-            patients_db, on_commit=relay.wake, backlog_limit=settings.telemetry_backlog_limit
-        ),
-        clock,
-        backlog_limit=settings.telemetry_backlog_limit,
-    )
+    devices, intake, relay = telemetry_intake(settings, clock, patients_db, bus, patients)
     monitor = VitalsMonitor(vitals_store.SqlVitalsStore(analytics_db), patients, hub, clock)
+    escalation = Escalation(monitor, patients)
     pool = WorkerPool(
         VITALS_GROUP,
-        monitor.handle,
+        escalation.handle,
         workers=settings.worker_count,
         capacity=settings.worker_queue_size,
-        batch_handler=monitor.handle_batch,
+        batch_handler=escalation.handle_batch,
         max_batch=settings.worker_batch_size,
     )
     bus.subscribe(VITALS_GROUP, pool.submit, types=GROUP_TYPES[VITALS_GROUP])
-    mqtt = None
-    if settings.mqtt_url:
-        mqtt = MqttIngest(
-            intake,
-            Broker.from_url(settings.mqtt_url),
-            client_id=settings.mqtt_client_id,
-            topic_prefix=settings.mqtt_topic_prefix,
-            max_message_bytes=settings.max_body_bytes,
-            queue_size=settings.worker_queue_size,
-        )
+    mqtt = mqtt_ingest(settings, LocalIntake(intake))
     return Telemetry(devices, intake, monitor, pool, relay, mqtt)
 
 

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
 
-import httpx
 import orjson
 import structlog
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from pydantic import SecretStr
 
-from healthflow import __version__
 from healthflow.analytics import api as analytics_api
 from healthflow.analytics.client import HttpAnalyticsSink
 from healthflow.analytics.service import AnalyticsService
@@ -25,7 +19,7 @@ from healthflow.clock import SystemClock
 from healthflow.composition.adapters import (
     ANALYTICS_GROUP,
     GROUP_TYPES,
-    Security,
+    VITALS_GROUP,
     _build_hub,
     _cache,
     _check_supported,
@@ -36,154 +30,47 @@ from healthflow.composition.adapters import (
     _migrate,
     _patients_database,
     _service_client,
-    backends,
     build_security,
-    build_verifier,
-    dev_tokens,
+    mqtt_ingest,
     outbox_relay,
+    telemetry_intake,
 )
-from healthflow.composition.platform import _report_crash
+from healthflow.composition.process import (
+    Lifecycle,
+    _guard,
+    _no_ward,
+    _role_http_app,
+    _service_credentials,
+)
 from healthflow.gateway import proxy as gateway_proxy
 from healthflow.gateway.health import GatewayReadiness
 from healthflow.gateway.proxy import Upstream
-from healthflow.http import (
-    BodyLimit,
-    RequestContext,
-    RequestTimeout,
-    SecurityHeaders,
-    install_error_handlers,
-)
 from healthflow.messaging.events import CloudEvent
 from healthflow.messaging.worker import WorkerPool
-from healthflow.observability import health
 from healthflow.observability.health import Readiness
 from healthflow.patients import api as patients_api
+from healthflow.patients import events as patient_events
 from healthflow.patients.service import PatientService
 from healthflow.patients.store import SqlOutbox, SqlPatientStore
 from healthflow.ports import Clock, Delivery
 from healthflow.realtime import websocket
 from healthflow.security import api as audit_api
-from healthflow.security.live import live_access
-from healthflow.security.ratelimit import RateLimiter
+from healthflow.security.audit import SqlAuditTrail
 from healthflow.security.rbac import (
     GATEWAY_PERMISSIONS,
-    PERMISSIONS,
-    Guard,
-    Rule,
-    document_security,
-    guard,
 )
-from healthflow.security.tokens import (
-    ServiceCredentials,
-)
+from healthflow.service_calls import ServiceCaller
 from healthflow.settings import Settings
 from healthflow.storage import migrations
 from healthflow.storage.engine import open_database
-from healthflow.tasks import cancel_and_wait
+from healthflow.vitals import api as vitals_api
+from healthflow.vitals import ingest_http
+from healthflow.vitals.clients import HttpAssessor, HttpCriticalStatus, HttpDeviceMessages
+from healthflow.vitals.escalation import Escalation
+from healthflow.vitals.monitor import VitalsMonitor
+from healthflow.vitals.store import SqlVitalsStore
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class Lifecycle:
-    """What one role's process starts, in order, and stops in reverse order."""
-
-    starts: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    def background(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        async def start() -> None:
-            task = asyncio.create_task(run(), name=name)
-            task.add_done_callback(_report_crash)
-            self.tasks.append(task)
-
-        async def stop() -> None:
-            await cancel_and_wait(self.tasks)
-
-        self.starts.append(start)
-        self.stops.append(stop)
-
-    async def start(self) -> None:
-        try:
-            for step in self.starts:
-                await step()
-        except BaseException:
-            await self.stop()  # release what the steps before the failure opened
-            raise
-
-    async def stop(self) -> None:
-        for step in reversed(self.stops):
-            try:
-                await step()
-            except Exception:
-                log.exception("stop_step_failed")
-
-
-def _no_ward(_: uuid.UUID) -> Awaitable[str | None]:
-    async def none() -> str | None:
-        return None
-
-    return none()
-
-
-def _guard(
-    settings: Settings,
-    security: Security | None,
-    ward_of: Callable[[uuid.UUID], Awaitable[str | None]],
-    permissions: Mapping[tuple[str, str], Rule] = PERMISSIONS,
-) -> Guard:
-    """The access guard of one process; without a patient database there is no audit trail,
-    and no route there reads or changes patient data."""
-    verifier = security.verifier if security else build_verifier(settings)
-    return Guard(
-        verifier,
-        security.audit if security else None,
-        ward_of,
-        per_client=RateLimiter(settings.rate_limit_client_per_minute),
-        per_subject=RateLimiter(settings.rate_limit_subject_per_minute),
-        permissions=permissions,
-    )
-
-
-def _service_credentials(settings: Settings) -> httpx.Auth | None:
-    """Bearer tokens one HealthFlow service presents to another (role `service`).
-
-    With development tokens each call gets a fresh short-lived token; with an OIDC issuer the
-    deployment must supply client-credentials tokens (not built yet: see docs/security.md).
-    """
-    minter = dev_tokens(settings)
-    return ServiceCredentials(minter, subject=f"healthflow-{settings.role}") if minter else None
-
-
-def _role_http_app(settings: Settings, life: Lifecycle, guard_: Guard) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await life.start()
-        log.info("healthflow_started", version=__version__, backends=backends(settings))
-        try:
-            yield
-        finally:
-            await life.stop()
-            log.info("healthflow_stopped", role=settings.role)
-
-    app = FastAPI(
-        title=f"HealthFlow {settings.role}",
-        version=__version__,
-        lifespan=lifespan,
-        description=f"HealthFlow {settings.role} service.",
-        dependencies=[Depends(guard, scope="function")],
-    )
-    app.state.guard = guard_
-    app.state.live_access = live_access
-    document_security(app)
-    install_error_handlers(app)
-    app.include_router(health.router)
-    app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContext)
-    app.add_middleware(SecurityHeaders)
-    return app
 
 
 def build_role_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
@@ -209,6 +96,9 @@ def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
     outbox = SqlOutbox(db, cipher=security.cipher)
     relay = outbox_relay(settings, outbox, bus, clock)
     store = SqlPatientStore(db, cipher=security.cipher, audit=security.audit, on_commit=relay.wake)
+    patients = PatientService(store, hub, clock)
+    # devices, the telemetry intake and its outbox live in the patients database (issue 4)
+    devices, intake, telemetry_relay = telemetry_intake(settings, clock, db, bus, patients)
 
     async def open_stores() -> None:
         await _migrate(db, migrations.PATIENTS)
@@ -220,20 +110,34 @@ def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
     life.starts.append(bus.start)
     life.stops.append(bus.close)
     life.stops.append(relay.stop)
+    life.stops.append(telemetry_relay.stop)
     life.background("outbox-relay", relay.run)
-    app = _role_http_app(settings, life, _guard(settings, security, store.ward_of))
+    life.background("telemetry-relay", telemetry_relay.run)
+    app = _role_http_app(
+        settings, life, _guard(settings, security.audit, store.ward_of, security=security)
+    )
     app.state.audit = security.audit
     app.include_router(audit_api.router)
-    app.state.patients = PatientService(store, hub, clock)
+    app.state.patients = patients
+    app.state.devices = devices
+    app.state.telemetry = intake
     app.state.hub = hub
     app.state.readiness = Readiness(
-        critical={"database": store.check, "event_bus": bus.check},
+        critical={
+            "database": store.check,
+            "event_bus": bus.check,
+            "telemetry_intake": intake.check,
+        },
         outbox=outbox,
         queue=None,
         clock=clock,
         degraded_after_s=settings.outbox_degraded_after_s,
     )
+    vitals_api.install_error_handlers(app)
+    ingest_http.document_body(app)
     app.include_router(patients_api.router)
+    app.include_router(ingest_http.router)
+    app.include_router(vitals_api.devices_router)
     app.include_router(websocket.router)
     return app
 
@@ -246,9 +150,12 @@ def _analytics_role(settings: Settings, clock: Clock) -> FastAPI:
     life.stops.append(hub.close)
     cache = _cache(settings)
     store = SqlAnalyticsStore(db)
+    # vitals, NEWS2 and alerts are read and acknowledged here: audited in this database's chain
+    audit = SqlAuditTrail(db, clock)
 
     async def open_stores() -> None:
         await _migrate(db, migrations.ANALYTICS)
+        await audit.prepare()
 
     async def close_cache() -> None:
         await _close_cache(cache)
@@ -256,10 +163,15 @@ def _analytics_role(settings: Settings, clock: Clock) -> FastAPI:
     life.starts.append(open_stores)
     life.stops.append(db.dispose)
     life.stops.append(close_cache)
-    app = _role_http_app(settings, life, _guard(settings, None, _no_ward))
-    app.state.analytics = AnalyticsService(
+    # a nurse's ward limit is checked on the projection's ward (the patient's own is not here)
+    app = _role_http_app(settings, life, _guard(settings, audit, store.ward_of))
+    analytics = AnalyticsService(
         store, cache, hub, clock, cache_ttl_s=settings.dashboard_cache_ttl_s
     )
+    vitals = SqlVitalsStore(db)
+    app.state.analytics = analytics
+    app.state.vitals_monitor = VitalsMonitor(vitals, analytics, hub, clock)
+    app.state.audit = audit
     app.state.hub = hub
     app.state.readiness = Readiness(
         critical={"analytics_store": store.check, **_critical_checks(cache)},
@@ -268,7 +180,10 @@ def _analytics_role(settings: Settings, clock: Clock) -> FastAPI:
         clock=clock,
         degraded_after_s=settings.outbox_degraded_after_s,
     )
+    vitals_api.install_error_handlers(app)
     app.include_router(analytics_api.router)
+    app.include_router(vitals_api.monitor_router)
+    app.include_router(audit_api.router)
     app.include_router(websocket.router)
     return app
 
@@ -276,40 +191,85 @@ def _analytics_role(settings: Settings, clock: Clock) -> FastAPI:
 def _worker_role(settings: Settings, clock: Clock) -> FastAPI:
     life = Lifecycle()
     bus = _event_bus(settings, clock, None)
-    client = _service_client(
-        settings.analytics_service_url, settings, auth=_service_credentials(settings)
+    credentials = _service_credentials(settings)
+    analytics = ServiceCaller(
+        "analytics",
+        _service_client(settings.analytics_service_url, settings, auth=credentials),
+        CircuitBreaker(
+            "analytics", failures=settings.breaker_failures, reset_s=settings.breaker_reset_s
+        ),
+        attempts=settings.service_retries,
     )
-    breaker = CircuitBreaker(
-        "analytics", failures=settings.breaker_failures, reset_s=settings.breaker_reset_s
+    patients = ServiceCaller(
+        "patients",
+        _service_client(settings.patients_service_url, settings, auth=credentials),
+        CircuitBreaker(
+            "patients", failures=settings.breaker_failures, reset_s=settings.breaker_reset_s
+        ),
+        attempts=settings.service_retries,
     )
-    sink = HttpAnalyticsSink(client, breaker, attempts=settings.service_retries)
+    sink = HttpAnalyticsSink(analytics.client, analytics.breaker, attempts=settings.service_retries)
 
     async def handle(event: CloudEvent) -> None:
         await sink.record(event)
 
-    pool = WorkerPool(
-        ANALYTICS_GROUP, handle, workers=settings.worker_count, capacity=settings.worker_queue_size
-    )
-    bus.subscribe(ANALYTICS_GROUP, pool.submit, types=GROUP_TYPES[ANALYTICS_GROUP])
+    pools = [
+        WorkerPool(
+            ANALYTICS_GROUP,
+            handle,
+            workers=settings.worker_count,
+            capacity=settings.worker_queue_size,
+        ),
+        # readings: scored on analytics, then (once per critical alert) the patient marked
+        WorkerPool(
+            VITALS_GROUP,
+            Escalation(HttpAssessor(analytics), HttpCriticalStatus(patients)).handle,
+            workers=settings.worker_count,
+            capacity=settings.worker_queue_size,
+        ),
+    ]
+    for pool in pools:
+        bus.subscribe(pool.name, pool.submit, types=GROUP_TYPES[pool.name])
+    # devices publish to MQTT; their messages go into the patients service's durable intake
+    intake_client = _service_client(settings.patients_service_url, settings)
+    mqtt = mqtt_ingest(settings, HttpDeviceMessages(intake_client))
 
-    async def start_pool() -> None:
-        pool.start()
+    async def start_pools() -> None:
+        for pool in pools:
+            pool.start()
 
-    async def stop_pool() -> None:
-        await pool.stop(settings.worker_shutdown_grace_s)
+    async def stop_pools() -> None:
+        await asyncio.gather(*(p.stop(settings.worker_shutdown_grace_s) for p in pools))
 
-    life.stops.append(client.aclose)
+    for client in (analytics.client, patients.client, intake_client):
+        life.stops.append(client.aclose)
     life.stops.append(bus.close)
-    life.starts.append(start_pool)
+    life.starts.append(start_pools)
     life.starts.append(bus.start)
-    life.stops.append(stop_pool)
+    life.stops.append(stop_pools)
+    if mqtt is not None:
+        # started last and stopped first: no new messages while the pools drain
+        life.background("mqtt-ingest", mqtt.run)
     app = _role_http_app(settings, life, _guard(settings, None, _no_ward))
+
+    def queues() -> dict[str, int]:
+        return {
+            "depth": sum(p.depth for p in pools),
+            "capacity": sum(p.capacity for p in pools),
+            "busy": sum(p.busy for p in pools),
+        }
+
     app.state.readiness = Readiness(
-        critical={"event_bus": bus.check, "analytics_service": sink.check},
+        critical={
+            "event_bus": bus.check,
+            "analytics_service": analytics.check,
+            "patients_service": patients.check,
+        },
         outbox=None,
-        queue=lambda: {"depth": pool.depth, "capacity": pool.capacity, "busy": pool.busy},
+        queue=queues,
         clock=clock,
         degraded_after_s=settings.outbox_degraded_after_s,
+        degrading={"mqtt": mqtt.check} if mqtt is not None else {},
     )
     return app
 
@@ -330,7 +290,8 @@ def _gateway_role(settings: Settings, clock: Clock) -> FastAPI:
         # live push is best effort: the event's effect is carried by the outbox and the worker
         event = delivery.event
         try:
-            await hub.broadcast(event.type, event.data, event.time)
+            if event.type in patient_events.TYPES:  # raw readings are no live message
+                await hub.broadcast(event.type, event.data, event.time)
         finally:
             await delivery.ack()
 
@@ -380,7 +341,18 @@ def cluster_plan(settings: Settings) -> list[tuple[str, dict[str, str]]]:
             "HEALTHFLOW_WORKER_SERVICE_URL": url("worker"),
         }
     )
+    # the MQTT subscriber belongs to the worker: the other roles get the URL cleared, so an
+    # inherited HEALTHFLOW_MQTT_URL cannot make them look as if they subscribed
+    mqtt = {"worker": settings.mqtt_url}
     return [
-        (role, {**shared, "HEALTHFLOW_ROLE": role, "HEALTHFLOW_PORT": str(ports[role])})
+        (
+            role,
+            {
+                **shared,
+                "HEALTHFLOW_ROLE": role,
+                "HEALTHFLOW_PORT": str(ports[role]),
+                "HEALTHFLOW_MQTT_URL": mqtt.get(role, ""),
+            },
+        )
         for role in ("patients", "analytics", "worker", "gateway")
     ]

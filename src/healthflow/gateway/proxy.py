@@ -1,4 +1,10 @@
-"""Routes `/api/patients*` and `/api/analytics*` to their services over pooled HTTP clients."""
+"""Routes each public path to the service that owns its data, over pooled HTTP clients.
+
+patients: `/api/patients*` (but vitals and NEWS2), `/api/devices*` (telemetry intake included),
+`/api/quarantine`; analytics: `/api/analytics*`, `/api/patients/{id}/vitals`,
+`/api/patients/{id}/news2`, `/api/news2`, `/api/alerts*` (docs/infrastructure.md,
+docs/telemetry.md).
+"""
 
 from __future__ import annotations
 
@@ -92,6 +98,27 @@ async def forward(upstream: Upstream, request: Request) -> Response:
 
 def router(patients: Upstream, analytics: Upstream) -> APIRouter:
     routes = APIRouter(tags=["gateway"])
+
+    # declared before the `/api/patients/{path}` catch-all: the first matching route wins
+    @routes.get("/api/patients/{patient_id}/vitals", include_in_schema=False)
+    @routes.get("/api/patients/{patient_id}/news2", include_in_schema=False)
+    @routes.get("/api/news2", include_in_schema=False)
+    @routes.api_route("/api/alerts", methods=METHODS, include_in_schema=False)
+    @routes.api_route("/api/alerts/{path:path}", methods=METHODS, include_in_schema=False)
+    async def to_monitor(request: Request) -> Response:
+        return await forward(analytics, request)
+
+    # devices carry no bearer token: this route has its own (public) permission entry, so it is
+    # declared before the `/api/devices/{path}` catch-all that requires one
+    @routes.post("/api/devices/{device_id}/telemetry", include_in_schema=False)
+    async def to_telemetry_intake(request: Request) -> Response:
+        return await forward(patients, request)
+
+    @routes.api_route("/api/devices", methods=METHODS, include_in_schema=False)
+    @routes.api_route("/api/devices/{path:path}", methods=METHODS, include_in_schema=False)
+    @routes.api_route("/api/quarantine", methods=METHODS, include_in_schema=False)
+    async def to_devices(request: Request) -> Response:
+        return await forward(patients, request)
 
     @routes.api_route("/api/patients", methods=METHODS, include_in_schema=False)
     @routes.api_route("/api/patients/{path:path}", methods=METHODS, include_in_schema=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -25,6 +25,9 @@ class Readiness:
     queue: Callable[[], dict[str, int]] | None
     clock: Clock
     degraded_after_s: float
+    # down makes the process `degraded`, not `unhealthy`: e.g. the MQTT broker, whose outage
+    # must not take the gateway (which sums every service's readiness) out of service
+    degrading: dict[str, Callable[[], Awaitable[Check]]] = field(default_factory=dict)
 
     async def report(self) -> tuple[str, dict[str, Any]]:
         names = list(self.critical)
@@ -34,6 +37,11 @@ class Readiness:
             for n, r in zip(names, results, strict=True)
         }
         status = "healthy" if all(r.up for r in results) else "unhealthy"
+        lesser = await asyncio.gather(*(check() for check in self.degrading.values()))
+        for name, result in zip(self.degrading, lesser, strict=True):
+            checks[name] = {"status": "up" if result.up else "down", **result.detail}
+            if not result.up and status == "healthy":
+                status = "degraded"
         if self.outbox is not None:
             try:
                 stats = await self.outbox.stats()

@@ -76,7 +76,9 @@ async def change_status(
 
 @router.post("/{patient_id}/critical", response_model=PatientOut)
 async def mark_critical(patient_id: UUID, body: CriticalIn, service: Service) -> PatientOut:
-    patient = await service.mark_critical(patient_id, reason=body.reason, source=body.source)
+    patient = await service.mark_critical(
+        patient_id, reason=body.reason, source=body.source, alert_id=body.alert_id
+    )
     return PatientOut.of(patient)
 
 

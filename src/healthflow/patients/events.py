@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from healthflow.ids import uuid7
 from healthflow.messaging.events import CloudEvent
@@ -40,19 +41,27 @@ def created(patient: Patient) -> CloudEvent:
     )
 
 
-def status_changed(patient: Patient, change: StatusChange) -> CloudEvent:
-    """One event per move: PatientCritical for a move into critical, else PatientStatusUpdated."""
+def status_changed(
+    patient: Patient, change: StatusChange, *, alert_id: UUID | None = None
+) -> CloudEvent:
+    """One event per move: PatientCritical for a move into critical, else PatientStatusUpdated.
+
+    `alert_id` names the clinical alert that caused a move into critical (vitals/escalation.py).
+    """
     kind = PATIENT_CRITICAL if change.status is Status.CRITICAL else PATIENT_STATUS_UPDATED
+    data: dict[str, Any] = {
+        **_snapshot(patient),
+        "previous_status": change.previous.value,
+        "reason": change.reason,
+        "source": change.source,
+    }
+    if alert_id is not None:
+        data["alert_id"] = str(alert_id)
     return CloudEvent(
         id=str(uuid7(change.at)),
         source=SOURCE,
         type=kind,
         time=change.at,
         subject=str(patient.id),
-        data={
-            **_snapshot(patient),
-            "previous_status": change.previous.value,
-            "reason": change.reason,
-            "source": change.source,
-        },
+        data=data,
     )

@@ -56,6 +56,8 @@ class StatusChangeIn(_Body):
 class CriticalIn(_Body):
     reason: Annotated[str, Field(min_length=1, max_length=MAX_REASON_LENGTH)]
     source: Annotated[str, Field(min_length=1, max_length=100)]
+    # the clinical alert behind the move: at most one move into critical per alert
+    alert_id: UUID | None = None
 
 
 class PatientOut(BaseModel):

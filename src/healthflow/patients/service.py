@@ -64,18 +64,38 @@ class PatientService:
         await self._push(event)
         return changed
 
-    async def mark_critical(self, patient_id: UUID, *, reason: str, source: str) -> Patient:
-        """Put a patient in critical; a patient already critical is left as is (idempotent)."""
+    async def mark_critical(
+        self, patient_id: UUID, *, reason: str, source: str, alert_id: UUID | None = None
+    ) -> Patient:
+        """Put a patient in critical; idempotent: a patient already critical is left as is, and
+        with an `alert_id` the move happens at most once per alert, so a redelivered reading
+        cannot put back into critical a patient a clinician has since moved on."""
         current = await self.get(patient_id)
         if current.status is Status.CRITICAL:
             return current
-        return await self.change_status(
-            patient_id,
-            Status.CRITICAL,
-            reason=reason,
-            source=source,
-            expected_version=current.version,
+        if alert_id is not None and await self._moved_for(patient_id, alert_id):
+            return current
+        changed, change = current.change_status(
+            Status.CRITICAL, reason=reason, source=source, at=self._clock.now()
         )
+        event = events.status_changed(changed, change, alert_id=alert_id)
+        await self._store.save(changed, expected_version=current.version, events=[event])
+        await self._push(event)
+        return changed
+
+    async def _moved_for(self, patient_id: UUID, alert_id: UUID) -> bool:
+        # the patient's own history is short, and a critical move is rare: a scan is enough
+        return any(
+            e.type == events.PATIENT_CRITICAL and e.data.get("alert_id") == str(alert_id)
+            for e in await self._store.history(patient_id)
+        )
+
+    async def ward(self, patient_id: UUID) -> str:
+        """The patient's ward without decrypting the record; raises PatientNotFound."""
+        ward = await self._store.ward_of(patient_id)
+        if ward is None:  # a read replica may lag behind a registration just made
+            ward = (await self.get(patient_id)).ward
+        return ward
 
     async def get(self, patient_id: UUID) -> Patient:
         patient = await self._store.get(patient_id)

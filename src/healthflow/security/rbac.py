@@ -125,6 +125,10 @@ GATEWAY_PERMISSIONS: dict[tuple[str, str], Rule] = {
         for k in [("GET", "/health"), ("GET", "/health/ready"), ("GET", "/metrics")]
     },
     ("GET", "/ws"): PERMISSIONS[("GET", "/ws")],
+    ("POST", "/api/devices/{device_id}/telemetry"): DEVICE_KEY,
+    ("GET", "/api/patients/{patient_id}/vitals"): _PROXIED,
+    ("GET", "/api/patients/{patient_id}/news2"): _PROXIED,
+    ("GET", "/api/news2"): _PROXIED,
     **{
         (method, path): _PROXIED
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -133,6 +137,11 @@ GATEWAY_PERMISSIONS: dict[tuple[str, str], Rule] = {
             "/api/patients/{path:path}",
             "/api/analytics",
             "/api/analytics/{path:path}",
+            "/api/devices",
+            "/api/devices/{path:path}",
+            "/api/quarantine",
+            "/api/alerts",
+            "/api/alerts/{path:path}",
         )
     },
 }

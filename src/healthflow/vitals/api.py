@@ -30,12 +30,13 @@ from healthflow.vitals.domain import (
     ReadingsRefused,
     TelemetryBusy,
 )
-from healthflow.vitals.monitor import NoAssessment, VitalsMonitor
+from healthflow.vitals.monitor import NoAssessment, VitalsMonitor, critical_call
 from healthflow.vitals.schemas import (
     AckIn,
     AlertList,
     AlertOut,
     BindingIn,
+    CriticalCallOut,
     DeviceIn,
     DeviceList,
     DeviceOut,
@@ -52,7 +53,10 @@ from healthflow.vitals.schemas import (
 )
 from healthflow.vitals.service import DeviceService, TelemetryService
 
-router = APIRouter(tags=["telemetry"])
+# devices and the quarantine live with the intake (patients database); the series, NEWS2 and
+# alerts with the monitor (analytics database): two routers, so each role serves its own part
+devices_router = APIRouter(tags=["telemetry"])
+monitor_router = APIRouter(tags=["telemetry"])
 DeviceId = Annotated[str, Query(pattern=DEVICE_ID_PATTERN)]
 
 
@@ -76,7 +80,7 @@ Telemetry = Annotated[TelemetryService, Depends(_telemetry)]
 Monitor = Annotated[VitalsMonitor, Depends(_monitor)]
 
 
-@router.post("/api/devices", status_code=201, response_model=RegisteredOut)
+@devices_router.post("/api/devices", status_code=201, response_model=RegisteredOut)
 async def register_device(body: DeviceIn, devices: Devices, response: Response) -> RegisteredOut:
     registered = await devices.register(body.device_id, patient_id=body.patient_id, kind=body.kind)
     response.headers["Location"] = f"/api/devices/{body.device_id}"
@@ -86,7 +90,7 @@ async def register_device(body: DeviceIn, devices: Devices, response: Response) 
     )
 
 
-@router.get("/api/devices", response_model=DeviceList)
+@devices_router.get("/api/devices", response_model=DeviceList)
 async def list_devices(
     devices: Devices,
     patient_id: UUID | None = None,
@@ -96,22 +100,22 @@ async def list_devices(
     return DeviceList(items=[DeviceOut.of(d) for d in found])
 
 
-@router.get("/api/devices/{device_id}", response_model=DeviceOut)
+@devices_router.get("/api/devices/{device_id}", response_model=DeviceOut)
 async def get_device(device_id: str, devices: Devices) -> DeviceOut:
     return DeviceOut.of(await devices.get(device_id))
 
 
-@router.put("/api/devices/{device_id}/binding", response_model=DeviceOut)
+@devices_router.put("/api/devices/{device_id}/binding", response_model=DeviceOut)
 async def bind_device(device_id: str, body: BindingIn, devices: Devices) -> DeviceOut:
     return DeviceOut.of(await devices.bind(device_id, body.patient_id))
 
 
-@router.delete("/api/devices/{device_id}/binding", response_model=DeviceOut)
+@devices_router.delete("/api/devices/{device_id}/binding", response_model=DeviceOut)
 async def unbind_device(device_id: str, devices: Devices) -> DeviceOut:
     return DeviceOut.of(await devices.unbind(device_id))
 
 
-@router.get("/api/quarantine", response_model=QuarantinePage)
+@devices_router.get("/api/quarantine", response_model=QuarantinePage)
 async def list_quarantine(
     telemetry: Telemetry,
     device_id: DeviceId | None = None,
@@ -126,7 +130,7 @@ async def list_quarantine(
     return QuarantinePage(items=[QuarantineOut.of(q) for q in items], next_before=next_before)
 
 
-@router.get("/api/patients/{patient_id}/vitals", response_model=VitalsList)
+@monitor_router.get("/api/patients/{patient_id}/vitals", response_model=VitalsList)
 async def patient_vitals(
     patient_id: UUID,
     monitor: Monitor,
@@ -141,7 +145,7 @@ async def patient_vitals(
     return VitalsList(items=[VitalsOut.of(r) for r in readings])
 
 
-@router.get("/api/news2", response_model=News2Page)
+@monitor_router.get("/api/news2", response_model=News2Page)
 async def latest_news2(
     monitor: Monitor,
     ward: Annotated[str | None, Query(min_length=1, max_length=MAX_WARD_LENGTH)] = None,
@@ -154,12 +158,12 @@ async def latest_news2(
     return News2Page(items=[PatientNews2Out.of(x) for x in found], next_after=next_after)
 
 
-@router.get("/api/patients/{patient_id}/news2", response_model=News2Out)
+@monitor_router.get("/api/patients/{patient_id}/news2", response_model=News2Out)
 async def patient_news2(patient_id: UUID, monitor: Monitor) -> News2Out:
     return News2Out.model_validate((await monitor.news2(patient_id)).to_dict())
 
 
-@router.get("/api/alerts", response_model=AlertList)
+@monitor_router.get("/api/alerts", response_model=AlertList)
 async def list_alerts(
     monitor: Monitor,
     status: AlertStatus | None = None,
@@ -174,20 +178,23 @@ async def list_alerts(
     return AlertList(items=[AlertOut.of(a) for a in found])
 
 
-@router.post("/api/alerts/{alert_id}/ack", response_model=AlertOut)
+@monitor_router.post("/api/alerts/{alert_id}/ack", response_model=AlertOut)
 async def acknowledge_alert(alert_id: UUID, body: AckIn, monitor: Monitor) -> AlertOut:
     return AlertOut.of(await monitor.acknowledge(alert_id, by=body.by))
 
 
-@router.post("/api/analytics/vitals", response_model=VitalsRecordedOut)
+@monitor_router.post("/api/analytics/vitals", response_model=VitalsRecordedOut)
 async def record_vitals(body: VitalSignsEventIn, monitor: Monitor) -> VitalsRecordedOut:
-    """A worker hands in a VitalSignsRecorded event: stored, scored and alerted on once."""
+    """A worker hands in a VitalSignsRecorded event: stored, scored and alerted on once; the
+    answer says whether the worker must now move the patient to critical."""
     outcome, first = await monitor.record(body.to_recorded())
+    call = critical_call(outcome)
     return VitalsRecordedOut(
         reading_id=body.id,
         duplicate=not first,
         news2=outcome.assessment.to_dict() if outcome.assessment else None,
         alert=AlertOut.of(outcome.alert) if outcome.alert else None,
+        critical=CriticalCallOut(alert_id=call.alert_id, reason=call.reason) if call else None,
     )
 
 

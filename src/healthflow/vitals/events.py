@@ -43,27 +43,36 @@ def reading_from_dict(raw: dict[str, Any]) -> Reading:
 
 @dataclass(frozen=True)
 class RecordedReading:
-    """A reading as the worker receives it: which device, which patient, when it arrived."""
+    """A reading as the worker receives it: which device, which patient, when it arrived.
+
+    `ward` is the patient's ward as the intake found it (a ward never changes after
+    registration), so the analytics side can file an alert without asking the patients service;
+    None for events written before it was carried.
+    """
 
     reading_id: str
     device_id: str
     patient_id: UUID
     reading: Reading
     received_at: datetime
+    ward: str | None = None
 
 
 def vital_signs_recorded(recorded: RecordedReading) -> CloudEvent:
+    data: dict[str, Any] = {
+        "device_id": recorded.device_id,
+        "patient_id": str(recorded.patient_id),
+        "reading": reading_to_dict(recorded.reading),
+    }
+    if recorded.ward is not None:
+        data["ward"] = recorded.ward
     return CloudEvent(
         id=recorded.reading_id,
         source=f"{SOURCE}/{recorded.device_id}",
         type=VITAL_SIGNS_RECORDED,
         time=recorded.received_at,
         subject=str(recorded.patient_id),
-        data={
-            "device_id": recorded.device_id,
-            "patient_id": str(recorded.patient_id),
-            "reading": reading_to_dict(recorded.reading),
-        },
+        data=data,
     )
 
 
@@ -74,4 +83,5 @@ def recorded_from_event(event: CloudEvent) -> RecordedReading:
         patient_id=UUID(str(event.data["patient_id"])),
         reading=reading_from_dict(event.data["reading"]),
         received_at=event.time,
+        ward=str(event.data["ward"]) if event.data.get("ward") is not None else None,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request
 from pydantic.json_schema import models_json_schema
@@ -71,11 +71,15 @@ async def post_telemetry(
     device_id: Annotated[str, Path(pattern=DEVICE_ID_PATTERN)],
     telemetry: Annotated[TelemetryService, Depends(_telemetry)],
     x_device_key: Annotated[str | None, Header(max_length=200)] = None,
+    # set by the worker's MQTT subscriber when it relays a device's message (the split
+    # topology); only a metrics label, so a device that sends it mislabels nothing but counts
+    x_telemetry_transport: Annotated[Literal["http", "mqtt"], Header()] = "http",
 ) -> IngestOut:
     """One reading, or `{"readings": [...]}` (at most 1,000); 202 once stored durably."""
-    device = await telemetry.authenticate(device_id, x_device_key, transport="http")
+    transport = x_telemetry_transport
+    device = await telemetry.authenticate(device_id, x_device_key, transport=transport)
     readings = parse_readings_json(await request.body())
-    result = await telemetry.ingest(device, readings, transport="http")
+    result = await telemetry.ingest(device, readings, transport=transport)
     return IngestOut(
         accepted=result.accepted,
         duplicates=result.duplicates,

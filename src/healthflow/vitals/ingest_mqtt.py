@@ -5,9 +5,12 @@ Devices publish JSON at QoS 1: the same body as the HTTP intake (one reading or
 MQTT connections itself and never tells a subscriber who published, so this subscriber checks
 the key carried in each message, as the HTTP intake checks `X-Device-Key` (docs/telemetry.md).
 
-A message is acknowledged (PUBACK) only after its readings are stored or quarantined, so a crash
-in between makes the broker deliver it again to the persistent session; the (device, ts)
-dedupe absorbs the repeat. aiomqtt acknowledges on receipt and has no public switch for that,
+The subscriber hands each message to a DeviceMessages port: the intake itself in `--role all`,
+or, in the worker role, the patients service's HTTP intake (vitals/clients.py), which owns the
+devices and the telemetry outbox. A message is acknowledged (PUBACK) only after its readings are
+stored or quarantined, so a crash in between, or an intake that cannot be reached, makes the
+broker keep or deliver it again to the persistent session; the (device, ts) dedupe absorbs the
+repeat. aiomqtt acknowledges on receipt and has no public switch for that,
 so the paho client underneath is put in manual-ack mode.
 """
 
@@ -17,6 +20,7 @@ import asyncio
 import random
 import ssl
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -24,6 +28,7 @@ import orjson
 import structlog
 from fastapi.exceptions import RequestValidationError
 
+from healthflow.ports import Check
 from healthflow.vitals import metrics
 from healthflow.vitals.domain import (
     DeviceAuthFailed,
@@ -31,6 +36,7 @@ from healthflow.vitals.domain import (
     ReadingsRefused,
     TelemetryBusy,
 )
+from healthflow.vitals.ports import DeviceMessages, MessageRefused
 from healthflow.vitals.schemas import parse_readings
 from healthflow.vitals.service import TelemetryService
 
@@ -72,12 +78,23 @@ def device_of(topic: str, prefix: str) -> str | None:
     return None
 
 
+class LocalIntake:
+    """DeviceMessages in the process that holds the intake (`--role all`)."""
+
+    def __init__(self, telemetry: TelemetryService) -> None:
+        self._telemetry = telemetry
+
+    async def submit(self, device_id: str, key: str | None, body: dict[str, Any]) -> None:
+        device = await self._telemetry.authenticate(device_id, key, transport=TRANSPORT)
+        await self._telemetry.ingest(device, parse_readings(body), transport=TRANSPORT)
+
+
 class MqttIngest:
     """A subscriber that reconnects with capped, jittered exponential backoff until stopped."""
 
     def __init__(
         self,
-        telemetry: TelemetryService,
+        messages: DeviceMessages,
         broker: Broker,
         *,
         client_id: str,
@@ -87,7 +104,7 @@ class MqttIngest:
         reconnect_max_s: float = 30.0,
         max_batch: int = 500,
     ) -> None:
-        self._telemetry = telemetry
+        self._messages = messages
         self._broker = broker
         self._client_id = client_id
         self._prefix = topic_prefix
@@ -111,6 +128,16 @@ class MqttIngest:
                 )
                 log.warning("mqtt_disconnected", error=str(exc), retry_in_s=round(delay, 2))
                 await asyncio.sleep(delay)
+
+    async def check(self) -> Check:
+        """Readiness detail: subscribed to the broker or not (reconnecting)."""
+        return Check(
+            self.subscribed.is_set(),
+            {
+                "broker": f"{self._broker.hostname}:{self._broker.port}",
+                "reconnects": self._failures,
+            },
+        )
 
     async def _session(self) -> None:
         client = aiomqtt.Client(
@@ -165,6 +192,7 @@ class MqttIngest:
                 raise
             except Exception:
                 attempt += 1
+                metrics.MQTT_STORE_FAILURES.inc()
                 log.exception("mqtt_store_failed", topic=topic, attempt=attempt)
                 await asyncio.sleep(min(self._reconnect_max, 0.1 * 2 ** min(attempt, 8)))
 
@@ -183,20 +211,19 @@ class MqttIngest:
             return self._refuse("malformed", topic)
         key = body.pop("device_key", None)
         try:
-            device = await self._telemetry.authenticate(
-                device_id, key if isinstance(key, str) else None, transport=TRANSPORT
-            )
+            await self._messages.submit(device_id, key if isinstance(key, str) else None, body)
         except DeviceAuthFailed:
+            # counted where the key is checked (the intake), logged here
             log.warning("mqtt_refused", reason="auth_failed", topic=topic)
-            return None
-        try:
-            readings = parse_readings(body)
         except RequestValidationError as exc:
-            return self._refuse("invalid", topic, errors=str(exc.errors())[:500])
-        try:
-            await self._telemetry.ingest(device, readings, transport=TRANSPORT)
+            self._refuse("invalid", topic, errors=str(exc.errors())[:500])
         except (DeviceUnbound, ReadingsRefused) as exc:
             log.info("mqtt_readings_quarantined", device_id=device_id, detail=str(exc)[:500])
+        except MessageRefused as exc:  # the intake in another process said why, over HTTP
+            if exc.reason == "quarantined":
+                log.info("mqtt_readings_quarantined", device_id=device_id, detail=str(exc)[:500])
+            else:
+                self._refuse(exc.reason, topic, detail=str(exc)[:500])
         return None
 
     def _refuse(self, reason: str, topic: str, **detail: object) -> None:

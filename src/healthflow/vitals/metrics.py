@@ -37,3 +37,7 @@ CRITICAL_REFUSED = Counter(
     "Critical alerts whose patient could not be moved to critical (e.g. discharged)",
 )
 MQTT_RECONNECTS = Counter("healthflow_mqtt_reconnects_total", "MQTT subscriber reconnect attempts")
+MQTT_STORE_FAILURES = Counter(
+    "healthflow_mqtt_store_failures_total",
+    "MQTT messages the intake could not take yet (held unacknowledged, tried again)",
+)

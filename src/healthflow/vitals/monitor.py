@@ -1,8 +1,10 @@
-"""The bedside monitor: each accepted reading → stored → NEWS2 → alert → critical → live push.
+"""The bedside monitor: each accepted reading → stored → NEWS2 → alert → live push.
 
-Runs in the worker pool, one patient's readings in order. The reading, the patient's NEWS2 state
-and the alert change commit together, deduplicated by (device, ts); the patient's move to
-critical and the live pushes follow the commit and are repeated safely on redelivery.
+Runs where the vitals series lives (the analytics database): in process for `--role all`, behind
+`POST /api/analytics/vitals` in the analytics role. The reading, the patient's NEWS2 state and
+the alert change commit together, deduplicated by (device, ts); the live pushes follow the
+commit. Whether the patient must become critical is part of the answer: the caller
+(vitals/escalation.py) makes that move, so it can run in another process.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from uuid import UUID
 import structlog
 
 from healthflow.ids import uuid7
-from healthflow.messaging.events import CloudEvent
-from healthflow.patients.domain import PatientNotFound, TransitionRefused
 from healthflow.ports import Clock, Hub
 from healthflow.vitals import alerts as alert_rules
 from healthflow.vitals import events, metrics
@@ -31,10 +31,17 @@ from healthflow.vitals.alerts import (
 from healthflow.vitals.assessment import Assessment, PatientVitals, assess
 from healthflow.vitals.domain import DomainError, ReadingsRefused, check_reading
 from healthflow.vitals.events import RecordedReading
-from healthflow.vitals.ports import LatestNews2, Outcome, Patients, StoredReading, VitalsStore
+from healthflow.vitals.ports import (
+    Assessed,
+    CriticalCall,
+    LatestNews2,
+    Outcome,
+    PatientDirectory,
+    StoredReading,
+    VitalsStore,
+)
 
 log = structlog.get_logger(__name__)
-CRITICAL_SOURCE = "news2"
 # An acknowledgement loses a race whenever a reading updates the alert between its read and its
 # save; readings arrive every few seconds, so it re-reads and tries again a few times.
 ACK_ATTEMPTS = 5
@@ -47,23 +54,21 @@ class NoAssessment(DomainError):
 
 
 class VitalsMonitor:
-    def __init__(self, store: VitalsStore, patients: Patients, hub: Hub, clock: Clock) -> None:
+    def __init__(
+        self, store: VitalsStore, patients: PatientDirectory, hub: Hub, clock: Clock
+    ) -> None:
         self._store = store
         self._patients = patients
         self._hub = hub
         self._clock = clock
 
-    async def handle(self, event: CloudEvent) -> None:
-        """The worker's handler: every other event type belongs to other consumers."""
-        await self.handle_batch([event])
-
-    async def handle_batch(self, batch: Sequence[CloudEvent]) -> None:
-        """The worker's batch handler: what its queue holds, handled in one transaction."""
-        readings = [
-            events.recorded_from_event(e) for e in batch if e.type == events.VITAL_SIGNS_RECORDED
+    async def assess_many(self, batch: Sequence[RecordedReading]) -> list[Assessed]:
+        """The Assessor port: record readings in one transaction and say, per reading, whether
+        the patient must now go critical."""
+        return [
+            Assessed(first, critical_call(outcome))
+            for outcome, first in await self.record_many(batch)
         ]
-        if readings:
-            await self.record_many(readings)
 
     async def record(self, recorded: RecordedReading) -> tuple[Outcome, bool]:
         """Store, score and alert on one reading; False when it was handled before."""
@@ -76,7 +81,7 @@ class VitalsMonitor:
             problems = check_reading(recorded.reading, now=recorded.received_at)
             if problems:  # the intake refuses these; anything handing in events directly too
                 raise ReadingsRefused([(0, p) for p in problems])
-        wards = {pid: (await self._patients.get(pid)).ward for pid in _distinct_patients(batch)}
+        wards = await self._wards(batch)
 
         def decide(
             recorded: RecordedReading, state: PatientVitals | None, active: Alert | None
@@ -98,9 +103,6 @@ class VitalsMonitor:
         for recorded, (outcome, first) in zip(batch, results, strict=True):
             if first:
                 self._count(outcome)
-            if _made_critical(outcome):
-                await self._mark_critical(recorded.patient_id, outcome)
-            if first:
                 await self._push_alert(outcome)
                 if outcome.assessment is not None:
                     latest[recorded.patient_id] = (recorded, outcome)
@@ -156,7 +158,7 @@ class VitalsMonitor:
     async def vitals(
         self, patient_id: UUID, *, since: datetime | None, limit: int, every_s: int | None = None
     ) -> list[StoredReading]:
-        await self._patients.get(patient_id)
+        await self._patients.ward(patient_id)  # PatientNotFound: 404, not an empty list
         return await self._store.series(patient_id, since=since, limit=limit, every_s=every_s)
 
     async def latest_news2(
@@ -169,21 +171,20 @@ class VitalsMonitor:
         return await self._store.open_alerts_by_severity()
 
     async def news2(self, patient_id: UUID) -> Assessment:
-        await self._patients.get(patient_id)
+        await self._patients.ward(patient_id)
         state = await self._store.state(patient_id)
         if state is None or state.assessment is None:
             raise NoAssessment(patient_id)
         return state.assessment
 
-    async def _mark_critical(self, patient_id: UUID, outcome: Outcome) -> None:
-        assert outcome.assessment is not None
-        reason = f"NEWS2 {outcome.assessment.total} ({outcome.assessment.risk.value} risk)"
-        try:
-            await self._patients.mark_critical(patient_id, reason=reason, source=CRITICAL_SOURCE)
-        except (TransitionRefused, PatientNotFound) as exc:
-            # e.g. a discharged patient's device still sending: the alert stands, the status can't
-            metrics.CRITICAL_REFUSED.inc()
-            log.warning("critical_status_refused", patient_id=str(patient_id), error=str(exc))
+    async def _wards(self, batch: Sequence[RecordedReading]) -> dict[UUID, str]:
+        """Each patient's ward: the intake puts it in the event; older events ask the directory
+        (PatientNotFound for an unknown patient)."""
+        wards = {r.patient_id: r.ward for r in batch if r.ward is not None}
+        for patient_id in _distinct_patients(batch):
+            if patient_id not in wards:
+                wards[patient_id] = await self._patients.ward(patient_id)
+        return wards
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.assessment is None:
@@ -227,12 +228,19 @@ def _distinct_patients(batch: Sequence[RecordedReading]) -> list[UUID]:
     return list(dict.fromkeys(r.patient_id for r in batch))
 
 
-def _made_critical(outcome: Outcome) -> bool:
-    return (
-        outcome.alert is not None
-        and outcome.alert.severity is Severity.CRITICAL
-        and outcome.change in (AlertChange.RAISED, AlertChange.ESCALATED)
-    )
+def critical_call(outcome: Outcome) -> CriticalCall | None:
+    """The move to critical a reading's outcome asks for: its alert was raised as, or escalated
+    to, critical. A redelivered reading asks again (its first handling may have died before the
+    move); the move is keyed by the alert id, so it happens once per alert."""
+    alert, assessment = outcome.alert, outcome.assessment
+    if (
+        alert is None
+        or assessment is None
+        or alert.severity is not Severity.CRITICAL
+        or outcome.change not in (AlertChange.RAISED, AlertChange.ESCALATED)
+    ):
+        return None
+    return CriticalCall(alert.id, f"NEWS2 {assessment.total} ({assessment.risk.value} risk)")
 
 
 def alert_to_dict(alert: Alert) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from healthflow.patients.domain import Patient
@@ -144,9 +144,73 @@ class VitalsStore(Protocol):
     async def check(self) -> Check: ...
 
 
-class Patients(Protocol):
-    """The part of the patient service telemetry needs (PatientService fits it)."""
+class PatientDirectory(Protocol):
+    """Where a patient is: PatientService, or the analytics projection in the analytics role."""
+
+    async def ward(self, patient_id: UUID) -> str:
+        """The patient's ward (it never changes after registration); raises PatientNotFound."""
+        ...
+
+
+class Patients(PatientDirectory, Protocol):
+    """The part of the patient service device registration and intake need."""
 
     async def get(self, patient_id: UUID) -> Patient: ...
 
-    async def mark_critical(self, patient_id: UUID, *, reason: str, source: str) -> Patient: ...
+
+class CriticalRefused(Exception):
+    """The patients service refused a move into critical for good (unknown patient, or a
+    status with no way into critical): the HTTP form of TransitionRefused / PatientNotFound."""
+
+
+class MessageRefused(Exception):
+    """The intake refused a device message for good; `reason` is the metrics label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class CriticalStatus(Protocol):
+    """Moves a patient into critical: PatientService, or the patients service over HTTP."""
+
+    async def mark_critical(
+        self, patient_id: UUID, *, reason: str, source: str, alert_id: UUID | None = None
+    ) -> object:
+        """Idempotent: at most one move per alert id. Raises TransitionRefused or
+        PatientNotFound in process, CriticalRefused over HTTP, when the move cannot happen."""
+        ...
+
+
+@dataclass(frozen=True)
+class CriticalCall:
+    """A reading raised or escalated an alert to critical: the patient must become critical."""
+
+    alert_id: UUID
+    reason: str
+
+
+@dataclass(frozen=True)
+class Assessed:
+    """What the analytics side made of one reading, as the worker needs it."""
+
+    first: bool  # False: handled before (a redelivery); nothing was changed this time
+    critical: CriticalCall | None
+
+
+class DeviceMessages(Protocol):
+    """Where the MQTT subscriber hands one device message: the intake in process, or the
+    patients service's HTTP intake from a worker process."""
+
+    async def submit(self, device_id: str, key: str | None, body: dict[str, Any]) -> None:
+        """Store the message's readings durably, or raise why not: DeviceAuthFailed,
+        RequestValidationError, DeviceUnbound, ReadingsRefused, MessageRefused (refused for
+        good), TelemetryBusy (try again after its pause); any other error means try again."""
+        ...
+
+
+class Assessor(Protocol):
+    """Stores, scores and alerts on readings, in order: the VitalsMonitor in process (one
+    transaction per batch), or `POST /api/analytics/vitals` per reading from a worker process."""
+
+    async def assess_many(self, batch: Sequence[RecordedReading]) -> list[Assessed]: ...

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from healthflow.patients.domain import MAX_WARD_LENGTH
 from healthflow.vitals.alerts import MAX_ACKNOWLEDGER_LENGTH, Alert, AlertStatus, Severity
 from healthflow.vitals.domain import (
     DEVICE_ID_PATTERN,
@@ -104,6 +105,8 @@ class VitalSignsData(_Body):
     device_id: Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]
     patient_id: UUID
     reading: ReadingIn
+    # the patient's ward as the intake found it; without it the service looks it up
+    ward: Annotated[str, Field(min_length=1, max_length=MAX_WARD_LENGTH)] | None = None
 
 
 class VitalSignsEventIn(_Body):
@@ -132,7 +135,15 @@ class VitalSignsEventIn(_Body):
             patient_id=self.data.patient_id,
             reading=self.data.reading.to_domain(),
             received_at=self.time,
+            ward=self.data.ward,
         )
+
+
+class CriticalCallOut(BaseModel):
+    """The caller must now move the patient to critical, keyed by this alert (once per alert)."""
+
+    alert_id: UUID
+    reason: str
 
 
 class VitalsRecordedOut(BaseModel):
@@ -140,6 +151,7 @@ class VitalsRecordedOut(BaseModel):
     duplicate: bool
     news2: dict[str, Any] | None
     alert: AlertOut | None
+    critical: CriticalCallOut | None
 
 
 class Rejection(BaseModel):

@@ -79,6 +79,10 @@ class DeviceService:
     async def list(self, *, patient_id: UUID | None, limit: int) -> list[Device]:
         return await self._registry.list(patient_id=patient_id, limit=limit)
 
+    async def ward(self, patient_id: UUID) -> str:
+        """The ward a bound patient's readings are filed under (carried in their events)."""
+        return await self._patients.ward(patient_id)
+
     async def _monitorable(self, patient_id: UUID) -> None:
         patient = await self._patients.get(patient_id)  # PatientNotFound for an unknown patient
         if patient.status is Status.DISCHARGED:
@@ -132,6 +136,7 @@ class TelemetryService:
         rejected: list[tuple[int, ReadingProblem]] = []
         seen: set[datetime] = set()
         duplicates_in_request = 0
+        ward = await self._devices.ward(device.patient_id) if device.patient_id else None
         for index, reading in enumerate(readings):
             problems = (
                 [ReadingProblem("device_id", "device_unbound", "device is bound to no patient")]
@@ -148,7 +153,7 @@ class TelemetryService:
                 patient_id = device.patient_id
                 assert patient_id is not None  # unbound devices were handled above
                 accepted.append(
-                    RecordedReading(str(uuid7(now)), device_id, patient_id, reading, now)
+                    RecordedReading(str(uuid7(now)), device_id, patient_id, reading, now, ward)
                 )
         # a batch sent out of order is queued in time order, so none of it is scored as late
         accepted.sort(key=lambda r: r.reading.ts)

@@ -197,6 +197,7 @@ class SqlVitalsStore:
         self._insert_reading = (
             dialect_insert(vitals).on_conflict_do_nothing().returning(vitals.c.id)
         )
+        self._state_if_missing = dialect_insert(patient_vitals).on_conflict_do_nothing()
         upsert = dialect_insert(patient_vitals)
         self._upsert_state = upsert.on_conflict_do_update(
             index_elements=["patient_id"],
@@ -259,11 +260,24 @@ class SqlVitalsStore:
         patient_ids = {r.patient_id for r in fresh}
         if not patient_ids:
             return {}
+        # one patient's readings commit one after another even when several worker processes
+        # hand them in at once: the state rows are made if missing, then locked before they are
+        # read (in patient order, so two batches never wait on each other crosswise); no two
+        # transactions see "no open alert" for one patient or overwrite each other's state
+        ordered = sorted(patient_ids)
+        await conn.execute(
+            self._state_if_missing,
+            [{"patient_id": p, "state": "", "ward": wards[p]} for p in ordered],
+        )
         states = {
             row.patient_id: _state_from_json(row.state)
             for row in await conn.execute(
-                select(patient_vitals).where(patient_vitals.c.patient_id.in_(patient_ids))
+                select(patient_vitals)
+                .where(patient_vitals.c.patient_id.in_(patient_ids))
+                .order_by(patient_vitals.c.patient_id)
+                .with_for_update()
             )
+            if row.state  # "" marks a row made just now to be locked: no state yet
         }
         loaded = await self._active_alerts(conn, patient_ids)
         loaded_versions = {a.id: a.version for a in loaded.values()}
@@ -383,6 +397,8 @@ class SqlVitalsStore:
             rows = (await conn.execute(query)).all()
         found = []
         for row in rows:
+            if not row.state:  # never committed empty (see _decide_all); be safe
+                continue
             state = _state_from_json(row.state)
             # a state is only stored with the assessment of its first reading, never without
             if state.assessment is not None:

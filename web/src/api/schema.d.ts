@@ -83,7 +83,8 @@ export interface paths {
         put?: never;
         /**
          * Record Vitals
-         * @description A worker hands in a VitalSignsRecorded event: stored, scored and alerted on once.
+         * @description A worker hands in a VitalSignsRecorded event: stored, scored and alerted on once; the
+         *     answer says whether the worker must now move the patient to critical.
          */
         post: operations["record_vitals_api_analytics_vitals_post"];
         delete?: never;
@@ -551,8 +552,23 @@ export interface components {
          * @enum {string}
          */
         Consciousness: "A" | "C" | "V" | "P" | "U";
+        /**
+         * CriticalCallOut
+         * @description The caller must now move the patient to critical, keyed by this alert (once per alert).
+         */
+        CriticalCallOut: {
+            /**
+             * Alert Id
+             * Format: uuid
+             */
+            alert_id: string;
+            /** Reason */
+            reason: string;
+        };
         /** CriticalIn */
         CriticalIn: {
+            /** Alert Id */
+            alert_id?: string | null;
             /** Reason */
             reason: string;
             /** Source */
@@ -656,6 +672,8 @@ export interface components {
         PatientEventData: {
             /** Age Band */
             age_band: string;
+            /** Alert Id */
+            alert_id?: string | null;
             /** Bed */
             bed?: string | null;
             /**
@@ -993,6 +1011,8 @@ export interface components {
              */
             patient_id: string;
             reading: components["schemas"]["ReadingIn"];
+            /** Ward */
+            ward?: string | null;
         };
         /**
          * VitalSignsEventIn
@@ -1055,6 +1075,7 @@ export interface components {
         /** VitalsRecordedOut */
         VitalsRecordedOut: {
             alert: components["schemas"]["AlertOut"] | null;
+            critical: components["schemas"]["CriticalCallOut"] | null;
             /** Duplicate */
             duplicate: boolean;
             /** News2 */
@@ -1651,6 +1672,7 @@ export interface operations {
             query?: never;
             header?: {
                 "x-device-key"?: string | null;
+                "x-telemetry-transport"?: "http" | "mqtt";
             };
             path: {
                 device_id: string;

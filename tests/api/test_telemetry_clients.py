@@ -1,0 +1,184 @@
+"""The worker's HTTP adapters of the telemetry ports (vitals/clients.py) against the real
+services, here the one-process app over ASGI: what each answer becomes, which are final."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from healthflow.circuit_breaker import CircuitBreaker
+from healthflow.service_calls import ServiceCaller, ServiceRefused, ServiceUnavailable
+from healthflow.vitals.clients import (
+    HttpAssessor,
+    HttpCriticalStatus,
+    HttpDeviceMessages,
+    IntakeUnavailable,
+)
+from healthflow.vitals.domain import DeviceAuthFailed
+from healthflow.vitals.events import RecordedReading, reading_from_dict
+from healthflow.vitals.ports import CriticalRefused, MessageRefused
+from tests.conftest import auth_headers, patient_body
+from tests.telemetry_support import CRITICAL, NORMAL, admit_with_device, at, wait_for_vitals
+
+
+def caller(app: FastAPI, name: str, role: str = "service") -> ServiceCaller:
+    """How the worker reaches a service: its own (service) token, retries, a breaker."""
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://testserver",
+        headers=auth_headers(app, role),
+    )
+    breaker = CircuitBreaker(name, failures=5, reset_s=60)
+    return ServiceCaller(name, client, breaker, attempts=2, max_wait_s=0.01)
+
+
+def intake(app: FastAPI) -> HttpDeviceMessages:
+    """The MQTT bridge's client: no token of its own, the device's key only."""
+    return HttpDeviceMessages(
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+    )
+
+
+def reading(patient_id: str, second: int, ward: str | None = "ICU") -> RecordedReading:
+    """A critical reading, as the intake would have put it in its event."""
+    values = reading_from_dict({"ts": at(second), **CRITICAL})
+    return RecordedReading(str(uuid4()), "mon-1", UUID(patient_id), values, values.ts, ward)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nothing listens once the socket is closed
+
+
+async def test_the_assessor_answers_with_the_critical_move_once_and_again_on_a_repeat(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    patient_id = (await client.post("/api/patients", json=patient_body())).json()["id"]
+    assessor = HttpAssessor(caller(app, "analytics"))
+    first_reading = reading(patient_id, 0)
+
+    [first] = await assessor.assess_many([first_reading])
+    [again] = await assessor.assess_many([first_reading])
+    [later] = await assessor.assess_many([reading(patient_id, 1)])
+
+    assert first.first and not again.first and later.first
+    assert first.critical is not None
+    assert first.critical.reason.endswith("(high risk)")
+    assert again.critical == first.critical
+    assert later.critical is None  # the same alert, updated: no second move
+
+
+async def test_the_assessor_does_not_take_a_refusal_as_done(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    unknown = str(uuid4())  # no ward in the event and no such patient: 404, retried by the bus
+    with pytest.raises(ServiceRefused) as refused:
+        await HttpAssessor(caller(app, "analytics")).assess_many([reading(unknown, 0, ward=None)])
+    assert refused.value.status_code == 404
+    with pytest.raises(ServiceRefused) as forbidden:  # a token without the service role
+        await HttpAssessor(caller(app, "analytics", role="nurse")).assess_many(
+            [reading(unknown, 0)]
+        )
+    assert forbidden.value.status_code == 403
+
+
+async def test_the_critical_move_happens_once_per_alert(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    patient_id = (await client.post("/api/patients", json=patient_body())).json()["id"]
+    critical = HttpCriticalStatus(caller(app, "patients"))
+    alert = uuid4()
+
+    await critical.mark_critical(
+        UUID(patient_id), reason="NEWS2 9 (high risk)", source="news2", alert_id=alert
+    )
+    await client.put(f"/api/patients/{patient_id}/status", json={"status": "admitted"})
+    await critical.mark_critical(
+        UUID(patient_id), reason="NEWS2 9 (high risk)", source="news2", alert_id=alert
+    )
+
+    assert (await client.get(f"/api/patients/{patient_id}")).json()["status"] == "admitted"
+    history = (await client.get(f"/api/patients/{patient_id}/events")).json()["items"]
+    assert [e["type"] for e in history].count("PatientCritical") == 1
+
+
+async def test_a_patient_who_cannot_become_critical_is_a_final_refusal(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    patient_id = (await client.post("/api/patients", json=patient_body())).json()["id"]
+    await client.put(f"/api/patients/{patient_id}/status", json={"status": "discharged"})
+    critical = HttpCriticalStatus(caller(app, "patients"))
+
+    with pytest.raises(CriticalRefused):
+        await critical.mark_critical(UUID(patient_id), reason="r", source="news2", alert_id=uuid4())
+    with pytest.raises(CriticalRefused):
+        await critical.mark_critical(uuid4(), reason="r", source="news2", alert_id=uuid4())
+
+
+async def test_a_relayed_device_message_is_stored_with_the_devices_own_key(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    patient_id, key = await admit_with_device(client, "mon-1")
+    await intake(app).submit("mon-1", key, {"ts": at(0), **NORMAL})
+    await wait_for_vitals(client, patient_id, 1)
+
+
+@pytest.mark.parametrize(
+    ("device_id", "key", "body", "refusal", "reason"),
+    [
+        ("mon-1", "wrong", {"ts": "{ts}", **NORMAL}, DeviceAuthFailed, None),
+        ("mon-1", None, {"ts": "{ts}", **NORMAL}, DeviceAuthFailed, None),
+        ("ghost", "{key}", {"ts": "{ts}", **NORMAL}, DeviceAuthFailed, None),
+        ("mon-1", "{key}", {"ts": "{ts}", "pulse": 70}, MessageRefused, "invalid"),
+        ("mon-1", "{key}", {"ts": "{ts}", "spo2": 101}, MessageRefused, "quarantined"),
+        ("a?b", "{key}", {"ts": "{ts}", **NORMAL}, MessageRefused, "invalid"),
+    ],
+)
+async def test_a_relayed_device_message_that_is_refused_is_a_final_answer(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    device_id: str,
+    key: str | None,
+    body: dict[str, Any],
+    refusal: type[Exception],
+    reason: str | None,
+) -> None:
+    patient_id, real_key = await admit_with_device(client, "mon-1")
+    names = {"{key}": real_key, "{ts}": at(0)}
+    message = {k: names.get(v, v) if isinstance(v, str) else v for k, v in body.items()}
+
+    with pytest.raises(refusal) as refused:
+        await intake(app).submit(device_id, names.get(key, key) if key else None, message)
+
+    if reason is not None:
+        assert isinstance(refused.value, MessageRefused)
+        assert refused.value.reason == reason
+    assert (await client.get(f"/api/patients/{patient_id}/vitals")).json()["items"] == []
+
+
+async def test_an_intake_that_cannot_be_reached_means_try_again() -> None:
+    unreachable = HttpDeviceMessages(
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{closed_port()}")
+    )
+    with pytest.raises(IntakeUnavailable):
+        await unreachable.submit("mon-1", "key", {"ts": at(0), "heart_rate": 70})
+
+
+async def test_an_unreachable_service_fails_after_its_attempts_and_opens_the_circuit() -> None:
+    breaker = CircuitBreaker("analytics", failures=2, reset_s=60)
+    down = ServiceCaller(
+        "analytics",
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{closed_port()}"),
+        breaker,
+        attempts=2,
+        max_wait_s=0.01,
+    )
+    with pytest.raises(ServiceUnavailable):
+        await down.send("POST", "/api/analytics/vitals", content=b"{}")
+    assert breaker.state == "open"
