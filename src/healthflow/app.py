@@ -18,9 +18,11 @@ from healthflow.analytics import api as analytics_api
 from healthflow.composition.adapters import (
     ANALYTICS_GROUP,
     backends,
+    browser_connect_origins,
     dead_letters,
     dev_tokens,
     migrate_databases,
+    sign_in_config,
 )
 from healthflow.composition.platform import Platform, build_platform
 from healthflow.composition.roles import build_role_app, cluster_plan
@@ -95,6 +97,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.readiness = platform.readiness
     app.state.audit = platform.security.audit
     app.state.dev_tokens = platform.security.dev_tokens
+    app.state.sign_in = sign_in_config(settings)
     app.state.live_access = live_access
     app.state.guard = Guard(
         platform.security.verifier,
@@ -109,6 +112,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         app.state.telemetry = platform.telemetry.intake
         app.state.vitals_monitor = platform.telemetry.monitor
         vitals_api.install_error_handlers(app)
+        ingest_http.document_body(app)
     install_error_handlers(app)
     app.include_router(patients_api.router)
     app.include_router(analytics_api.router)
@@ -116,6 +120,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(websocket.router)
     app.include_router(audit_api.router)
     app.include_router(audit_api.dev_router)
+    app.include_router(audit_api.auth_router)
     app.include_router(ingest_http.router)
     app.include_router(vitals_api.router)
     app.include_router(sse.router)
@@ -123,7 +128,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, connect_origins=browser_connect_origins(settings))
     if settings.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -6,7 +6,7 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -317,8 +317,12 @@ class SecurityHeaders:
     """HSTS, no sniffing, no framing, no referrer, a CSP, and `no-store` on API answers (PHI
     must not sit in browser or proxy caches)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, connect_origins: Sequence[str] = ()) -> None:
         self.app = app
+        # scripts may also call these origins (the OIDC issuer, for the browser's code flow)
+        self.csp = _CSP.replace(
+            "connect-src 'self'", " ".join(["connect-src 'self'", *connect_origins])
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -332,7 +336,7 @@ class SecurityHeaders:
             (b"referrer-policy", b"no-referrer"),
         ]
         if not path.startswith(_DOC_PATHS):
-            extra.append((b"content-security-policy", _CSP.encode()))
+            extra.append((b"content-security-policy", self.csp.encode()))
         if path.startswith("/api/"):
             extra.append((b"cache-control", b"no-store"))
 
@@ -383,3 +387,18 @@ class RequestTimeout:
                 slug="request-timeout",
             )
             await response(scope, receive, send)
+
+
+def extend_openapi(app: FastAPI, extend: Callable[[dict[str, Any]], None]) -> None:
+    """Let `extend` amend the app's generated OpenAPI schema, once, before it is cached."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        extend(schema)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

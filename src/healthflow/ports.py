@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -124,11 +124,16 @@ class EventBus(Protocol):
         """Return once the bus is responsible for every event (broker-confirmed or handled)."""
         ...
 
-    def subscribe(self, group: str, sink: Sink) -> None:
-        """Deliver every event to `sink` for the named group; sink awaiting is backpressure."""
+    def subscribe(self, group: str, sink: Sink, *, types: Collection[str] | None = None) -> None:
+        """Deliver events (of `types`, or all) to `sink` for the group; sink awaiting is
+        backpressure. Events of other types never reach the group (nor its queue)."""
         ...
 
     async def dead_letters(self, *, group: str | None, limit: int) -> list[DeadLetter]: ...
+
+    async def dead_letter_count(self) -> int:
+        """How many dead letters wait to be looked at (all groups)."""
+        ...
 
     async def check(self) -> Check: ...
 

@@ -103,6 +103,14 @@ class Settings(BaseSettings):
     auth_jwks_timeout_s: float = Field(
         5.0, gt=0, description="Timeout for fetching the JWKS from the issuer."
     )
+    auth_client_id: str = Field(
+        "",
+        description="OIDC client id the dashboard signs in with (public client, code + PKCE).",
+    )
+    auth_scope: str = Field(
+        "openid profile",
+        description="Scopes the dashboard asks the issuer for (add the API's own scope if needed).",
+    )
     encryption_key: SecretStr | None = Field(
         None,
         description="Base64 AES-256 key for PHI at rest; unset means the key file's active key.",

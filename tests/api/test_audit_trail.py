@@ -247,3 +247,23 @@ async def test_the_cli_verify_command_passes_then_fails_after_an_edit(
     )
     assert broken.exit_code == 1
     assert "BROKEN at record 2" in broken.output
+
+
+async def test_concurrent_registrations_with_one_taken_mrn_fail_only_that_one(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    # registrations arriving together commit together (group commit); a taken MRN in the group
+    # must refuse that registration alone, and leave no patient, event or audit record for it
+    await client.post("/api/patients", json=patient_body(mrn="MRN-TAKEN"))
+    bodies = [patient_body() for _ in range(10)]
+    bodies.insert(5, patient_body(mrn="MRN-TAKEN"))
+    responses = await asyncio.gather(*(client.post("/api/patients", json=b) for b in bodies))
+    assert [r.status_code for r in responses].count(409) == 1
+    assert responses[5].status_code == 409
+    assert [r.status_code for r in responses].count(201) == 10
+    listed = (await client.get("/api/patients", params={"limit": 100})).json()["items"]
+    assert len(listed) == 11
+    result = await trail(app).verify()
+    assert result.ok
+    creates = [r for r in await trail(app).search(limit=1000) if r.action == "patient.create"]
+    assert len(creates) == 11

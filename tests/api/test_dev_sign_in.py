@@ -55,3 +55,37 @@ async def test_there_is_no_dev_sign_in_with_an_identity_provider(
             response = await http.post("/api/dev/sign-in", json={"role": "admin"})
     assert response.status_code == 403
     assert "identity provider" in response.json()["detail"]
+
+
+async def test_the_sign_in_config_names_the_development_sign_in_by_default(
+    make_client: Callable[..., httpx.AsyncClient],
+) -> None:
+    response = await make_client(None).get("/api/auth/config")
+    assert response.status_code == 200
+    assert response.json() == {"mode": "development", "oidc": None}
+
+
+async def test_the_sign_in_config_says_when_the_dashboard_has_no_client_id(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(
+        auth_jwks_url="http://127.0.0.1:9/keys", auth_issuer="https://login.example.test/t/v2.0"
+    )
+    app = build_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            response = await http.get("/api/auth/config")
+            page = await http.get("/health")
+    assert response.json() == {
+        "mode": "oidc",
+        "oidc": {
+            "issuer": "https://login.example.test/t/v2.0",
+            "client_id": None,
+            "scope": "openid profile",
+        },
+    }
+    assert (
+        "connect-src 'self' https://login.example.test ws:"
+        in page.headers["content-security-policy"]
+    )

@@ -135,6 +135,14 @@ async def test_news2_is_404_before_the_first_reading(client: httpx.AsyncClient) 
         ("/api/alerts?severity=mild", 422),
         ("/api/alerts?limit=0", 422),
         ("/api/alerts?ward=", 422),
+        ("/api/patients/{patient}/vitals?every=0", 422),
+        ("/api/patients/{patient}/vitals?every=86401", 422),
+        ("/api/patients/{patient}/vitals?every=soon", 422),
+        ("/api/news2?limit=0", 422),
+        ("/api/news2?limit=1001", 422),
+        ("/api/news2?after=nope", 422),
+        ("/api/news2?ward=", 422),
+        ("/api/news2?ward=" + "w" * 51, 422),
     ],
 )
 async def test_query_error_paths(client: httpx.AsyncClient, path: str, status: int) -> None:
@@ -163,6 +171,64 @@ async def test_vitals_since_returns_the_readings_from_then_on_oldest_first(
     assert [i["ts"] for i in latest] == [at(3).replace("+00:00", "Z"), at(4).replace("+00:00", "Z")]
 
 
+async def test_vitals_every_keeps_the_newest_reading_of_each_slice(
+    client: httpx.AsyncClient,
+) -> None:
+    patient_id, key = await admit_with_device(client)
+    # BASE is on a whole second; ten readings a second apart fall in at most three 5 s slices
+    await post_readings(client, "mon-1", key, [{"ts": at(i), **NORMAL} for i in range(10)])
+
+    async def all_stored() -> bool:
+        got = (await client.get(f"/api/patients/{patient_id}/vitals?limit=20")).json()["items"]
+        return len(got) == 10
+
+    await eventually(all_stored)
+    items = (
+        await client.get(f"/api/patients/{patient_id}/vitals", params={"every": 5, "limit": 20})
+    ).json()["items"]
+    assert 2 <= len(items) <= 3
+    assert items[-1]["ts"] == at(9).replace("+00:00", "Z")
+    stamps = [i["ts"] for i in items]
+    assert stamps == sorted(stamps)
+    assert all(i["news2"]["total"] == 0 for i in items)
+
+
+async def test_latest_news2_lists_every_monitored_patient_once_by_ward_in_pages(
+    client: httpx.AsyncClient,
+) -> None:
+    icu, icu_key = await admit_with_device(client, "mon-1", ward="ICU")
+    other, other_key = await admit_with_device(client, "mon-2", ward="Maternity")
+    unmonitored = (await client.post("/api/patients", json=patient_body(ward="ICU"))).json()["id"]
+    await post_readings(client, "mon-1", icu_key, [{"ts": at(0), **NORMAL}])
+    await post_readings(client, "mon-2", other_key, [{"ts": at(0), **CRITICAL}])
+
+    async def both_scored() -> bool:
+        return len((await client.get("/api/news2")).json()["items"]) == 2
+
+    await eventually(both_scored)
+    page = (await client.get("/api/news2")).json()
+    assert page["next_after"] is None
+    by_patient = {item["patient_id"]: item for item in page["items"]}
+    assert set(by_patient) == {icu, other}
+    assert unmonitored not in by_patient
+    assert (by_patient[icu]["ward"], by_patient[icu]["total"], by_patient[icu]["risk"]) == (
+        "ICU",
+        0,
+        "low",
+    )
+    assert by_patient[other]["risk"] == "high"
+    assert by_patient[other] | {"patient_id": other, "ward": "Maternity"} == {
+        **(await client.get(f"/api/patients/{other}/news2")).json(),
+        "patient_id": other,
+        "ward": "Maternity",
+    }
+    maternity = (await client.get("/api/news2?ward=Maternity")).json()["items"]
+    assert [i["patient_id"] for i in maternity] == [other]
+    first = (await client.get("/api/news2?limit=1")).json()
+    rest = (await client.get(f"/api/news2?limit=1&after={first['next_after']}")).json()
+    assert [i["patient_id"] for i in first["items"] + rest["items"]] == sorted([icu, other])
+
+
 async def raise_critical_alert(client: httpx.AsyncClient) -> tuple[str, str, dict[str, Any]]:
     patient_id, key = await admit_with_device(client)
     await post_readings(client, "mon-1", key, [{"ts": at(0), **CRITICAL}])
@@ -181,6 +247,7 @@ async def test_acknowledging_records_who_and_keeps_the_first(client: httpx.Async
     assert acked.status_code == 200
     assert (acked.json()["status"], acked.json()["acknowledged_by"]) == ("acknowledged", "dr.osei")
     assert acked.json()["acknowledged_at"] is not None
+    assert acked.json()["version"] == alert["version"] + 1
     again = await client.post(f"/api/alerts/{alert['id']}/ack", json={"by": "someone.else"})
     assert again.json()["acknowledged_by"] == "dr.osei"
     listed = (await client.get("/api/alerts?status=acknowledged&severity=critical&ward=ICU")).json()

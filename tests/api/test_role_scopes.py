@@ -62,13 +62,16 @@ async def test_a_nurse_lists_her_own_ward_and_no_other(
     assert "ward=A" in unfiltered.json()["detail"]
 
 
-async def test_a_ward_limited_nurse_lists_alerts_of_her_ward_only(
+async def test_a_ward_limited_nurse_lists_alerts_and_news2_of_her_ward_only(
     make_client: Callable[..., httpx.AsyncClient],
 ) -> None:
     nurse = make_client("nurse", ward="A")
     assert (await nurse.get("/api/alerts", params={"ward": "A"})).status_code == 200
     assert (await nurse.get("/api/alerts", params={"ward": "B"})).status_code == 403
     assert (await nurse.get("/api/alerts")).status_code == 403
+    assert (await nurse.get("/api/news2", params={"ward": "A"})).status_code == 200
+    assert (await nurse.get("/api/news2", params={"ward": "B"})).status_code == 403
+    assert (await nurse.get("/api/news2")).status_code == 403
     assert (await make_client("nurse").get("/api/alerts")).status_code == 200
 
 

@@ -371,6 +371,8 @@ async def test_metrics_updated_reports_the_platform(
         assert update["topic"] == "metrics"
         assert data["connected_clients"] == 1
         assert data["worker_queue"]["capacity"] == server.app.state.platform.pool.capacity
+        assert data["dead_letters"] == 0
+        assert data["open_alerts_by_severity"] == {"urgent": 0, "critical": 0}
         assert set(data) >= {
             "events_in_per_s",
             "events_processed_per_s",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,6 +115,22 @@ async def test_a_published_event_reaches_every_group_once(make_bus: BusFactory) 
     assert second.seen == [(sent.id, 1)]
 
 
+async def test_a_group_gets_only_the_event_types_it_subscribed_to(make_bus: BusFactory) -> None:
+    readings, everything = Recorder(), Recorder()
+    bus = await make_bus(["vitals", "audit"])
+    bus.subscribe("vitals", readings, types={"VitalSignsRecorded"})
+    bus.subscribe("audit", everything)
+    await bus.start()
+    created, reading = event(n=1), dataclasses.replace(event(n=2), type="VitalSignsRecorded")
+
+    await (await publish_in_background(bus, [created, reading]))
+
+    await eventually(lambda: _true(len(everything.seen) == 2 and len(readings.seen) == 1))
+    await asyncio.sleep(0.2)  # anything misrouted would have arrived by now
+    assert readings.ids() == [reading.id]
+    assert sorted(everything.ids()) == sorted([created.id, reading.id])
+
+
 async def test_events_of_one_subject_arrive_in_publish_order(make_bus: BusFactory) -> None:
     recorder = Recorder()
     bus = await started(make_bus, {"analytics": recorder})
@@ -135,6 +152,7 @@ async def test_a_failed_delivery_is_retried_and_then_succeeds(make_bus: BusFacto
     await eventually(lambda: _true(len(recorder.seen) == 2))
     assert recorder.seen == [(sent.id, 1), (sent.id, 2)]
     assert await bus.dead_letters(group=None, limit=10) == []
+    assert await bus.dead_letter_count() == 0
 
 
 async def test_a_handler_that_always_fails_ends_in_the_dead_letters_with_its_error(
@@ -172,6 +190,12 @@ async def test_listing_dead_letters_loses_none(make_bus: BusFactory) -> None:
     assert {d.event.id for d in first} == {e.id for e in sent}
     assert await bus.dead_letters(group="another", limit=10) == []
     assert len(await bus.dead_letters(group=None, limit=2)) == 2
+
+    async def counted() -> bool:
+        # the listings handed every letter back: all of them are counted again
+        return await bus.dead_letter_count() == 3
+
+    await eventually(counted)
 
 
 async def test_a_second_subscriber_for_one_group_is_refused(make_bus: BusFactory) -> None:

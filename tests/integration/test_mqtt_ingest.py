@@ -115,6 +115,26 @@ async def test_bad_messages_are_refused_and_the_subscriber_carries_on(
         assert [(q["reason"], q["field"]) for q in held] == [("out_of_range", "spo2")]
 
 
+async def test_a_burst_from_several_devices_is_stored_whole_and_in_each_devices_order(
+    mqtt_settings: Settings, forget_session: None
+) -> None:
+    # messages that queue up are stored together; each device's readings must still be scored
+    # in the order it sent them (none counted as late), and every one acknowledged and kept
+    async with running(mqtt_settings) as (_, client):
+        devices = {f"mon-{i}": await admit_with_device(client, f"mon-{i}") for i in range(3)}
+        prefix = mqtt_settings.mqtt_topic_prefix
+        async with aiomqtt.Client(*BROKER, identifier=f"hf-test-burst-{uuid.uuid4().hex[:8]}") as c:
+            for second in range(60):
+                for device_id, (_, key) in devices.items():
+                    body = {"device_key": key, "ts": at(second), **NORMAL}
+                    topic = f"{prefix}devices/{device_id}/messages/events/"
+                    await c.publish(topic, orjson.dumps(body), qos=1)
+        for patient_id, _ in devices.values():
+            stored = await wait_for_vitals(client, patient_id, 60)
+            assert [s["ts"][:19] for s in stored] == [at(i)[:19] for i in range(60)]
+            assert all(s["news2"] is not None for s in stored)  # none arrived late
+
+
 async def test_deterioration_over_mqtt_gives_one_critical_alert_and_recovery_resolves_it(
     mqtt_settings: Settings, forget_session: None
 ) -> None:

@@ -35,10 +35,13 @@ class RecordingBus:
     async def publish(self, events: Sequence[CloudEvent]) -> None:
         self.published.extend(e.id for e in events)
 
-    def subscribe(self, group: str, sink: Sink) -> None: ...
+    def subscribe(self, group: str, sink: Sink, *, types: object = None) -> None: ...
 
     async def dead_letters(self, *, group: str | None, limit: int) -> list[DeadLetter]:
         return []
+
+    async def dead_letter_count(self) -> int:
+        return 0
 
     async def check(self) -> Check:
         return Check(True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,12 @@ from healthflow.patients.domain import Patient, PatientNotFound, Sex, Status
 from healthflow.storage.engine import Database, open_database
 from healthflow.vitals import intake_store
 from healthflow.vitals import store as schema
-from healthflow.vitals.alerts import AlertChanged, AlertStatus
+from healthflow.vitals.alerts import Alert, AlertChanged, AlertStatus, Severity
+from healthflow.vitals.assessment import PatientVitals, assess
 from healthflow.vitals.domain import Consciousness, QuarantinedReading, Reading
 from healthflow.vitals.events import RecordedReading
 from healthflow.vitals.monitor import VitalsMonitor
+from healthflow.vitals.ports import Outcome, StoredReading
 from tests.conftest import SteppingClock
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -120,9 +122,11 @@ class FakeHub:
         return {"clients": 0, "seq": len(self.messages)}
 
 
-def recorded(patient_id: UUID, second: int, **values: Any) -> RecordedReading:
+def recorded(
+    patient_id: UUID, second: int, device: str = "mon-1", **values: Any
+) -> RecordedReading:
     ts = T0 + timedelta(seconds=second)
-    return RecordedReading(str(uuid4()), "mon-1", patient_id, Reading(ts=ts, **values), ts)
+    return RecordedReading(str(uuid4()), device, patient_id, Reading(ts=ts, **values), ts)
 
 
 @pytest.fixture
@@ -192,6 +196,210 @@ async def test_saving_a_stale_alert_is_refused(
     stored = await store.alert(outcome.alert.id)
     assert stored is not None
     assert stored.status is AlertStatus.ACKNOWLEDGED
+
+
+CALM = {
+    "heart_rate": 72.0,
+    "resp_rate": 16.0,
+    "spo2": 97.0,
+    "systolic_bp": 120.0,
+    "temperature": 37.0,
+    "consciousness": Consciousness.ALERT,
+    "on_oxygen": False,
+}
+# calm, deteriorating to critical, then calm for long enough that the alert resolves
+STAY = [CALM, CALM, {**CALM, "resp_rate": 22.0, "heart_rate": 112.0}, CRITICAL, CRITICAL]
+STAY += [CALM] * 4
+
+
+def _summary(outcome: Any) -> tuple[Any, ...]:
+    return (
+        outcome.assessment.total if outcome.assessment else None,
+        outcome.change.value if outcome.change else None,
+        outcome.alert.severity.value if outcome.alert else None,
+        outcome.alert.status.value if outcome.alert else None,
+    )
+
+
+async def test_a_batch_has_exactly_the_effect_of_its_readings_one_by_one(db: Database) -> None:
+    # the worker hands the monitor whatever its queue holds: the outcome may not depend on that
+    one_by_one, batched = FakePatients(uuid4()), FakePatients(uuid4())
+    store = schema.SqlVitalsStore(db)
+    single = VitalsMonitor(store, one_by_one, FakeHub(), SteppingClock(T0))
+    batch_hub = FakeHub()
+    together = VitalsMonitor(store, batched, batch_hub, SteppingClock(T0))
+    singles = [
+        (await single.record(recorded(one_by_one.patient.id, i, **v)))[0]
+        for i, v in enumerate(STAY)
+    ]
+    results = await together.record_many(
+        [recorded(batched.patient.id, i, "mon-2", **v) for i, v in enumerate(STAY)]
+    )
+    assert [_summary(o) for o in singles] == [_summary(o) for o, _ in results]
+    assert all(first for _, first in results)
+    for patients in (one_by_one, batched):
+        [alert] = await store.alerts(
+            status=None, severity=None, ward=None, patient_id=patients.patient.id, limit=10
+        )
+        assert (alert.severity.value, alert.status.value) == ("critical", "resolved")
+        assert len(patients.critical_calls) == 1
+        news2 = await store.state(patients.patient.id)
+        assert news2 is not None and news2.assessment is not None
+        assert news2.assessment.total == 0
+    # every alert step is pushed; vitals once per patient per batch (the hub coalesces anyway)
+    types = [t for t, _ in batch_hub.messages]
+    assert types.count("AlertRaised") == 1
+    assert types.count("VitalsUpdated") == 1
+    assert batch_hub.messages[-1][1]["reading"]["heart_rate"] == 72.0
+
+
+async def test_a_batch_with_repeats_applies_each_reading_once(
+    parts: tuple[VitalsMonitor, FakePatients, FakeHub], patient_id: UUID, db: Database
+) -> None:
+    monitor, _, _ = parts
+    first = recorded(patient_id, 0, **CRITICAL)
+    await monitor.record(first)
+    same_instant = recorded(patient_id, 1, heart_rate=70.0)
+    redelivered_twice = dataclasses.replace(same_instant, reading_id=str(uuid4()))
+    results = await monitor.record_many(
+        [first, same_instant, redelivered_twice, recorded(patient_id, 2, **CRITICAL)]
+    )
+    assert [fresh for _, fresh in results] == [False, True, False, True]
+    series = await schema.SqlVitalsStore(db).series(patient_id, since=None, limit=10)
+    assert len(series) == 3
+    [alert] = await schema.SqlVitalsStore(db).alerts(
+        status=None, severity=None, ward=None, patient_id=patient_id, limit=10
+    )
+    assert alert.readings == 3
+    # the repeat answers with the alert it touched the first time, as it stands now
+    assert results[0][0].alert is not None and results[0][0].alert.id == alert.id
+
+
+def scored(
+    reading: RecordedReading, state: PatientVitals | None, _: Alert | None
+) -> tuple[PatientVitals, Outcome]:
+    """A `decide` that scores the reading and leaves alerts alone."""
+    new_state, assessment = assess(state, reading.reading)
+    return new_state, Outcome(assessment, None, None)
+
+
+async def test_a_thinned_series_keeps_the_newest_reading_of_each_slice(db: Database) -> None:
+    store = schema.SqlVitalsStore(db)
+    patient = uuid4()
+    seconds = [0, 1, 4, 4.5, 5, 9, 12]
+    for second in seconds:
+        reading = recorded(patient, 0, heart_rate=70.0 + second)
+        ts = T0 + timedelta(seconds=second)
+        reading = dataclasses.replace(reading, reading=Reading(ts=ts, heart_rate=70.0 + second))
+        await store.record_many([reading], scored, wards={patient: "ICU"})
+
+    def offsets(series: list[StoredReading]) -> list[float]:
+        return [(r.ts - T0).total_seconds() for r in series]
+
+    # slices of 5 s from T0 (on a whole minute): [0, 5), [5, 10), [10, 15)
+    assert offsets(await store.series(patient, since=T0, limit=10, every_s=5)) == [4.5, 9, 12]
+    assert offsets(await store.series(patient, since=None, limit=10, every_s=5)) == [4.5, 9, 12]
+    assert offsets(await store.series(patient, since=None, limit=2, every_s=5)) == [9, 12]
+    assert offsets(await store.series(patient, since=T0, limit=1, every_s=5)) == [4.5]
+    since = T0 + timedelta(seconds=4)
+    assert offsets(await store.series(patient, since=since, limit=10, every_s=60)) == [12]
+    assert offsets(await store.series(patient, since=since, limit=10)) == [4, 4.5, 5, 9, 12]
+
+
+async def test_latest_pages_every_patients_current_news2_by_ward(db: Database) -> None:
+    store = schema.SqlVitalsStore(db)
+    wards = {uuid4(): "ICU", uuid4(): "ICU", uuid4(): "A&E"}
+    for second, (patient, ward) in enumerate(wards.items()):
+        for n in range(2):  # the latest is the second reading
+            reading = recorded(patient, second * 10 + n, heart_rate=60.0 + 50 * n)
+            await store.record_many([reading], scored, wards={patient: ward})
+
+    everyone = await store.latest(ward=None, after=None, limit=10)
+    assert [x.patient_id for x in everyone] == sorted(wards)
+    assert {x.patient_id: x.ward for x in everyone} == wards
+    assert all(x.assessment.sub_scores["heart_rate"] == 1 for x in everyone)  # 110/min
+    icu = sorted(p for p, w in wards.items() if w == "ICU")
+    first = await store.latest(ward="ICU", after=None, limit=1)
+    rest = await store.latest(ward="ICU", after=first[-1].patient_id, limit=1)
+    assert [x.patient_id for x in first + rest] == icu
+    assert await store.latest(ward="ICU", after=icu[-1], limit=1) == []
+    assert await store.latest(ward="Maternity", after=None, limit=10) == []
+
+
+async def test_open_alerts_are_counted_by_severity(
+    parts: tuple[VitalsMonitor, FakePatients, FakeHub], patient_id: UUID, db: Database
+) -> None:
+    monitor, _, _ = parts
+    assert await monitor.open_alerts_by_severity() == {"urgent": 0, "critical": 0}
+    outcome, _ = await monitor.record(recorded(patient_id, 0, **CRITICAL))
+    assert await monitor.open_alerts_by_severity() == {"urgent": 0, "critical": 1}
+    assert outcome.alert is not None
+    await monitor.acknowledge(outcome.alert.id, by="dr.osei")
+    assert await monitor.open_alerts_by_severity() == {"urgent": 0, "critical": 0}
+
+
+class RacingStore(schema.SqlVitalsStore):
+    """Runs `before_save` once, just before the first alert save: a reading landing between an
+    acknowledgement's read and its write."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.before_save: Callable[[], Awaitable[object]] | None = None
+
+    async def save_alert(self, alert: Alert, *, expected_version: int) -> None:
+        hook, self.before_save = self.before_save, None
+        if hook is not None:
+            await hook()
+        await super().save_alert(alert, expected_version=expected_version)
+
+
+async def test_an_acknowledgement_racing_a_reading_acknowledges_the_updated_alert(
+    db: Database, patient_id: UUID
+) -> None:
+    store, hub = RacingStore(db), FakeHub()
+    monitor = VitalsMonitor(store, FakePatients(patient_id), hub, SteppingClock(T0))
+    outcome, _ = await monitor.record(recorded(patient_id, 0, **CRITICAL))
+    assert outcome.alert is not None
+    store.before_save = lambda: monitor.record(recorded(patient_id, 1, **CRITICAL))
+
+    acked = await monitor.acknowledge(outcome.alert.id, by="dr.osei")
+
+    assert (acked.status, acked.acknowledged_by, acked.readings) == (
+        AlertStatus.ACKNOWLEDGED,
+        "dr.osei",
+        2,
+    )
+    stored = await store.alert(outcome.alert.id)
+    assert stored == acked
+    assert hub.messages[-1][0] == "AlertUpdated"
+    assert hub.messages[-1][1]["change"] == "acknowledged"
+    assert hub.messages[-1][1]["version"] == acked.version == outcome.alert.version + 2
+    vitals = [data for kind, data in hub.messages if kind == "VitalsUpdated"]
+    assert [v["ward"] for v in vitals] == ["ICU", "ICU"]  # on the ward's topic too
+
+
+async def test_an_acknowledgement_racing_an_escalation_is_refused(
+    db: Database, patient_id: UUID
+) -> None:
+    store = RacingStore(db)
+    monitor = VitalsMonitor(store, FakePatients(patient_id), FakeHub(), SteppingClock(T0))
+    # NEWS2 5 (medium): an urgent alert
+    worrying = {"resp_rate": 22.0, "spo2": 95.0, "heart_rate": 100.0, "temperature": 38.5}
+    outcome, _ = await monitor.record(recorded(patient_id, 0, **worrying))
+    assert outcome.alert is not None
+    assert outcome.alert.severity is Severity.URGENT
+    store.before_save = lambda: monitor.record(recorded(patient_id, 1, **CRITICAL))
+
+    with pytest.raises(AlertChanged):
+        await monitor.acknowledge(outcome.alert.id, by="dr.osei")
+
+    stored = await store.alert(outcome.alert.id)
+    assert stored is not None
+    assert (stored.severity, stored.status, stored.acknowledged_by) == (
+        Severity.CRITICAL,
+        AlertStatus.OPEN,
+        None,
+    )
 
 
 async def test_intake_counts_duplicates_and_pages_the_quarantine(db: Database) -> None:

@@ -36,6 +36,9 @@ async def test_rates_are_per_second_over_the_last_interval() -> None:
     async def broken() -> dict[str, int]:
         raise RuntimeError("alerts store down")
 
+    async def dead_letters() -> int:
+        return 4
+
     sources = MetricsSources(
         events_in_total=lambda: counters.events_in,
         events_processed_total=lambda: counters.processed,
@@ -43,6 +46,7 @@ async def test_rates_are_per_second_over_the_last_interval() -> None:
         connected_clients=lambda: 7,
         patients_by_status=by_status,
         open_alerts_by_severity=broken,
+        dead_letters=dead_letters,
     )
     hub = RecordingHub()
     clock = SteppingClock()
@@ -63,5 +67,20 @@ async def test_rates_are_per_second_over_the_last_interval() -> None:
         "open_alerts_by_severity": None,
         "patients_by_status": {"registered": 2},
         "connected_clients": 7,
+        "dead_letters": 4,
     }
     assert at == clock.now()
+
+
+async def test_figures_not_wired_in_are_null() -> None:
+    sources = MetricsSources(
+        events_in_total=lambda: 0.0,
+        events_processed_total=lambda: 0.0,
+        worker_queue=lambda: {"depth": 0, "capacity": 10},
+        connected_clients=lambda: 1,
+    )
+    feed = MetricsFeed(RecordingHub(), sources, SteppingClock(), interval_s=1, instance="i1")
+    snapshot = await feed.snapshot()
+    assert snapshot["dead_letters"] is None
+    assert snapshot["open_alerts_by_severity"] is None
+    assert snapshot["patients_by_status"] is None

@@ -37,9 +37,9 @@ afterAll(async () => {
 });
 
 afterEach(async ({ task }) => {
-  if (task.result?.state === "fail") {
-    for (const [i, p] of opened.entries()) await screenshot(p.page, `failed-${task.name}-${i}`);
-  }
+  // every test leaves the last look of each page it opened (failed ones under their own name)
+  const prefix = task.result?.state === "fail" ? "failed-" : "tests/";
+  for (const [i, p] of opened.entries()) await screenshot(p.page, `${prefix}${task.name}-${i}`);
   const errors = opened.flatMap((p) => p.errors).filter((e) => !allowedErrors?.test(e));
   for (const p of opened) await p.context.close();
   opened = [];
@@ -395,6 +395,8 @@ describe("analytics and operations", () => {
   it("shows service health and the worker queue", async () => {
     const page = await open("/operations");
     await page.getByTestId("health-status").getByText("Healthy").waitFor();
+    // the queue comes with the first MetricsUpdated, pushed once a second
+    await page.getByTestId("queue-depth").waitFor();
     expect(await page.getByTestId("queue-depth").textContent()).toMatch(/^\d+ \/ 1000$/);
     await screenshot(page, "operations-1280");
   });
@@ -411,6 +413,7 @@ describe("layout", () => {
       ["board", "/"],
       ["detail", `/patients/${patient.id}`],
       ["register", "/patients/new"],
+      ["alerts", "/alerts"],
       ["analytics", "/analytics"],
       ["operations", "/operations"],
     ];

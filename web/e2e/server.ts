@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 export const WEB_ROOT = resolve(import.meta.dirname, "..");
 export const ARTIFACTS = join(WEB_ROOT, "test-artifacts");
 const DIST = join(WEB_ROOT, "dist");
-const HEALTHFLOW = process.env.HEALTHFLOW_BIN ?? resolve(WEB_ROOT, "..", ".venv", "bin", "healthflow");
+export const HEALTHFLOW = process.env.HEALTHFLOW_BIN ?? resolve(WEB_ROOT, "..", ".venv", "bin", "healthflow");
 
 export function freePort(): Promise<number> {
   return new Promise((done, fail) => {
@@ -24,7 +24,8 @@ export function freePort(): Promise<number> {
 
 export interface Server {
   url: string;
-  /** An admin token from the development sign-in (valid across restarts: same data dir). */
+  /** An admin token from the development sign-in (valid across restarts: same data dir);
+   * empty when the server signs in through an issuer. */
   token: string;
   port: number;
   dataDir: string;
@@ -59,7 +60,15 @@ function stopProcess(child: ChildProcess): Promise<void> {
   });
 }
 
-export async function startServer(name: string): Promise<Server> {
+export interface ServerOptions {
+  /** Extra HEALTHFLOW_* settings (e.g. an OIDC issuer). */
+  env?: Record<string, string>;
+  port?: number;
+  /** Get an admin token from the development sign-in (off with an issuer: there is none). */
+  devSignIn?: boolean;
+}
+
+export async function startServer(name: string, options: ServerOptions = {}): Promise<Server> {
   if (!existsSync(join(DIST, "index.html"))) {
     throw new Error(`${DIST} is not built: run \`npm run build\` first (make test does)`);
   }
@@ -68,7 +77,7 @@ export async function startServer(name: string): Promise<Server> {
   }
   mkdirSync(ARTIFACTS, { recursive: true });
   const dataDir = mkdtempSync(join(tmpdir(), "healthflow-e2e-"));
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
   const log = join(ARTIFACTS, `${name}-server.log`);
   let child: ChildProcess;
@@ -82,6 +91,7 @@ export async function startServer(name: string): Promise<Server> {
         HEALTHFLOW_WEB_DIR: DIST,
         HEALTHFLOW_LOG_LEVEL: "warning",
         HEALTHFLOW_WORKER_SHUTDOWN_GRACE_S: "1",
+        ...options.env,
       },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -91,12 +101,15 @@ export async function startServer(name: string): Promise<Server> {
     await waitUntilUp(url, child, log);
   };
   await launch();
-  const signIn = await fetch(`${url}/api/dev/sign-in`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ role: "admin", sub: "e2e" }),
-  });
-  const { access_token: token } = (await signIn.json()) as { access_token: string };
+  let token = "";
+  if (options.devSignIn ?? true) {
+    const signIn = await fetch(`${url}/api/dev/sign-in`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ role: "admin", sub: "e2e" }),
+    });
+    ({ access_token: token } = (await signIn.json()) as { access_token: string });
+  }
   return {
     url,
     token,

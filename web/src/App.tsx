@@ -1,6 +1,10 @@
 import { useEffect, useRef } from "react";
 import { NavLink, Outlet, Route, Routes, useLocation } from "react-router";
 
+import { AlertsView } from "./alerts/AlertsView";
+import { useAlerts } from "./alerts/AlertsProvider";
+import { waitingCount } from "./alerts/alertsState";
+import { CriticalBanner } from "./alerts/CriticalBanner";
 import { Analytics } from "./analytics/Analytics";
 import { WardBoard } from "./board/WardBoard";
 import { useConnectionState } from "./live/LiveProvider";
@@ -38,6 +42,22 @@ function useFocusOnNavigation() {
   }, [pathname]);
 }
 
+/** "Alerts" with how many wait for acknowledgement, in words for screen readers too. */
+function AlertsLink() {
+  const waiting = waitingCount(useAlerts().state);
+  return (
+    <NavLink to="/alerts">
+      Alerts
+      {waiting > 0 && (
+        <span className="nav-count" data-testid="alerts-waiting">
+          {waiting}
+          <span className="visually-hidden"> waiting</span>
+        </span>
+      )}
+    </NavLink>
+  );
+}
+
 function Layout() {
   useFocusOnNavigation();
   return (
@@ -48,11 +68,13 @@ function Layout() {
         <nav aria-label="Main">
           <NavLink to="/" end>Ward board</NavLink>
           <NavLink to="/patients/new">Register</NavLink>
+          <AlertsLink />
           <NavLink to="/analytics">Analytics</NavLink>
           <NavLink to="/operations">Operations</NavLink>
         </nav>
         <LiveIndicator />
       </header>
+      <CriticalBanner />
       <main id="main" tabIndex={-1}>
         <Outlet />
       </main>
@@ -78,6 +100,7 @@ export function App() {
         <Route index element={<WardBoard />} />
         <Route path="patients/new" element={<RegisterPatient />} />
         <Route path="patients/:id" element={<PatientDetail />} />
+        <Route path="alerts" element={<AlertsView />} />
         <Route path="analytics" element={<Analytics />} />
         <Route path="operations" element={<Operations />} />
         <Route path="*" element={<NotFound />} />

@@ -1,10 +1,12 @@
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
-import { StrictMode, useState } from "react";
+import { StrictMode, useCallback, useState } from "react";
 import { createRoot } from "react-dom/client";
 import { BrowserRouter } from "react-router";
 
+import { AlertsProvider } from "./alerts/AlertsProvider";
 import { accessToken } from "./api/auth";
 import { ApiError } from "./api/client";
+import { CALLBACK_PATH } from "./api/oidc";
 import { App } from "./App";
 import { BoardProvider } from "./board/BoardProvider";
 import { LiveProvider } from "./live/LiveProvider";
@@ -25,15 +27,29 @@ const queries = new QueryClient({
 
 /** The dashboard once signed in; the live socket opens only with a token to present. */
 function Root() {
-  const [signedIn, setSignedIn] = useState(accessToken() !== null);
-  if (!signedIn) return <SignIn onSignedIn={() => { setSignedIn(true); }} />;
+  // the OIDC callback page finishes a sign-in even in a tab that holds a token already
+  const [signedIn, setSignedIn] = useState(
+    accessToken() !== null && window.location.pathname !== CALLBACK_PATH,
+  );
+  const done = useCallback(() => {
+    setSignedIn(true);
+  }, []);
+  if (!signedIn) {
+    return (
+      <QueryClientProvider client={queries}>
+        <SignIn onSignedIn={done} />
+      </QueryClientProvider>
+    );
+  }
   return (
     <QueryClientProvider client={queries}>
       <LiveProvider>
         <BoardProvider>
-          <BrowserRouter>
-            <App />
-          </BrowserRouter>
+          <AlertsProvider>
+            <BrowserRouter>
+              <App />
+            </BrowserRouter>
+          </AlertsProvider>
         </BoardProvider>
       </LiveProvider>
     </QueryClientProvider>

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
@@ -14,10 +15,12 @@ from healthflow.messaging.dead_letters import SqlDeadLetterStore
 from healthflow.messaging.memory import MemoryBus
 from healthflow.messaging.outbox import OutboxRelay
 from healthflow.messaging.rabbitmq import RabbitBus
+from healthflow.patients import events as patient_events
 from healthflow.ports import Cache, Check, Clock, DeadLetter, EventBus, Outbox
 from healthflow.realtime.fanout import Fanout
 from healthflow.realtime.hub import LiveHub, MemoryHub
 from healthflow.realtime.redis_backplane import RedisHub
+from healthflow.security.api import OidcClient, SignInConfig
 from healthflow.security.audit import SqlAuditTrail
 from healthflow.security.crypto import FieldCipher, KeyRing, decode_key
 from healthflow.security.tokens import (
@@ -31,12 +34,18 @@ from healthflow.storage import migrations
 from healthflow.storage.cache import MemoryCache
 from healthflow.storage.engine import Database, open_database
 from healthflow.storage.redis_cache import RedisCache
+from healthflow.vitals import events as vitals_events
 
 log = structlog.get_logger(__name__)
 
 
 ANALYTICS_GROUP = "analytics"
 VITALS_GROUP = "vitals"
+# what each consumer group handles: the bus delivers (and the broker queues) only these
+GROUP_TYPES: dict[str, frozenset[str]] = {
+    ANALYTICS_GROUP: frozenset(patient_events.TYPES),
+    VITALS_GROUP: frozenset({vitals_events.VITAL_SIGNS_RECORDED}),
+}
 
 
 def backends(settings: Settings) -> dict[str, str]:
@@ -94,6 +103,29 @@ def dev_tokens(settings: Settings) -> DevTokens | None:
         roles_claim=settings.auth_roles_claim,
         leeway_s=settings.auth_leeway_s,
     )
+
+
+def sign_in_config(settings: Settings) -> SignInConfig:
+    """What the dashboard's sign-in page offers: the issuer when one is configured."""
+    if not settings.auth_jwks_url:
+        return SignInConfig(mode="development", oidc=None)
+    client = OidcClient(
+        issuer=settings.auth_issuer,
+        client_id=settings.auth_client_id or None,
+        scope=settings.auth_scope,
+    )
+    return SignInConfig(mode="oidc", oidc=client)
+
+
+def browser_connect_origins(settings: Settings) -> tuple[str, ...]:
+    """Origins the dashboard's scripts may call besides its own: the OIDC issuer (discovery and
+    the token request of the code flow both go there from the browser)."""
+    if not settings.auth_jwks_url:
+        return ()
+    issuer = urlsplit(settings.auth_issuer)
+    if issuer.scheme not in ("http", "https") or not issuer.netloc:
+        return ()
+    return (f"{issuer.scheme}://{issuer.netloc}",)
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
@@ -194,6 +226,7 @@ def _event_bus(
             retry_delays_s=settings.bus_retry_delays_s,
             prefetch=settings.broker_prefetch,
             declare_groups=declare_groups,
+            group_types=GROUP_TYPES,
             live_groups=live_groups,
             connection_name=f"healthflow-{settings.role}-{os.getpid()}",
         )

@@ -16,6 +16,7 @@ from healthflow.analytics.store import SqlAnalyticsStore
 from healthflow.clock import SystemClock
 from healthflow.composition.adapters import (
     ANALYTICS_GROUP,
+    GROUP_TYPES,
     VITALS_GROUP,
     Security,
     _build_hub,
@@ -156,7 +157,9 @@ def _build_telemetry(
     devices = DeviceService(intake_store.SqlDeviceRegistry(patients_db), patients, clock)
     intake = TelemetryService(
         devices,
-        intake_store.SqlTelemetryIntake(patients_db, on_commit=relay.wake),
+        intake_store.SqlTelemetryIntake(
+            patients_db, on_commit=relay.wake, backlog_limit=settings.telemetry_backlog_limit
+        ),
         clock,
         backlog_limit=settings.telemetry_backlog_limit,
     )
@@ -166,8 +169,10 @@ def _build_telemetry(
         monitor.handle,
         workers=settings.worker_count,
         capacity=settings.worker_queue_size,
+        batch_handler=monitor.handle_batch,
+        max_batch=settings.worker_batch_size,
     )
-    bus.subscribe(VITALS_GROUP, pool.submit)
+    bus.subscribe(VITALS_GROUP, pool.submit, types=GROUP_TYPES[VITALS_GROUP])
     mqtt = None
     if settings.mqtt_url:
         mqtt = MqttIngest(
@@ -225,7 +230,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         batch_handler=handle_batch,
         max_batch=settings.worker_batch_size,
     )
-    bus.subscribe(ANALYTICS_GROUP, pool.submit)
+    bus.subscribe(ANALYTICS_GROUP, pool.submit, types=GROUP_TYPES[ANALYTICS_GROUP])
     telemetry = _build_telemetry(settings, clock, patients_db, analytics_db, bus, hub, patients)
     readiness = Readiness(
         critical={
@@ -256,7 +261,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
         security,
         cache,
         telemetry=telemetry,
-        metrics_feed=_build_metrics_feed(settings, hub, analytics, pool, clock),
+        metrics_feed=_build_metrics_feed(settings, hub, analytics, pool, bus, telemetry, clock),
     )
 
 
@@ -270,7 +275,13 @@ def _counter_total(counter: Counter) -> float:
 
 
 def _build_metrics_feed(
-    settings: Settings, hub: LiveHub, analytics: AnalyticsService, pool: WorkerPool, clock: Clock
+    settings: Settings,
+    hub: LiveHub,
+    analytics: AnalyticsService,
+    pool: WorkerPool,
+    bus: EventBus,
+    telemetry: Telemetry,
+    clock: Clock,
 ) -> MetricsFeed:
     async def patients_by_status() -> dict[str, int]:
         by_status: dict[str, int] = (await analytics.dashboard(1))["patients_by_status"]
@@ -282,6 +293,8 @@ def _build_metrics_feed(
         worker_queue=lambda: {"depth": pool.depth, "capacity": pool.capacity},
         connected_clients=lambda: hub.fanout.clients,
         patients_by_status=patients_by_status,
+        open_alerts_by_severity=telemetry.monitor.open_alerts_by_severity,
+        dead_letters=bus.dead_letter_count,
     )
     return MetricsFeed(
         hub,

@@ -24,6 +24,7 @@ from healthflow.circuit_breaker import CircuitBreaker
 from healthflow.clock import SystemClock
 from healthflow.composition.adapters import (
     ANALYTICS_GROUP,
+    GROUP_TYPES,
     Security,
     _build_hub,
     _cache,
@@ -289,7 +290,7 @@ def _worker_role(settings: Settings, clock: Clock) -> FastAPI:
     pool = WorkerPool(
         ANALYTICS_GROUP, handle, workers=settings.worker_count, capacity=settings.worker_queue_size
     )
-    bus.subscribe(ANALYTICS_GROUP, pool.submit)
+    bus.subscribe(ANALYTICS_GROUP, pool.submit, types=GROUP_TYPES[ANALYTICS_GROUP])
 
     async def start_pool() -> None:
         pool.start()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -43,6 +43,7 @@ class MemoryBus:
         self, *, dead_letters: DeadLetterStore, clock: Clock, retry_delays_s: Sequence[float]
     ) -> None:
         self._groups: dict[str, Sink] = {}
+        self._types: dict[str, frozenset[str] | None] = {}
         self._dead_letters = dead_letters
         self._clock = clock
         self._retry_delays = tuple(retry_delays_s)
@@ -62,10 +63,11 @@ class MemoryBus:
             timer.cancel()
         await asyncio.gather(*self._timers, return_exceptions=True)
 
-    def subscribe(self, group: str, sink: Sink) -> None:
+    def subscribe(self, group: str, sink: Sink, *, types: Collection[str] | None = None) -> None:
         if group in self._groups:
             raise ValueError(f"consumer group {group!r} already has a subscriber")
         self._groups[group] = sink
+        self._types[group] = frozenset(types) if types is not None else None
 
     async def publish(self, events: Sequence[CloudEvent]) -> None:
         if self._closed:
@@ -74,6 +76,9 @@ class MemoryBus:
         settled: list[asyncio.Future[None]] = []
         for event in events:
             for group, sink in self._groups.items():
+                wanted = self._types[group]
+                if wanted is not None and event.type not in wanted:
+                    continue
                 delivery = _Delivery(self, group, event, 1, loop.create_future())
                 settled.append(delivery.settled)
                 await sink(delivery)  # a full consumer queue makes the publisher wait
@@ -82,6 +87,9 @@ class MemoryBus:
 
     async def dead_letters(self, *, group: str | None, limit: int) -> list[DeadLetter]:
         return await self._dead_letters.list(group=group, limit=limit)
+
+    async def dead_letter_count(self) -> int:
+        return await self._dead_letters.count()
 
     async def check(self) -> Check:
         return Check(

@@ -18,7 +18,7 @@ ack delivers the event twice, which consumers absorb by deduplicating on the eve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -106,6 +106,7 @@ class RabbitBus:
         retry_delays_s: Sequence[float],
         prefetch: int,
         declare_groups: Sequence[str] = (),
+        group_types: Mapping[str, Collection[str]] | None = None,
         live_groups: Sequence[str] = (),
         connection_name: str = "healthflow",
         connect_timeout_s: float = 30.0,
@@ -118,6 +119,8 @@ class RabbitBus:
         self._declare_groups = tuple(declare_groups)
         # live groups feed one process's live push: a private queue that dies with the connection
         self._live_groups = frozenset(live_groups)
+        # a group's queue is bound to its event types (routing keys), or to all ("#")
+        self._routing_keys = {g: sorted(t) for g, t in (group_types or {}).items()}
         self._connection_name = connection_name
         self._connect_timeout_s = connect_timeout_s
         self._groups: dict[str, Sink] = {}
@@ -192,12 +195,17 @@ class RabbitBus:
             await self._connection.close()
         self._connection = None
 
-    def subscribe(self, group: str, sink: Sink) -> None:
+    def subscribe(self, group: str, sink: Sink, *, types: Collection[str] | None = None) -> None:
         if group in self._groups:
             raise ValueError(f"consumer group {group!r} already has a subscriber")
         if self._connection is not None:
             raise RuntimeError("subscribe before start: consumers are declared when the bus starts")
         self._groups[group] = sink
+        # routing keys are event types: the queue is bound to its types only, so the broker
+        # never queues what the group would drop, and an event whose consumers have not
+        # declared their queue yet is refused (it stays in the outbox) instead of lost
+        if types is not None:
+            self._routing_keys[group] = sorted(types)
 
     async def publish(self, events: Sequence[CloudEvent]) -> None:
         exchange = self._require(self._exchange)
@@ -229,6 +237,18 @@ class RabbitBus:
             await channel.close()
         return list(reversed(letters))[:limit]
 
+    async def dead_letter_count(self) -> int:
+        """Messages ready in the dead-letter queue, from a passive declare (nothing is read);
+        letters a concurrent `dead_letters` listing holds unacked are not counted meanwhile."""
+        connection = self._require(self._connection)
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            queue = await channel.declare_queue(self.dead_letter_queue, passive=True)
+            count = queue.declaration_result.message_count
+        finally:
+            await channel.close()
+        return int(count or 0)
+
     async def check(self) -> Check:
         connection = self._connection
         up = connection is not None and not connection.is_closed and connection.connected.is_set()
@@ -245,14 +265,16 @@ class RabbitBus:
                 auto_delete=True,
                 arguments={"x-max-length": LIVE_QUEUE_MAX, "x-overflow": "drop-head"},
             )
-            await live.bind(exchange, routing_key="#")
+            for key in self._routing_keys.get(group, ["#"]):
+                await live.bind(exchange, routing_key=key)
             return live
         queue = await channel.declare_queue(
             names[0],
             durable=True,
             arguments={"x-queue-type": "quorum", "x-dead-letter-exchange": f"{self._prefix}.dlx"},
         )
-        await queue.bind(exchange, routing_key="#")
+        for key in self._routing_keys.get(group, ["#"]):
+            await queue.bind(exchange, routing_key=key)
         for name, delay in zip(names[1:], self._retry_delays, strict=True):
             await channel.declare_queue(
                 name,

@@ -35,6 +35,12 @@ HANDLE_SECONDS = Histogram("healthflow_event_handle_seconds", "Time to handle on
 WORKER_QUEUE_DEPTH = Gauge(
     "healthflow_worker_queue_depth", "Deliveries waiting in a worker pool", ["pool"]
 )
+GROUP_COMMIT_SIZE = Histogram(
+    "healthflow_group_commit_size",
+    "Writes committed together in one transaction",
+    ["store"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 OUTBOX_RELAYED = Counter("healthflow_outbox_relayed_total", "Outbox rows confirmed and marked")
 OUTBOX_FAILURES = Counter("healthflow_outbox_failures_total", "Outbox batches that failed")
 HUB_CLIENTS = Gauge("healthflow_hub_clients", "Connected live-push clients")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -29,9 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from healthflow.messaging.events import CloudEvent
 from healthflow.patients.domain import MrnTaken, Patient, PatientChanged, Sex, Status
 from healthflow.ports import Check, OutboxEntry, OutboxStats
-from healthflow.security.audit import AuditEntry, SqlAuditTrail
+from healthflow.security.audit import Actor, AuditEntry, SqlAuditTrail, current_actor
 from healthflow.security.crypto import FieldCipher
 from healthflow.storage.engine import Database, UtcDateTime
+from healthflow.storage.group_commit import GroupCommit
 
 metadata = MetaData()
 
@@ -86,6 +88,9 @@ patient_events = Table(
         postgresql_where=Column("published_at").is_(None),
     ),
 )
+
+
+_INSERT_EVENT = insert(patient_events)
 
 
 def _context(column: str, patient_id: UUID) -> str:
@@ -179,7 +184,17 @@ async def _append_events(
                     "created_at": e.time,
                 }
             )
-        await conn.execute(insert(patient_events), rows)
+        await conn.execute(_INSERT_EVENT, rows)
+
+
+@dataclass(frozen=True)
+class _Registration:
+    patient: Patient
+    events: tuple[CloudEvent, ...]
+    actor: Actor
+
+    def audit_entry(self) -> AuditEntry:
+        return AuditEntry("patient.create", "patient", str(self.patient.id))
 
 
 class SqlPatientStore:
@@ -195,25 +210,40 @@ class SqlPatientStore:
         cipher: FieldCipher,
         audit: SqlAuditTrail,
         on_commit: Callable[[], None] = lambda: None,
+        max_group_commit: int = 256,
     ) -> None:
         self._db = db
         self._cipher = cipher
         self._audit = audit
         self._on_commit = on_commit  # wakes the outbox relay: new rows go out without a poll
+        self._insert_patient = insert(patients)
+        # registrations arriving together commit together: one transaction, one fsync
+        self._registrations = GroupCommit[_Registration, None](
+            "patients.registrations",
+            write_batch=self._add_many,
+            write_one=self._add_one,
+            max_batch=max_group_commit,
+        )
 
     async def add(self, patient: Patient, events: Sequence[CloudEvent]) -> None:
+        # the actor is read here, in the caller's request: the commit runs in another task
+        await self._registrations.submit(_Registration(patient, tuple(events), current_actor()))
+
+    async def _add_many(self, batch: Sequence[_Registration]) -> list[None]:
+        async with self._db.writer.begin() as conn:
+            await conn.execute(self._insert_patient, [_row(r.patient, self._cipher) for r in batch])
+            await _append_events(conn, [e for r in batch for e in r.events], self._cipher)
+            await self._audit.append_many(conn, [(r.audit_entry(), r.actor) for r in batch])
+        self._on_commit()
+        return [None] * len(batch)
+
+    async def _add_one(self, registration: _Registration) -> None:
         try:
-            async with self._db.writer.begin() as conn:
-                await conn.execute(insert(patients).values(_row(patient, self._cipher)))
-                await _append_events(conn, events, self._cipher)
-                await self._audit.append(
-                    conn, AuditEntry("patient.create", "patient", str(patient.id))
-                )
+            await self._add_many([registration])
         except IntegrityError as exc:
             if "mrn" in str(exc.orig).lower():
-                raise MrnTaken(patient.mrn) from exc
+                raise MrnTaken(registration.patient.mrn) from exc
             raise
-        self._on_commit()
 
     async def save(
         self, patient: Patient, *, expected_version: int, events: Sequence[CloudEvent]

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -15,6 +15,7 @@ from healthflow.ports import Clock, Hub
 log = structlog.get_logger(__name__)
 METRICS_UPDATED = "MetricsUpdated"
 Counts = dict[str, int]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class MetricsSources:
     connected_clients: Callable[[], int]
     patients_by_status: Callable[[], Awaitable[Counts]] | None = None
     open_alerts_by_severity: Callable[[], Awaitable[Counts]] | None = None
+    dead_letters: Callable[[], Awaitable[int]] | None = None
 
 
 class MetricsFeed:
@@ -82,9 +84,10 @@ class MetricsFeed:
             "open_alerts_by_severity": await self._ask(src.open_alerts_by_severity),
             "patients_by_status": await self._ask(src.patients_by_status),
             "connected_clients": src.connected_clients(),
+            "dead_letters": await self._ask(src.dead_letters),
         }
 
-    async def _ask(self, source: Callable[[], Awaitable[Counts]] | None) -> Counts | None:
+    async def _ask(self, source: Callable[[], Awaitable[T]] | None) -> T | None:
         if source is None:
             return None
         try:

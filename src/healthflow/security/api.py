@@ -77,3 +77,28 @@ async def sign_in(body: SignInIn, request: Request) -> SignedIn:
         body.sub, body.role, now=datetime.now(UTC), ttl=DEV_SIGN_IN_TTL, ward=body.ward
     )
     return SignedIn(access_token=token, expires_in=int(DEV_SIGN_IN_TTL.total_seconds()))
+
+
+auth_router = APIRouter(prefix="/api/auth", tags=["sign-in"])
+
+
+class OidcClient(BaseModel):
+    """What a browser needs for the authorization code flow with PKCE at the issuer."""
+
+    issuer: str  # discovery at {issuer}/.well-known/openid-configuration
+    client_id: str | None  # None: the issuer is set, the dashboard's client id is not
+    scope: str
+
+
+class SignInConfig(BaseModel):
+    """How the dashboard signs people in: the development sign-in, or the OIDC issuer."""
+
+    mode: Literal["development", "oidc"]
+    oidc: OidcClient | None
+
+
+@auth_router.get("/config", response_model=SignInConfig)
+async def sign_in_config(request: Request) -> SignInConfig:
+    """Public: the sign-in page needs it before anyone is signed in; it holds no secret."""
+    config: SignInConfig = request.app.state.sign_in
+    return config

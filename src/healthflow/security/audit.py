@@ -11,10 +11,10 @@ to anchor it (see docs/security.md).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     insert,
     select,
     update,
@@ -175,6 +176,13 @@ class SqlAuditTrail:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        # built once, bound per call: compiled and cached by SQLAlchemy, not per record
+        self._insert_record = insert(audit_records)
+        self._move_head = (
+            update(audit_head)
+            .where(audit_head.c.id == 1)
+            .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+        )
 
     async def prepare(self) -> None:
         """Create the chain's head row once; safe to call at every start, from any process."""
@@ -190,33 +198,42 @@ class SqlAuditTrail:
         self, conn: AsyncConnection, entry: AuditEntry, actor: Actor | None = None
     ) -> AuditRecord:
         """Add a record inside the caller's transaction (commits or rolls back with the change)."""
-        actor = actor or current_actor()
+        (record,) = await self.append_many(conn, [(entry, actor or current_actor())])
+        return record
+
+    async def append_many(
+        self, conn: AsyncConnection, entries: Sequence[tuple[AuditEntry, Actor]]
+    ) -> list[AuditRecord]:
+        """Add records in order inside the caller's transaction: one head read, one head write."""
         head = (
             await conn.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update())
         ).one()
-        at = self._clock.now()
-        record = AuditRecord(
-            seq=head.seq + 1,
-            id=str(uuid7(at)),
-            at=at,
-            subject=actor.subject,
-            role=actor.role,
-            action=entry.action,
-            resource_type=entry.resource_type,
-            resource_id=entry.resource_id,
-            outcome=entry.outcome,
-            client=actor.client,
-            request_id=actor.request_id,
-            detail=entry.detail,
-            prev_hash=head.hash,
-            hash="",
-        )
-        digest = chain_hash(head.hash, record.content())
-        await conn.execute(insert(audit_records).values(**{**record.__dict__, "hash": digest}))
-        await conn.execute(
-            update(audit_head).where(audit_head.c.id == 1).values(seq=record.seq, hash=digest)
-        )
-        return AuditRecord(**{**record.__dict__, "hash": digest})
+        seq, prev_hash = head.seq, head.hash
+        records: list[AuditRecord] = []
+        for entry, actor in entries:
+            at = self._clock.now()
+            seq += 1
+            unsealed = AuditRecord(
+                seq=seq,
+                id=str(uuid7(at)),
+                at=at,
+                subject=actor.subject,
+                role=actor.role,
+                action=entry.action,
+                resource_type=entry.resource_type,
+                resource_id=entry.resource_id,
+                outcome=entry.outcome,
+                client=actor.client,
+                request_id=actor.request_id,
+                detail=entry.detail,
+                prev_hash=prev_hash,
+                hash="",
+            )
+            prev_hash = chain_hash(prev_hash, unsealed.content())
+            records.append(replace(unsealed, hash=prev_hash))
+        await conn.execute(self._insert_record, [r.__dict__ for r in records])
+        await conn.execute(self._move_head, {"new_seq": seq, "new_hash": prev_hash})
+        return records
 
     async def record(self, entry: AuditEntry, actor: Actor | None = None) -> AuditRecord:
         """Add a record in a transaction of its own (reads, refusals, admin actions)."""

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.requests import HTTPConnection
 
-from healthflow.http import route_template
+from healthflow.http import extend_openapi, route_template
 from healthflow.security.audit import (
     DENIED,
     FAILURE,
@@ -98,6 +98,8 @@ PERMISSIONS: dict[tuple[str, str], Rule] = {
     ("GET", "/api/stream"): allow(C, N, S, query_token=True),  # SSE: EventSource sends no headers
     # mints demo tokens; refused unless development tokens are on and the caller is local
     ("POST", "/api/dev/sign-in"): PUBLIC,
+    # how the dashboard signs in (development or the OIDC issuer and client id): no secrets
+    ("GET", "/api/auth/config"): PUBLIC,
     # device telemetry and alerting (issue 4)
     ("POST", "/api/devices"): allow(C, audit=WRITE, resource="device"),
     ("GET", "/api/devices"): allow(C, N),
@@ -108,6 +110,7 @@ PERMISSIONS: dict[tuple[str, str], Rule] = {
     ("GET", "/api/quarantine"): allow(C),
     ("GET", "/api/patients/{patient_id}/vitals"): allow(C, N, audit=READ, **PATIENT),
     ("GET", "/api/patients/{patient_id}/news2"): allow(C, N, audit=READ, **PATIENT),
+    ("GET", "/api/news2"): allow(C, N, audit=READ, **PATIENT),
     ("GET", "/api/alerts"): allow(C, N, ward_scoped=True),
     ("POST", "/api/alerts/{alert_id}/ack"): allow(C, N, audit=ACTION, resource="alert"),
     ("POST", "/api/analytics/vitals"): allow(S),
@@ -299,12 +302,8 @@ def permission_table_markdown(permissions: Mapping[tuple[str, str], Rule] = PERM
 
 def document_security(app: FastAPI) -> None:
     """Describe the bearer scheme and each operation's roles in the OpenAPI schema."""
-    build = app.openapi
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = build()
+    def describe(schema: dict[str, Any]) -> None:
         schema.setdefault("components", {})["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
         }
@@ -318,7 +317,5 @@ def document_security(app: FastAPI) -> None:
                 responses = operation.setdefault("responses", {})
                 responses.setdefault("401", {"description": "No valid bearer token"})
                 responses.setdefault("403", {"description": "Role not allowed"})
-        app.openapi_schema = schema
-        return schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    extend_openapi(app, describe)

@@ -40,6 +40,8 @@ from healthflow.vitals.schemas import (
     DeviceList,
     DeviceOut,
     News2Out,
+    News2Page,
+    PatientNews2Out,
     QuarantineOut,
     QuarantinePage,
     RegisteredOut,
@@ -130,9 +132,26 @@ async def patient_vitals(
     monitor: Monitor,
     since: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    every: Annotated[
+        int | None,
+        Query(ge=1, le=86_400, description="Seconds: only the newest reading of each slice."),
+    ] = None,
 ) -> VitalsList:
-    readings = await monitor.vitals(patient_id, since=since, limit=limit)
+    readings = await monitor.vitals(patient_id, since=since, limit=limit, every_s=every)
     return VitalsList(items=[VitalsOut.of(r) for r in readings])
+
+
+@router.get("/api/news2", response_model=News2Page)
+async def latest_news2(
+    monitor: Monitor,
+    ward: Annotated[str | None, Query(min_length=1, max_length=MAX_WARD_LENGTH)] = None,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> News2Page:
+    """Every monitored patient's current NEWS2 (by patient id; page on with `after`)."""
+    found = await monitor.latest_news2(ward=ward, after=after, limit=limit)
+    next_after = found[-1].patient_id if len(found) == limit else None
+    return News2Page(items=[PatientNews2Out.of(x) for x in found], next_after=next_after)
 
 
 @router.get("/api/patients/{patient_id}/news2", response_model=News2Out)

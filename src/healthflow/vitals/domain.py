@@ -127,13 +127,15 @@ class Reading:
     def measurements(self) -> dict[str, float | str | bool]:
         """The parameters present in this reading (ts and spo2_scale excluded)."""
         out: dict[str, float | str | bool] = {}
-        for f in fields(self):
-            if f.name in ("ts", "spo2_scale"):
-                continue
-            value = getattr(self, f.name)
+        for name in MEASUREMENTS:
+            value = getattr(self, name)
             if value is not None:
-                out[f.name] = value.value if isinstance(value, Consciousness) else value
+                out[name] = value.value if isinstance(value, Consciousness) else value
         return out
+
+
+# a reading's measured parameters, in field order (looked up per reading: kept as a constant)
+MEASUREMENTS = tuple(f.name for f in fields(Reading) if f.name not in ("ts", "spo2_scale"))
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ class MqttIngest:
         max_message_bytes: int,
         queue_size: int,
         reconnect_max_s: float = 30.0,
+        max_batch: int = 500,
     ) -> None:
         self._telemetry = telemetry
         self._broker = broker
@@ -93,6 +94,7 @@ class MqttIngest:
         self._max_bytes = max_message_bytes
         self._queue_size = queue_size
         self._reconnect_max = reconnect_max_s
+        self._max_batch = max_batch
         self._failures = 0
         self.subscribed = asyncio.Event()
 
@@ -129,9 +131,26 @@ class MqttIngest:
             self.subscribed.set()
             log.info("mqtt_subscribed", topic=self._prefix + TOPIC, broker=self._broker.hostname)
             async for message in client.messages:
-                await self._handle_until_stored(str(message.topic), _payload(message.payload))
-                if message.qos > 0:
-                    client._client.ack(message.mid, message.qos)
+                # what has arrived meanwhile is stored together (the intake commits concurrent
+                # messages as one transaction), then acknowledged in arrival order, as MQTT wants
+                batch = [message]
+                while len(client.messages) and len(batch) < self._max_batch:
+                    batch.append(await anext(client.messages))
+                await self._store_all(batch)
+                for stored in batch:
+                    if stored.qos > 0:
+                        client._client.ack(stored.mid, stored.qos)
+
+    async def _store_all(self, batch: list[aiomqtt.Message]) -> None:
+        """Devices side by side, each device's messages in the order they came."""
+        by_device: dict[str | None, list[aiomqtt.Message]] = {}
+        for message in batch:
+            by_device.setdefault(device_of(str(message.topic), self._prefix), []).append(message)
+        await asyncio.gather(*(self._store_in_order(messages) for messages in by_device.values()))
+
+    async def _store_in_order(self, messages: list[aiomqtt.Message]) -> None:
+        for message in messages:
+            await self._handle_until_stored(str(message.topic), _payload(message.payload))
 
     async def _handle_until_stored(self, topic: str, payload: bytes) -> None:
         attempt = 0

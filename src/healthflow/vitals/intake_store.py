@@ -7,6 +7,7 @@ process dies before a worker handled it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -29,11 +30,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from healthflow.messaging.events import CloudEvent
 from healthflow.ports import OutboxEntry, OutboxStats
 from healthflow.storage.engine import Database, UtcDateTime
+from healthflow.storage.group_commit import GroupCommit
 from healthflow.vitals.domain import Device, DeviceNotFound, DeviceTaken, QuarantinedReading
 from healthflow.vitals.events import RecordedReading, vital_signs_recorded
 
@@ -139,34 +140,70 @@ class SqlDeviceRegistry:
             return [_device(r) for r in (await conn.execute(query)).all()]
 
 
+@dataclass(frozen=True)
+class _Intake:
+    accepted: tuple[RecordedReading, ...]
+    quarantined: tuple[QuarantinedReading, ...]
+
+
 class SqlTelemetryIntake:
     """TelemetryIntake over the patient database; `on_commit` wakes the telemetry relay."""
 
-    def __init__(self, db: Database, *, on_commit: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        on_commit: Callable[[], None] = lambda: None,
+        backlog_limit: int = 10_000,
+    ) -> None:
         self._db = db
-        self._insert = _dialect_insert(db)
+        # requests arriving together (many devices, MQTT messages) commit together
+        self._requests = GroupCommit[_Intake, int](
+            "telemetry.intake", write_batch=self._accept_many, write_one=self._accept_one
+        )
+        # counting stops at the limit: the question is only whether the backlog reached it
+        unpublished = (
+            select(telemetry_outbox.c.seq)
+            .where(telemetry_outbox.c.published_at.is_(None))
+            .limit(backlog_limit)
+            .subquery()
+        )
+        self._count_backlog = select(func.count()).select_from(unpublished)
+        self._insert_reading = (
+            _dialect_insert(db)(telemetry_outbox)
+            .on_conflict_do_nothing()
+            .returning(telemetry_outbox.c.event_id)
+        )
         self._on_commit = on_commit
 
     async def accept(
         self, accepted: Sequence[RecordedReading], quarantined: Sequence[QuarantinedReading]
     ) -> int:
-        duplicates = 0
+        return await self._requests.submit(_Intake(tuple(accepted), tuple(quarantined)))
+
+    async def _accept_many(self, requests: Sequence[_Intake]) -> list[int]:
+        """Requests that arrived together, in one transaction; per request, its repeats."""
+        accepted = [r for request in requests for r in request.accepted]
+        quarantined = [q for request in requests for q in request.quarantined]
         async with self._db.writer.begin() as conn:
-            fresh = await self._not_seen(conn, accepted)
-            duplicates = len(accepted) - len(fresh)
-            if fresh:
-                rows = [
-                    {
-                        "event_id": r.reading_id,
-                        "device_id": r.device_id,
-                        "ts": r.reading.ts,
-                        "payload": vital_signs_recorded(r).to_json().decode(),
-                        "created_at": r.received_at,
-                    }
-                    for r in fresh
-                ]
-                # a concurrent request with the same reading loses the race here, not with a 500
-                await conn.execute(self._insert(telemetry_outbox).on_conflict_do_nothing(), rows)
+            stored: set[str] = set()
+            if accepted:
+                # a reading stored before (same device and instant) is skipped by the insert
+                # itself, so one statement both stores the new ones and tells the repeats
+                result = await conn.execute(
+                    self._insert_reading,
+                    [
+                        {
+                            "event_id": r.reading_id,
+                            "device_id": r.device_id,
+                            "ts": r.reading.ts,
+                            "payload": vital_signs_recorded(r).to_json().decode(),
+                            "created_at": r.received_at,
+                        }
+                        for r in accepted
+                    ],
+                )
+                stored = set(result.scalars())
             if quarantined:
                 await conn.execute(
                     insert(quarantine),
@@ -184,30 +221,17 @@ class SqlTelemetryIntake:
                         for q in quarantined
                     ],
                 )
-        if accepted:
+        if stored:
             self._on_commit()
-        return duplicates
+        return [sum(r.reading_id not in stored for r in request.accepted) for request in requests]
 
-    async def _not_seen(
-        self, conn: AsyncConnection, readings: Sequence[RecordedReading]
-    ) -> list[RecordedReading]:
-        fresh: list[RecordedReading] = []
-        by_device: dict[str, list[RecordedReading]] = {}
-        for r in readings:
-            by_device.setdefault(r.device_id, []).append(r)
-        for device_id, group in by_device.items():
-            query = select(telemetry_outbox.c.ts).where(
-                telemetry_outbox.c.device_id == device_id,
-                telemetry_outbox.c.ts.in_([r.reading.ts for r in group]),
-            )
-            seen = set((await conn.scalars(query)).all())
-            fresh.extend(r for r in group if r.reading.ts not in seen)
-        return fresh
+    async def _accept_one(self, request: _Intake) -> int:
+        (repeats,) = await self._accept_many([request])
+        return repeats
 
     async def backlog(self) -> int:
-        query = select(func.count()).where(telemetry_outbox.c.published_at.is_(None))
         async with self._db.reader.connect() as conn:
-            return int(await conn.scalar(query) or 0)
+            return int(await conn.scalar(self._count_backlog) or 0)
 
     async def quarantined(
         self, *, device_id: str | None, reason: str | None, before: UUID | None, limit: int

@@ -28,6 +28,10 @@ ALERT_CHANGES = Counter(
     "Alert lifecycle steps, by severity and change",
     ["severity", "change"],
 )
+ACK_RETRIES = Counter(
+    "healthflow_alert_ack_retries_total",
+    "Acknowledgements tried again because a reading changed the alert meanwhile",
+)
 CRITICAL_REFUSED = Counter(
     "healthflow_alert_critical_refused_total",
     "Critical alerts whose patient could not be moved to critical (e.g. discharged)",

@@ -7,6 +7,7 @@ critical and the live pushes follow the commit and are repeated safely on redeli
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -19,14 +20,24 @@ from healthflow.patients.domain import PatientNotFound, TransitionRefused
 from healthflow.ports import Clock, Hub
 from healthflow.vitals import alerts as alert_rules
 from healthflow.vitals import events, metrics
-from healthflow.vitals.alerts import Alert, AlertChange, AlertNotFound, AlertStatus, Severity
+from healthflow.vitals.alerts import (
+    Alert,
+    AlertChange,
+    AlertChanged,
+    AlertNotFound,
+    AlertStatus,
+    Severity,
+)
 from healthflow.vitals.assessment import Assessment, PatientVitals, assess
 from healthflow.vitals.domain import DomainError, ReadingsRefused, check_reading
 from healthflow.vitals.events import RecordedReading
-from healthflow.vitals.ports import Outcome, Patients, StoredReading, VitalsStore
+from healthflow.vitals.ports import LatestNews2, Outcome, Patients, StoredReading, VitalsStore
 
 log = structlog.get_logger(__name__)
 CRITICAL_SOURCE = "news2"
+# An acknowledgement loses a race whenever a reading updates the alert between its read and its
+# save; readings arrive every few seconds, so it re-reads and tries again a few times.
+ACK_ATTEMPTS = 5
 
 
 class NoAssessment(DomainError):
@@ -44,19 +55,31 @@ class VitalsMonitor:
 
     async def handle(self, event: CloudEvent) -> None:
         """The worker's handler: every other event type belongs to other consumers."""
-        if event.type == events.VITAL_SIGNS_RECORDED:
-            await self.record(events.recorded_from_event(event))
+        await self.handle_batch([event])
+
+    async def handle_batch(self, batch: Sequence[CloudEvent]) -> None:
+        """The worker's batch handler: what its queue holds, handled in one transaction."""
+        readings = [
+            events.recorded_from_event(e) for e in batch if e.type == events.VITAL_SIGNS_RECORDED
+        ]
+        if readings:
+            await self.record_many(readings)
 
     async def record(self, recorded: RecordedReading) -> tuple[Outcome, bool]:
         """Store, score and alert on one reading; False when it was handled before."""
-        problems = check_reading(recorded.reading, now=recorded.received_at)
-        if problems:  # the intake refuses these; anything handing in events directly is held too
-            raise ReadingsRefused([(0, p) for p in problems])
-        patient = await self._patients.get(recorded.patient_id)
-        new_alert_id = uuid7(recorded.reading.ts)
+        (result,) = await self.record_many([recorded])
+        return result
+
+    async def record_many(self, batch: Sequence[RecordedReading]) -> list[tuple[Outcome, bool]]:
+        """Store, score and alert on readings in order; per reading, False if seen before."""
+        for recorded in batch:
+            problems = check_reading(recorded.reading, now=recorded.received_at)
+            if problems:  # the intake refuses these; anything handing in events directly too
+                raise ReadingsRefused([(0, p) for p in problems])
+        wards = {pid: (await self._patients.get(pid)).ward for pid in _distinct_patients(batch)}
 
         def decide(
-            state: PatientVitals | None, active: Alert | None
+            recorded: RecordedReading, state: PatientVitals | None, active: Alert | None
         ) -> tuple[PatientVitals, Outcome]:
             new_state, assessment = assess(state, recorded.reading)
             if assessment is None:
@@ -65,31 +88,57 @@ class VitalsMonitor:
                 active,
                 assessment,
                 patient_id=recorded.patient_id,
-                ward=patient.ward,
-                new_id=new_alert_id,
+                ward=wards[recorded.patient_id],
+                new_id=uuid7(recorded.reading.ts),
             )
             return new_state, Outcome(assessment, alert, change)
 
-        outcome, first = await self._store.record(recorded, decide)
-        if first:
-            self._count(outcome)
-        if _made_critical(outcome):
-            await self._mark_critical(recorded.patient_id, outcome)
-        if first:
-            await self._push(recorded, outcome)
-        return outcome, first
+        results = await self._store.record_many(batch, decide, wards=wards)
+        latest: dict[UUID, tuple[RecordedReading, Outcome]] = {}
+        for recorded, (outcome, first) in zip(batch, results, strict=True):
+            if first:
+                self._count(outcome)
+            if _made_critical(outcome):
+                await self._mark_critical(recorded.patient_id, outcome)
+            if first:
+                await self._push_alert(outcome)
+                if outcome.assessment is not None:
+                    latest[recorded.patient_id] = (recorded, outcome)
+        # a patient's readings of one batch show as its newest: the hub would coalesce the rest
+        for recorded, outcome in latest.values():
+            await self._push_vitals(recorded, outcome, ward=wards[recorded.patient_id])
+        return results
 
     async def acknowledge(self, alert_id: UUID, *, by: str) -> Alert:
-        alert = await self._store.alert(alert_id)
-        if alert is None:
-            raise AlertNotFound(alert_id)
-        acknowledged, change = alert.acknowledge(by=by, at=self._clock.now())
-        if change is None:
-            return alert
-        await self._store.save_alert(acknowledged, expected_version=alert.version)
-        metrics.ALERT_CHANGES.labels(acknowledged.severity.value, change.value).inc()
-        await self._broadcast(events.ALERT_UPDATED, _alert_data(acknowledged, change))
-        return acknowledged
+        """Acknowledge the alert as it is now.
+
+        A reading that updated the alert between our read and our save is no conflict for the
+        person acknowledging, so the newer version is acknowledged instead; an escalation is
+        (it needs a fresh look), so that one is refused as changed meanwhile.
+        """
+        attempt = 0
+        severity: Severity | None = None
+        while True:
+            attempt += 1
+            alert = await self._store.alert(alert_id)
+            if alert is None:
+                raise AlertNotFound(alert_id)
+            if severity is not None and alert.severity is not severity:
+                raise AlertChanged(alert_id)
+            severity = alert.severity
+            acknowledged, change = alert.acknowledge(by=by, at=self._clock.now())
+            if change is None:
+                return alert
+            try:
+                await self._store.save_alert(acknowledged, expected_version=alert.version)
+            except AlertChanged:
+                if attempt == ACK_ATTEMPTS:
+                    raise
+                metrics.ACK_RETRIES.inc()
+                continue
+            metrics.ALERT_CHANGES.labels(acknowledged.severity.value, change.value).inc()
+            await self._broadcast(events.ALERT_UPDATED, _alert_data(acknowledged, change))
+            return acknowledged
 
     async def alerts(
         self,
@@ -105,10 +154,19 @@ class VitalsMonitor:
         )
 
     async def vitals(
-        self, patient_id: UUID, *, since: datetime | None, limit: int
+        self, patient_id: UUID, *, since: datetime | None, limit: int, every_s: int | None = None
     ) -> list[StoredReading]:
         await self._patients.get(patient_id)
-        return await self._store.series(patient_id, since=since, limit=limit)
+        return await self._store.series(patient_id, since=since, limit=limit, every_s=every_s)
+
+    async def latest_news2(
+        self, *, ward: str | None, after: UUID | None, limit: int
+    ) -> list[LatestNews2]:
+        """Every monitored patient's current NEWS2 (a ward board's column), by patient id."""
+        return await self._store.latest(ward=ward, after=after, limit=limit)
+
+    async def open_alerts_by_severity(self) -> dict[str, int]:
+        return await self._store.open_alerts_by_severity()
 
     async def news2(self, patient_id: UUID) -> Assessment:
         await self._patients.get(patient_id)
@@ -135,18 +193,21 @@ class VitalsMonitor:
         if outcome.alert is not None and outcome.change is not None:
             metrics.ALERT_CHANGES.labels(outcome.alert.severity.value, outcome.change.value).inc()
 
-    async def _push(self, recorded: RecordedReading, outcome: Outcome) -> None:
-        if outcome.assessment is None:
-            return
+    async def _push_vitals(self, recorded: RecordedReading, outcome: Outcome, *, ward: str) -> None:
+        assert outcome.assessment is not None
         await self._broadcast(
             events.VITALS_UPDATED,
             {
                 "patient_id": str(recorded.patient_id),
+                # on `ward:{ward}` too, so a ward's board keeps its NEWS2 column live
+                "ward": ward,
                 "device_id": recorded.device_id,
                 "reading": events.reading_to_dict(recorded.reading),
                 "news2": outcome.assessment.to_dict(),
             },
         )
+
+    async def _push_alert(self, outcome: Outcome) -> None:
         if outcome.alert is None or outcome.change is None:
             return
         if outcome.change is AlertChange.RAISED:
@@ -160,6 +221,10 @@ class VitalsMonitor:
             await self._hub.broadcast(kind, data, self._clock.now())
         except Exception:
             log.exception("hub_broadcast_failed", event_type=kind)
+
+
+def _distinct_patients(batch: Sequence[RecordedReading]) -> list[UUID]:
+    return list(dict.fromkeys(r.patient_id for r in batch))
 
 
 def _made_critical(outcome: Outcome) -> bool:
@@ -186,6 +251,7 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
         "acknowledged_by": alert.acknowledged_by,
         "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
         "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "version": alert.version,
     }
 
 

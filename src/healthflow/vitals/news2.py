@@ -9,6 +9,7 @@ before the bands apply, so a value can never fall between two bands.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -60,7 +61,15 @@ class Score:
 
 
 def _whole(value: float) -> int:
-    return int(Decimal(str(value)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    """Round half away from zero, as a clinician reads a chart (20.5/min counts as 21).
+
+    Exact without Decimal: `magnitude - floor(magnitude)` is computed exactly for any float a
+    sensor sends, and a float whose shortest decimal form ends in .5 is exactly x.5.
+    """
+    magnitude = abs(value)
+    whole = math.floor(magnitude)
+    rounded = whole + 1 if magnitude - whole >= 0.5 else whole
+    return -rounded if value < 0 else rounded
 
 
 def _tenths(value: float) -> Decimal:

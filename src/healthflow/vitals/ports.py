@@ -5,7 +5,7 @@ They sit here rather than in healthflow/ports.py because only this package uses 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -38,7 +38,19 @@ class StoredReading:
     assessment: Assessment | None
 
 
-Decide = Callable[[PatientVitals | None, Alert | None], tuple[PatientVitals, Outcome]]
+@dataclass(frozen=True)
+class LatestNews2:
+    """A patient's current NEWS2, with the ward the patient was on at that reading."""
+
+    patient_id: UUID
+    ward: str | None
+    assessment: Assessment
+
+
+# what one reading makes of the patient's NEWS2 state and open alert: the new state, the outcome
+Decide = Callable[
+    [RecordedReading, PatientVitals | None, Alert | None], tuple[PatientVitals, Outcome]
+]
 
 
 class DeviceRegistry(Protocol):
@@ -67,7 +79,7 @@ class TelemetryIntake(Protocol):
         ...
 
     async def backlog(self) -> int:
-        """Accepted readings not yet confirmed by the bus."""
+        """Accepted readings not yet confirmed by the bus, counted up to the backlog limit."""
         ...
 
     async def quarantined(
@@ -80,19 +92,36 @@ class TelemetryIntake(Protocol):
 class VitalsStore(Protocol):
     """The vitals time series, each patient's NEWS2 state and the alerts (analytics database)."""
 
-    async def record(self, recorded: RecordedReading, decide: Decide) -> tuple[Outcome, bool]:
-        """Store the reading and what `decide` makes of it in one transaction.
+    async def record_many(
+        self, batch: Sequence[RecordedReading], decide: Decide, *, wards: Mapping[UUID, str]
+    ) -> list[tuple[Outcome, bool]]:
+        """Store the readings, in order, and what `decide` makes of each, in one transaction.
 
-        Returns the outcome and whether this was the first time; a repeat (same device and ts)
-        returns the outcome stored the first time and changes nothing.
+        Returns per reading its outcome and whether this was the first time; a repeat (same
+        device and ts) returns the outcome stored the first time and changes nothing. `wards`
+        are the patients' wards now, kept with each patient's state for `latest(ward=...)`.
         """
         ...
 
     async def series(
-        self, patient_id: UUID, *, since: datetime | None, limit: int
-    ) -> list[StoredReading]: ...
+        self, patient_id: UUID, *, since: datetime | None, limit: int, every_s: int | None = None
+    ) -> list[StoredReading]:
+        """Oldest first. With `since`: the first `limit` readings from then on; without: the
+        newest `limit`. With `every_s`: only the newest reading of each `every_s`-second slice
+        of time (slices aligned to the Unix epoch), for charts over long periods."""
+        ...
 
     async def state(self, patient_id: UUID) -> PatientVitals | None: ...
+
+    async def latest(
+        self, *, ward: str | None, after: UUID | None, limit: int
+    ) -> list[LatestNews2]:
+        """Every patient's current NEWS2, by patient id, strictly after `after`."""
+        ...
+
+    async def open_alerts_by_severity(self) -> dict[str, int]:
+        """How many alerts wait for acknowledgement (status open), by severity."""
+        ...
 
     async def alert(self, alert_id: UUID) -> Alert | None: ...
 

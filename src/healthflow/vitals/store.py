@@ -4,6 +4,7 @@ NEWS2 state and the alerts, written together per reading so its effect is stored
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -19,6 +20,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    and_,
+    cast,
+    func,
     insert,
     select,
     update,
@@ -32,7 +36,7 @@ from healthflow.vitals.alerts import Alert, AlertChange, AlertChanged, AlertStat
 from healthflow.vitals.assessment import Assessment, PatientVitals
 from healthflow.vitals.events import RecordedReading
 from healthflow.vitals.news2 import Risk
-from healthflow.vitals.ports import Decide, Outcome, StoredReading
+from healthflow.vitals.ports import Decide, LatestNews2, Outcome, StoredReading
 
 series_metadata = MetaData()
 
@@ -56,6 +60,9 @@ patient_vitals = Table(
     series_metadata,
     Column("patient_id", Uuid, primary_key=True),
     Column("state", Text, nullable=False),
+    # the patient's ward at the last reading: lets a ward's board ask for its patients' NEWS2
+    Column("ward", String(50)),
+    Index("ix_patient_vitals_ward", "ward", "patient_id"),
 )
 alerts = Table(
     "alerts",
@@ -125,6 +132,29 @@ def _alert_row(alert: Alert) -> dict[str, Any]:
     }
 
 
+def _reading_row(recorded: RecordedReading, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "id": recorded.reading_id,
+        "patient_id": recorded.patient_id,
+        "device_id": recorded.device_id,
+        "ts": recorded.reading.ts,
+        "measurements": orjson.dumps(recorded.reading.measurements()).decode(),
+        "assessment": (
+            orjson.dumps(outcome.assessment.to_dict()).decode() if outcome.assessment else None
+        ),
+        "alert_id": outcome.alert.id if outcome.alert else None,
+        "alert_change": outcome.change.value if outcome.change else None,
+        "received_at": recorded.received_at,
+    }
+
+
+class ConcurrentReadings(Exception):
+    """Readings of this batch were stored by another writer while it was being decided."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} readings were stored concurrently; the batch is retried")
+
+
 def _alert(row: Any) -> Alert:
     return Alert(
         id=row.id,
@@ -162,55 +192,106 @@ class SqlVitalsStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._insert = _dialect_insert(db)
+        dialect_insert = _dialect_insert(db)
+        # built once, bound per call: SQLAlchemy compiles each statement once, not per reading
+        self._insert_reading = (
+            dialect_insert(vitals).on_conflict_do_nothing().returning(vitals.c.id)
+        )
+        upsert = dialect_insert(patient_vitals)
+        self._upsert_state = upsert.on_conflict_do_update(
+            index_elements=["patient_id"],
+            set_={"state": upsert.excluded.state, "ward": upsert.excluded.ward},
+        )
 
-    async def record(self, recorded: RecordedReading, decide: Decide) -> tuple[Outcome, bool]:
+    async def record_many(
+        self, batch: Sequence[RecordedReading], decide: Decide, *, wards: Mapping[UUID, str]
+    ) -> list[tuple[Outcome, bool]]:
+        """Store readings in order with what `decide` makes of each, all in one transaction.
+
+        A constant number of statements per batch, not per reading, and each reading written
+        once: the repeats are found with one query, the patients' states and open alerts read
+        together, decided in memory in order, and everything written back together.
+        """
         async with self._db.writer.begin() as conn:
-            inserted = await conn.execute(
-                self._insert(vitals)
-                .values(
-                    id=recorded.reading_id,
-                    patient_id=recorded.patient_id,
-                    device_id=recorded.device_id,
-                    ts=recorded.reading.ts,
-                    measurements=orjson.dumps(recorded.reading.measurements()).decode(),
-                    received_at=recorded.received_at,
+            stored = await self._stored_instants(conn, batch)
+            fresh: list[RecordedReading] = []
+            for r in batch:
+                if (r.device_id, r.reading.ts) not in stored:
+                    stored.add((r.device_id, r.reading.ts))
+                    fresh.append(r)
+            outcomes = await self._decide_all(conn, fresh, decide, wards)
+            if fresh:
+                inserted = await conn.execute(
+                    self._insert_reading, [_reading_row(r, outcomes[r.reading_id]) for r in fresh]
                 )
-                .on_conflict_do_nothing()
+                if len(inserted.scalars().all()) != len(fresh):
+                    # another writer stored one of them meanwhile: undo all, the retry sees it
+                    raise ConcurrentReadings(len(fresh))
+            return [
+                (outcomes[r.reading_id], True)
+                if r.reading_id in outcomes
+                else (await self._earlier_outcome(conn, r), False)
+                for r in batch
+            ]
+
+    async def _stored_instants(
+        self, conn: AsyncConnection, batch: Sequence[RecordedReading]
+    ) -> set[tuple[str, datetime]]:
+        """Which (device, instant) pairs of the batch are stored already: one index range scan."""
+        if not batch:
+            return set()
+        instants = [r.reading.ts for r in batch]
+        rows = await conn.execute(
+            select(vitals.c.device_id, vitals.c.ts).where(
+                vitals.c.device_id.in_({r.device_id for r in batch}),
+                vitals.c.ts.between(min(instants), max(instants)),
             )
-            if inserted.rowcount == 0:
-                return await self._earlier_outcome(conn, recorded), False
-            state_row = await conn.scalar(
-                select(patient_vitals.c.state).where(
-                    patient_vitals.c.patient_id == recorded.patient_id
-                )
+        )
+        return {(row.device_id, row.ts) for row in rows}
+
+    async def _decide_all(
+        self,
+        conn: AsyncConnection,
+        fresh: Sequence[RecordedReading],
+        decide: Decide,
+        wards: Mapping[UUID, str],
+    ) -> dict[str, Outcome]:
+        patient_ids = {r.patient_id for r in fresh}
+        if not patient_ids:
+            return {}
+        states = {
+            row.patient_id: _state_from_json(row.state)
+            for row in await conn.execute(
+                select(patient_vitals).where(patient_vitals.c.patient_id.in_(patient_ids))
             )
-            state = _state_from_json(state_row) if state_row else None
-            active = await self._active_alert(conn, recorded.patient_id)
-            new_state, outcome = decide(state, active)
-            values = {"patient_id": recorded.patient_id, "state": _state_to_json(new_state)}
-            stmt = self._insert(patient_vitals).values(values)
-            await conn.execute(
-                stmt.on_conflict_do_update(index_elements=["patient_id"], set_=values)
-            )
-            if outcome.alert is not None and outcome.change is AlertChange.RAISED:
-                await conn.execute(insert(alerts).values(_alert_row(outcome.alert)))
-            elif outcome.alert is not None and outcome.change is not None:
-                await self._update_alert(conn, outcome.alert, outcome.alert.version - 1)
-            await conn.execute(
-                update(vitals)
-                .where(vitals.c.id == recorded.reading_id)
-                .values(
-                    assessment=(
-                        orjson.dumps(outcome.assessment.to_dict()).decode()
-                        if outcome.assessment
-                        else None
-                    ),
-                    alert_id=outcome.alert.id if outcome.alert else None,
-                    alert_change=outcome.change.value if outcome.change else None,
-                )
-            )
-        return outcome, True
+        }
+        loaded = await self._active_alerts(conn, patient_ids)
+        loaded_versions = {a.id: a.version for a in loaded.values()}
+        active: dict[UUID, Alert | None] = dict(loaded)
+        outcomes: dict[str, Outcome] = {}
+        touched: dict[UUID, Alert] = {}
+        for r in fresh:  # in order: each reading sees the state the one before left
+            new_state, outcome = decide(r, states.get(r.patient_id), active.get(r.patient_id))
+            states[r.patient_id] = new_state
+            outcomes[r.reading_id] = outcome
+            if outcome.alert is not None and outcome.change is not None:
+                touched[outcome.alert.id] = outcome.alert
+                is_open = outcome.alert.status is not AlertStatus.RESOLVED
+                active[r.patient_id] = outcome.alert if is_open else None
+        await conn.execute(
+            self._upsert_state,
+            [
+                {"patient_id": p, "state": _state_to_json(states[p]), "ward": wards[p]}
+                for p in patient_ids
+            ],
+        )
+        raised = [a for a in touched.values() if a.id not in loaded_versions]
+        if raised:
+            await conn.execute(insert(alerts), [_alert_row(a) for a in raised])
+        for alert in touched.values():
+            if alert.id in loaded_versions:
+                await self._update_alert(conn, alert, loaded_versions[alert.id])
+        return outcomes
 
     async def _earlier_outcome(self, conn: AsyncConnection, recorded: RecordedReading) -> Outcome:
         row = (
@@ -234,16 +315,16 @@ class SqlVitalsStore:
             AlertChange(row.alert_change) if row.alert_change else None,
         )
 
-    async def _active_alert(self, conn: AsyncConnection, patient_id: UUID) -> Alert | None:
-        row = (
-            await conn.execute(
-                select(alerts)
-                .where(alerts.c.patient_id == patient_id, alerts.c.status != AlertStatus.RESOLVED)
-                .order_by(alerts.c.opened_at.desc())
-                .limit(1)
-            )
-        ).first()
-        return _alert(row) if row else None
+    async def _active_alerts(
+        self, conn: AsyncConnection, patient_ids: set[UUID]
+    ) -> dict[UUID, Alert]:
+        """Each patient's open (not resolved) alert; the newest if, unexpectedly, several."""
+        rows = await conn.execute(
+            select(alerts)
+            .where(alerts.c.patient_id.in_(patient_ids), alerts.c.status != AlertStatus.RESOLVED)
+            .order_by(alerts.c.opened_at)
+        )
+        return {row.patient_id: _alert(row) for row in rows}
 
     async def _update_alert(self, conn: AsyncConnection, alert: Alert, expected: int) -> None:
         result = await conn.execute(
@@ -259,17 +340,64 @@ class SqlVitalsStore:
             await self._update_alert(conn, alert, expected_version)
 
     async def series(
-        self, patient_id: UUID, *, since: datetime | None, limit: int
+        self, patient_id: UUID, *, since: datetime | None, limit: int, every_s: int | None = None
     ) -> list[StoredReading]:
-        query = select(vitals).where(vitals.c.patient_id == patient_id)
+        chosen = vitals.c.patient_id == patient_id
         if since is not None:
-            query = query.where(vitals.c.ts >= since).order_by(vitals.c.ts, vitals.c.id)
+            chosen = and_(chosen, vitals.c.ts >= since)
+        source: Any = vitals
+        if every_s is not None:
+            # newest reading per slice: numbered within its slice, newest first, keep number 1
+            newest_first = func.row_number().over(
+                partition_by=self._slice(every_s),
+                order_by=(vitals.c.ts.desc(), vitals.c.id.desc()),
+            )
+            numbered = select(vitals, newest_first.label("newest")).where(chosen).subquery()
+            source, chosen = numbered, numbered.c.newest == 1
+        query = select(*(source.c[c.name] for c in vitals.columns)).where(chosen)
+        if since is not None:
+            query = query.order_by(source.c.ts, source.c.id)
         else:
-            query = query.order_by(vitals.c.ts.desc(), vitals.c.id.desc())
+            query = query.order_by(source.c.ts.desc(), source.c.id.desc())
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query.limit(limit))).all()
         readings = [_stored(r) for r in rows]
         return readings if since is not None else readings[::-1]
+
+    def _slice(self, every_s: int) -> Any:
+        """The number of the `every_s`-second slice of time a reading's ts falls in."""
+        if self._db.backend == "postgresql":
+            return func.floor(func.extract("epoch", vitals.c.ts) / every_s)
+        # SQLite keeps the UTC time as text; %s reads it as Unix seconds
+        return cast(func.strftime("%s", vitals.c.ts), Integer) // every_s
+
+    async def latest(
+        self, *, ward: str | None, after: UUID | None, limit: int
+    ) -> list[LatestNews2]:
+        query = select(patient_vitals).order_by(patient_vitals.c.patient_id).limit(limit)
+        if ward is not None:
+            query = query.where(patient_vitals.c.ward == ward)
+        if after is not None:
+            query = query.where(patient_vitals.c.patient_id > after)
+        async with self._db.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        found = []
+        for row in rows:
+            state = _state_from_json(row.state)
+            # a state is only stored with the assessment of its first reading, never without
+            if state.assessment is not None:
+                found.append(LatestNews2(row.patient_id, row.ward, state.assessment))
+        return found
+
+    async def open_alerts_by_severity(self) -> dict[str, int]:
+        query = (
+            select(alerts.c.severity, func.count())
+            .where(alerts.c.status == AlertStatus.OPEN.value)
+            .group_by(alerts.c.severity)
+        )
+        async with self._db.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {severity.value: 0 for severity in Severity} | {s: int(n) for s, n in rows}
 
     async def state(self, patient_id: UUID) -> PatientVitals | None:
         async with self._db.reader.connect() as conn:

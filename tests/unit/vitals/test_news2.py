@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -266,3 +268,25 @@ def test_scale_2_never_scores_higher_than_scale_1_below_its_target(
     # scale 2 accepts a lower target, so for the same low value it never scores higher
     if spo2 < 88:
         assert news2.spo2_scale2_score(spo2, on_oxygen=on_oxygen) <= news2.spo2_scale1_score(spo2)
+
+
+@given(st.floats(min_value=-1000, max_value=1000, allow_nan=False))
+def test_whole_number_rounding_is_half_away_from_zero_on_the_written_value(value: float) -> None:
+    # the chart's rule, spelled out with Decimal on the value as written; _whole does it faster
+    written = Decimal(str(value)).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    assert news2._whole(value) == int(written)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (20.5, 21),
+        (20.49999999999999, 20),
+        (0.49999999999999994, 0),
+        (24.5, 25),
+        (8.5, 9),
+        (-2.5, -3),
+    ],
+)
+def test_whole_number_rounding_edges(value: float, expected: int) -> None:
+    assert news2._whole(value) == expected

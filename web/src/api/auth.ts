@@ -28,6 +28,27 @@ export function accessToken(): string | null {
   return token;
 }
 
+/**
+ * Who is signed in, for display and for "acknowledged by": the token's name claims, read without
+ * checking the signature (the server checks it on every request; this is only a label).
+ */
+export function currentUser(): string {
+  const current = accessToken();
+  const payload = current?.split(".")[1];
+  if (!payload) return "unknown";
+  try {
+    const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/"));
+    const claims = JSON.parse(json) as Record<string, unknown>;
+    for (const name of ["name", "preferred_username", "sub"]) {
+      const value = claims[name];
+      if (typeof value === "string" && value.trim()) return value.trim().slice(0, 100);
+    }
+  } catch {
+    // not a JWT we can read: the label is all that is lost
+  }
+  return "unknown";
+}
+
 /** Headers every API request carries (`Authorization: Bearer ...` once signed in). */
 export function authHeaders(): Record<string, string> {
   const current = accessToken();

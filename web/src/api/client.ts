@@ -4,11 +4,17 @@ import { authHeaders } from "./auth";
 import { ApiError, toApiError } from "./problem";
 import type { paths } from "./schema";
 import type {
+  Alert,
+  AlertStatus,
   DashboardSummary,
+  News2,
   Patient,
   PatientEvent,
   PatientIn,
+  PatientNews2,
   Readiness,
+  Reading,
+  SignInConfig,
   Status,
 } from "./types";
 
@@ -83,6 +89,55 @@ export async function getReadiness(): Promise<Readiness> {
     return body as Readiness;
   }
   throw toApiError(body, response);
+}
+
+export async function listAlerts(query: {
+  status?: AlertStatus;
+  patient_id?: string;
+  limit: number;
+}): Promise<Alert[]> {
+  const page = await unwrap(api.GET("/api/alerts", { params: { query } }));
+  return page.items;
+}
+
+export function acknowledgeAlert(id: string, by: string): Promise<Alert> {
+  return unwrap(
+    api.POST("/api/alerts/{alert_id}/ack", { params: { path: { alert_id: id } }, body: { by } }),
+  );
+}
+
+/** Readings oldest first: from `since` on, or the newest `limit`; `every` thins to one per slice. */
+export async function getVitals(
+  id: string,
+  query: { since?: string; limit: number; every?: number },
+): Promise<Reading[]> {
+  const page = await unwrap(
+    api.GET("/api/patients/{patient_id}/vitals", {
+      params: { path: { patient_id: id }, query },
+    }),
+  );
+  return page.items;
+}
+
+export function getNews2(id: string): Promise<News2> {
+  return unwrap(api.GET("/api/patients/{patient_id}/news2", { params: { path: { patient_id: id } } }));
+}
+
+/** Every monitored patient's latest NEWS2, page by page (the board's column). */
+export async function listAllNews2(maxPages = 20): Promise<PatientNews2[]> {
+  const items: PatientNews2[] = [];
+  let after: string | undefined;
+  for (let page = 0; page < maxPages; page++) {
+    const result = await unwrap(api.GET("/api/news2", { params: { query: { limit: 1000, after } } }));
+    items.push(...result.items);
+    if (!result.next_after) break;
+    after = result.next_after;
+  }
+  return items;
+}
+
+export async function getSignInConfig(): Promise<SignInConfig> {
+  return unwrap(api.GET("/api/auth/config"));
 }
 
 export { ApiError };

@@ -109,6 +109,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/auth/config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Sign In Config
+         * @description Public: the sign-in page needs it before anyone is signed in; it holds no secret.
+         */
+        get: operations["sign_in_config_api_auth_config_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/dev/sign-in": {
         parameters: {
             query?: never;
@@ -196,6 +216,26 @@ export interface paths {
          * @description One reading, or `{"readings": [...]}` (at most 1,000); 202 once stored durably.
          */
         post: operations["post_telemetry_api_devices__device_id__telemetry_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/news2": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Latest News2
+         * @description Every monitored patient's current NEWS2 (by patient id; page on with `after`).
+         */
+        get: operations["latest_news2_api_news2_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -431,19 +471,18 @@ export interface components {
             readings: number;
             /** Resolved At */
             resolved_at: string | null;
-            /** Risk */
-            risk: string;
+            risk: components["schemas"]["Risk"];
             /** Score */
             score: number;
-            /** Severity */
-            severity: string;
-            /** Status */
-            status: string;
+            severity: components["schemas"]["Severity"];
+            status: components["schemas"]["AlertStatus"];
             /**
              * Updated At
              * Format: date-time
              */
             updated_at: string;
+            /** Version */
+            version: number;
             /** Ward */
             ward: string;
         };
@@ -492,6 +531,11 @@ export interface components {
             seq: number;
             /** Subject */
             subject: string;
+        };
+        /** BatchIn */
+        BatchIn: {
+            /** Readings */
+            readings: components["schemas"]["ReadingIn"][];
         };
         /** BindingIn */
         BindingIn: {
@@ -579,8 +623,7 @@ export interface components {
             carried_forward: string[];
             /** Missing */
             missing: string[];
-            /** Risk */
-            risk: string;
+            risk: components["schemas"]["Risk"];
             /** Spo2 Scale */
             spo2_scale: number;
             /** Sub Scores */
@@ -589,6 +632,25 @@ export interface components {
             };
             /** Total */
             total: number;
+        };
+        /** News2Page */
+        News2Page: {
+            /** Items */
+            items: components["schemas"]["PatientNews2Out"][];
+            /** Next After */
+            next_after: string | null;
+        };
+        /**
+         * OidcClient
+         * @description What a browser needs for the authorization code flow with PKCE at the issuer.
+         */
+        OidcClient: {
+            /** Client Id */
+            client_id: string | null;
+            /** Issuer */
+            issuer: string;
+            /** Scope */
+            scope: string;
         };
         /** PatientEventData */
         PatientEventData: {
@@ -673,6 +735,34 @@ export interface components {
             sex: components["schemas"]["Sex"];
             /** Ward */
             ward: string;
+        };
+        /** PatientNews2Out */
+        PatientNews2Out: {
+            /**
+             * Assessed At
+             * Format: date-time
+             */
+            assessed_at: string;
+            /** Carried Forward */
+            carried_forward: string[];
+            /** Missing */
+            missing: string[];
+            /**
+             * Patient Id
+             * Format: uuid
+             */
+            patient_id: string;
+            risk: components["schemas"]["Risk"];
+            /** Spo2 Scale */
+            spo2_scale: number;
+            /** Sub Scores */
+            sub_scores: {
+                [key: string]: number;
+            };
+            /** Total */
+            total: number;
+            /** Ward */
+            ward: string | null;
         };
         /** PatientOut */
         PatientOut: {
@@ -815,6 +905,11 @@ export interface components {
             reason: string;
         };
         /**
+         * Risk
+         * @enum {string}
+         */
+        Risk: "low" | "low_medium" | "medium" | "high";
+        /**
          * Severity
          * @enum {string}
          */
@@ -824,6 +919,18 @@ export interface components {
          * @enum {string}
          */
         Sex: "female" | "male" | "other" | "unknown";
+        /**
+         * SignInConfig
+         * @description How the dashboard signs people in: the development sign-in, or the OIDC issuer.
+         */
+        SignInConfig: {
+            /**
+             * Mode
+             * @enum {string}
+             */
+            mode: "development" | "oidc";
+            oidc: components["schemas"]["OidcClient"] | null;
+        };
         /** SignInIn */
         SignInIn: {
             /**
@@ -932,10 +1039,7 @@ export interface components {
         VitalsOut: {
             /** Device Id */
             device_id: string;
-            /** News2 */
-            news2: {
-                [key: string]: unknown;
-            } | null;
+            news2: components["schemas"]["News2Out"] | null;
             /** Reading Id */
             reading_id: string;
             /**
@@ -1257,6 +1361,26 @@ export interface operations {
             };
         };
     };
+    sign_in_config_api_auth_config_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SignInConfig"];
+                };
+            };
+        };
+    };
     sign_in_api_dev_sign_in_post: {
         parameters: {
             query?: never;
@@ -1535,9 +1659,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    [key: string]: unknown;
-                };
+                "application/json": components["schemas"]["ReadingIn"] | components["schemas"]["BatchIn"];
             };
         };
         responses: {
@@ -1549,6 +1671,53 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["IngestOut"];
                 };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    latest_news2_api_news2_get: {
+        parameters: {
+            query?: {
+                ward?: string | null;
+                after?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["News2Page"];
+                };
+            };
+            /** @description No valid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Validation Error */
             422: {
@@ -1896,6 +2065,8 @@ export interface operations {
             query?: {
                 since?: string | null;
                 limit?: number;
+                /** @description Seconds: only the newest reading of each slice. */
+                every?: number | null;
             };
             header?: never;
             path: {

@@ -6,6 +6,14 @@ export type PatientIn = components["schemas"]["PatientIn"];
 export type PatientPage = components["schemas"]["PatientPage"];
 export type Status = components["schemas"]["Status"];
 export type Sex = components["schemas"]["Sex"];
+export type Alert = components["schemas"]["AlertOut"];
+export type AlertStatus = components["schemas"]["AlertStatus"];
+export type Severity = components["schemas"]["Severity"];
+export type Risk = components["schemas"]["Risk"];
+export type News2 = components["schemas"]["News2Out"];
+export type PatientNews2 = components["schemas"]["PatientNews2Out"];
+export type Reading = components["schemas"]["VitalsOut"];
+export type SignInConfig = components["schemas"]["SignInConfig"];
 
 // The statuses in the order of a stay; `satisfies` fails the build if the schema's enum changes.
 export const STATUSES = [
@@ -19,6 +27,8 @@ export const STATUSES = [
 ] as const satisfies readonly Status[];
 
 export const SEXES = ["female", "male", "other", "unknown"] as const satisfies readonly Sex[];
+export const SEVERITIES = ["critical", "urgent"] as const satisfies readonly Severity[];
+export const RISKS = ["low", "low_medium", "medium", "high"] as const satisfies readonly Risk[];
 
 /*
  * The routes below answer untyped JSON in the schema (`dict[str, Any]` on the server), so their

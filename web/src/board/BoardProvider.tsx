@@ -3,15 +3,23 @@ import {
   useCallback,
   useContext,
   useEffect,
+  useMemo,
   useReducer,
   useRef,
   useState,
   type ReactNode,
 } from "react";
 
-import { ApiError, getPatient, listAllPatients } from "../api/client";
-import { useLive } from "../live/LiveProvider";
-import { type BoardState, boardReducer, initialBoard, missingPeople } from "./boardState";
+import { ApiError, getPatient, listAllNews2, listAllPatients } from "../api/client";
+import { useLive, useLiveTopics } from "../live/LiveProvider";
+import {
+  type BoardState,
+  boardReducer,
+  initialBoard,
+  missingPeople,
+  wardNames,
+  wardTopics,
+} from "./boardState";
 
 interface BoardContextValue {
   state: BoardState;
@@ -48,8 +56,12 @@ export function BoardProvider({ children }: { children: ReactNode }) {
         const started = generation.current;
         dispatch({ kind: "reloadStarted" });
         try {
-          const { items, complete } = await listAllPatients();
+          const [{ items, complete }, scores] = await Promise.all([
+            listAllPatients(),
+            listAllNews2(),
+          ]);
           dispatch({ kind: "loaded", patients: items, complete, generation: started });
+          dispatch({ kind: "news2", items: scores });
           setError(null);
         } catch (e: unknown) {
           setError(e instanceof ApiError ? e.message : "The patient list could not be loaded.");
@@ -69,6 +81,8 @@ export function BoardProvider({ children }: { children: ReactNode }) {
     },
     onResync: reload,
   });
+  // each ward's topic carries its patients' VitalsUpdated: the NEWS2 column stays live
+  useLiveTopics(useMemo(() => wardTopics(wardNames(state)), [state]));
 
   useEffect(() => {
     for (const id of missingPeople(state)) {

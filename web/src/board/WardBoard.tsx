@@ -3,10 +3,28 @@ import { Link } from "react-router";
 
 import { STATUSES } from "../api/types";
 import { duration } from "../format";
+import { News2Badge } from "../news2";
 import { STATUS_LABEL, StatusBadge } from "../status";
 import { useNow } from "../useNow";
 import { useBoard } from "./BoardProvider";
-import { type BoardFilter, defaultFilter, groupByWard, wardNames } from "./boardState";
+import {
+  type BoardFilter,
+  type BoardNews2,
+  defaultFilter,
+  groupByWard,
+  wardNames,
+} from "./boardState";
+
+/** The latest NEWS2 with its risk in words and how old it is; "no readings" when never scored. */
+function Score({ news2, now }: { news2: BoardNews2 | undefined; now: number }) {
+  if (news2 === undefined) return <span className="hint">no readings</span>;
+  return (
+    <>
+      <News2Badge total={news2.total} risk={news2.risk} />{" "}
+      <time className="hint" dateTime={news2.assessed_at}>{duration(news2.assessed_at, now)} ago</time>
+    </>
+  );
+}
 
 /** The charge nurse's screen: every patient by ward, kept live. */
 export function WardBoard() {
@@ -75,6 +93,7 @@ export function WardBoard() {
                 <th scope="col">Patient</th>
                 <th scope="col">MRN</th>
                 <th scope="col">Status</th>
+                <th scope="col">NEWS2</th>
                 <th scope="col">In status for</th>
               </tr>
             </thead>
@@ -89,6 +108,9 @@ export function WardBoard() {
                   </td>
                   <td>{p.person?.mrn ?? ""}</td>
                   <td><StatusBadge status={p.status} /></td>
+                  <td data-testid="board-news2">
+                    <Score news2={state.news2[p.id]} now={now} />
+                  </td>
                   <td>{duration(p.status_since, now)}</td>
                 </tr>
               ))}

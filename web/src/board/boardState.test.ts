@@ -8,8 +8,10 @@ import {
   defaultFilter,
   groupByWard,
   initialBoard,
+  MAX_WARD_TOPICS,
   missingPeople,
   wardNames,
+  wardTopics,
 } from "./boardState";
 
 function patient(overrides: Partial<Patient> = {}): Patient {
@@ -168,5 +170,71 @@ describe("groupByWard", () => {
 
   it("lists the wards of every loaded patient", () => {
     expect(wardNames(state)).toEqual(["A&E", "ICU"]);
+  });
+});
+
+describe("the NEWS2 column", () => {
+  const score = (total: number, at: string, risk: "low" | "high" = "low") => ({
+    patient_id: "p1",
+    ward: "ICU",
+    total,
+    risk,
+    sub_scores: {},
+    carried_forward: [],
+    missing: [],
+    assessed_at: at,
+    spo2_scale: 1,
+  });
+  const vitals = (total: number, at: string, extra: Record<string, unknown> = {}) =>
+    live("VitalsUpdated", {
+      patient_id: "p1",
+      device_id: "mon-1",
+      reading: { ts: at },
+      news2: { total, risk: "high", assessed_at: at, sub_scores: {} },
+      ...extra,
+    });
+
+  it("takes the loaded scores, then newer ones from VitalsUpdated", () => {
+    let state = boardReducer(loaded(initialBoard, [patient()]), {
+      kind: "news2",
+      items: [score(1, "2026-11-25T09:00:00Z")],
+    });
+    expect(state.news2.p1).toEqual({ total: 1, risk: "low", assessed_at: "2026-11-25T09:00:00Z" });
+    state = boardReducer(state, { kind: "live", message: vitals(8, "2026-11-25T09:05:00Z") });
+    expect(state.news2.p1?.total).toBe(8);
+    // the patient's row itself is untouched by vitals
+    expect(state.entries.p1?.version).toBe(1);
+  });
+
+  it("never goes back to an older score, whichever arrives last", () => {
+    let state = boardReducer(initialBoard, { kind: "live", message: vitals(8, "2026-11-25T09:05:00Z") });
+    state = boardReducer(state, { kind: "news2", items: [score(1, "2026-11-25T09:00:00Z")] });
+    expect(state.news2.p1?.total).toBe(8);
+  });
+
+  it("keeps the scores across a reload of the patients", () => {
+    let state = boardReducer(loaded(initialBoard, [patient()]), {
+      kind: "news2",
+      items: [score(1, "2026-11-25T09:00:00Z")],
+    });
+    state = loaded(boardReducer(state, { kind: "reloadStarted" }), [patient({ version: 2 })]);
+    expect(state.news2.p1?.total).toBe(1);
+  });
+
+  it("ignores malformed vitals", () => {
+    const state = loaded(initialBoard, [patient()]);
+    for (const broken of [
+      vitals(8, "2026-11-25T09:05:00Z", { news2: null }),
+      vitals(8, "2026-11-25T09:05:00Z", { news2: { total: 8, risk: "dire", assessed_at: "x" } }),
+      vitals(8, "2026-11-25T09:05:00Z", { patient_id: 7 }),
+    ]) {
+      expect(boardReducer(state, { kind: "live", message: broken })).toBe(state);
+    }
+  });
+
+  it("subscribes to the wards whose names the live topics allow, up to a limit", () => {
+    expect(wardTopics(["ICU", "A&E", "Ward 7", ".hidden"])).toEqual(["ward:ICU", "ward:Ward 7"]);
+    const many = Array.from({ length: MAX_WARD_TOPICS + 5 }, (_, i) => `W${String(i)}`);
+    expect(wardTopics(many)).toHaveLength(MAX_WARD_TOPICS);
   });
 });

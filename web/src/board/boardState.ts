@@ -2,7 +2,7 @@
  * The ward board's state: every loaded patient by id, merged from HTTP pages and live messages.
  * A patient's `version` only grows, so the newer of two views always wins, whichever came first.
  */
-import type { Patient, Status } from "../api/types";
+import type { Patient, PatientNews2, Risk, Status } from "../api/types";
 import type { LiveMessage } from "../live/socket";
 
 export const PATIENT_MESSAGES = ["PatientCreated", "PatientStatusUpdated", "PatientCritical"];
@@ -28,8 +28,17 @@ export interface BoardEntry {
   touched: number;
 }
 
+/** A patient's latest NEWS2 as the board shows it. */
+export interface BoardNews2 {
+  total: number;
+  risk: Risk;
+  assessed_at: string;
+}
+
 export interface BoardState {
   entries: Record<string, BoardEntry>;
+  /** Latest NEWS2 by patient id: from `GET /api/news2`, then `VitalsUpdated` (ward topics). */
+  news2: Record<string, BoardNews2>;
   generation: number;
   loaded: boolean;
   complete: boolean;
@@ -39,9 +48,43 @@ export type BoardAction =
   | { kind: "reloadStarted" }
   | { kind: "loaded"; patients: Patient[]; complete: boolean; generation: number }
   | { kind: "live"; message: LiveMessage }
-  | { kind: "details"; patient: Patient };
+  | { kind: "details"; patient: Patient }
+  | { kind: "news2"; items: PatientNews2[] };
 
-export const initialBoard: BoardState = { entries: {}, generation: 0, loaded: false, complete: true };
+export const initialBoard: BoardState = {
+  entries: {},
+  news2: {},
+  generation: 0,
+  loaded: false,
+  complete: true,
+};
+
+const RISKS: readonly Risk[] = ["low", "low_medium", "medium", "high"];
+
+/** The NEWS2 a `VitalsUpdated` carries (vitals/monitor.py), or null when malformed. */
+export function news2FromMessage(message: LiveMessage): { patientId: string; news2: BoardNews2 } | null {
+  if (message.type !== "VitalsUpdated") return null;
+  const patientId = message.data.patient_id;
+  const raw: unknown = message.data.news2;
+  if (typeof patientId !== "string" || typeof raw !== "object" || raw === null) return null;
+  const { total, risk, assessed_at } = raw as Record<string, unknown>;
+  if (typeof total !== "number" || typeof assessed_at !== "string") return null;
+  if (!RISKS.includes(risk as Risk)) return null;
+  return { patientId, news2: { total, risk: risk as Risk, assessed_at } };
+}
+
+/** The map with this score, unless it already holds a later one (scores never go back in time). */
+function withNews2(
+  map: Record<string, BoardNews2>,
+  patientId: string,
+  next: BoardNews2,
+): Record<string, BoardNews2> {
+  const current = map[patientId];
+  if (current !== undefined && Date.parse(current.assessed_at) > Date.parse(next.assessed_at)) {
+    return map;
+  }
+  return { ...map, [patientId]: next };
+}
 
 function fromPatient(patient: Patient, touched: number): BoardEntry {
   return {
@@ -106,7 +149,23 @@ export function boardReducer(state: BoardState, action: BoardAction): BoardState
       }
       return { ...state, entries, loaded: true, complete: action.complete };
     }
+    case "news2": {
+      let news2 = state.news2;
+      for (const item of action.items) {
+        news2 = withNews2(news2, item.patient_id, {
+          total: item.total,
+          risk: item.risk,
+          assessed_at: item.assessed_at,
+        });
+      }
+      return news2 === state.news2 ? state : { ...state, news2 };
+    }
     case "live": {
+      const scored = news2FromMessage(action.message);
+      if (scored !== null) {
+        const news2 = withNews2(state.news2, scored.patientId, scored.news2);
+        return news2 === state.news2 ? state : { ...state, news2 };
+      }
       const snapshot = patientSnapshot(action.message);
       if (snapshot === null) return state;
       const current = state.entries[snapshot.id];
@@ -189,6 +248,19 @@ export function groupByWard(
   return [...wards.entries()]
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([ward, patients]) => ({ ward, patients: patients.sort(byBed) }));
+}
+
+// The live-push topic grammar (realtime/topics.py): other ward names cannot be subscribed to.
+const WARD_TOPIC = /^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$/;
+// The server takes 256 topics per connection; leave room for the other views' topics.
+export const MAX_WARD_TOPICS = 200;
+
+/** `ward:{name}` topics for the wards shown (their `VitalsUpdated` keep the NEWS2 column live). */
+export function wardTopics(wards: string[]): string[] {
+  return wards
+    .filter((w) => WARD_TOPIC.test(w))
+    .slice(0, MAX_WARD_TOPICS)
+    .map((w) => `ward:${w}`);
 }
 
 /** Every ward any loaded patient is on, for the filter and the registration form. */

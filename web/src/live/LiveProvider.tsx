@@ -1,4 +1,11 @@
-import { createContext, useContext, useEffect, useRef, useState, type ReactNode } from "react";
+import {
+  createContext,
+  useContext,
+  useEffect,
+  useRef,
+  useState,
+  type ReactNode,
+} from "react";
 
 import { liveUrl } from "../api/auth";
 import { type ConnectionState, LiveClient, type LiveMessage } from "./socket";
@@ -6,47 +13,84 @@ import { type ConnectionState, LiveClient, type LiveMessage } from "./socket";
 export interface LiveListener {
   onMessage?: (message: LiveMessage) => void;
   onResync?: (reason: string) => void;
+  /** Topics the server has just confirmed (newly, or again after a reconnect). */
+  onTopicsReady?: (topics: string[]) => void;
 }
 
 interface LiveContextValue {
   state: ConnectionState;
   listen: (listener: LiveListener) => () => void;
+  /** Want these topics while mounted; returns the release. Counted, so views can share one. */
+  want: (topics: readonly string[]) => () => void;
 }
 
 const LiveContext = createContext<LiveContextValue | null>(null);
 
-// `metrics` and `alerts` join once their views exist; the legacy server ignores the list anyway.
-const TOPICS = ["patients"];
+// Every screen shows patients (the board's provider) and critical alerts (the banner).
+const BASE_TOPICS = ["patients", "alerts"];
 
-/** One live socket for the whole app; views listen to it through `useLive`. */
+/** One live socket for the whole app; views listen to it and add topics through hooks. */
 export function LiveProvider({ children }: { children: ReactNode }) {
   const [state, setState] = useState<ConnectionState>("connecting");
   const listeners = useRef(new Set<LiveListener>());
-  const [value] = useState<LiveContextValue>(() => ({
-    state: "connecting",
-    listen: (listener) => {
-      listeners.current.add(listener);
-      return () => {
-        listeners.current.delete(listener);
-      };
-    },
-  }));
+  const wanted = useRef(new Map<string, number>(BASE_TOPICS.map((t) => [t, 1])));
+  const client = useRef<LiveClient | null>(null);
+  const confirmed = useRef(new Set<string>());
+
+  const [value] = useState<Omit<LiveContextValue, "state">>(() => {
+    const apply = () => client.current?.setTopics([...wanted.current.keys()]);
+    return {
+      listen: (listener) => {
+        listeners.current.add(listener);
+        return () => {
+          listeners.current.delete(listener);
+        };
+      },
+      want: (topics) => {
+        for (const t of topics) wanted.current.set(t, (wanted.current.get(t) ?? 0) + 1);
+        apply();
+        return () => {
+          for (const t of topics) {
+            const n = (wanted.current.get(t) ?? 0) - 1;
+            if (n > 0) wanted.current.set(t, n);
+            else {
+              wanted.current.delete(t);
+              confirmed.current.delete(t);
+            }
+          }
+          apply();
+        };
+      },
+    };
+  });
 
   useEffect(() => {
-    const client = new LiveClient({
+    const live = new LiveClient({
       url: () => liveUrl(),
-      topics: TOPICS,
+      topics: [...wanted.current.keys()],
       onMessage: (message) => {
         for (const l of listeners.current) l.onMessage?.(message);
       },
       onResync: (reason) => {
         for (const l of listeners.current) l.onResync?.(reason);
       },
-      onState: setState,
+      onSubscribed: (topics) => {
+        const fresh = topics.filter((t) => !confirmed.current.has(t));
+        confirmed.current = new Set(topics);
+        if (fresh.length === 0) return;
+        for (const l of listeners.current) l.onTopicsReady?.(fresh);
+      },
+      onState: (next) => {
+        // a new connection confirms its topics again; views reload what they keep current
+        if (next !== "open") confirmed.current.clear();
+        setState(next);
+      },
     });
-    client.start();
+    client.current = live;
+    live.start();
     return () => {
-      client.stop();
+      live.stop();
+      client.current = null;
     };
   }, []);
 
@@ -59,7 +103,7 @@ function useLiveContext(): LiveContextValue {
   return context;
 }
 
-/** Call the listener's handlers for every live message and resync while mounted. */
+/** Call the listener's handlers for every live message, resync and confirmation while mounted. */
 export function useLive(listener: LiveListener): void {
   const { listen } = useLiveContext();
   const latest = useRef(listener);
@@ -71,9 +115,17 @@ export function useLive(listener: LiveListener): void {
       listen({
         onMessage: (m) => latest.current.onMessage?.(m),
         onResync: (r) => latest.current.onResync?.(r),
+        onTopicsReady: (t) => latest.current.onTopicsReady?.(t),
       }),
     [listen],
   );
+}
+
+/** Subscribe to these topics while mounted (and while the list stays the same). */
+export function useLiveTopics(topics: readonly string[]): void {
+  const { want } = useLiveContext();
+  const key = JSON.stringify([...topics].sort());
+  useEffect(() => want(JSON.parse(key) as string[]), [want, key]);
 }
 
 export function useConnectionState(): ConnectionState {

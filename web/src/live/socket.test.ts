@@ -252,4 +252,59 @@ describe("LiveClient", () => {
       "ws://test/ws?access_token=t2",
     ]);
   });
+
+  it("subscribes to topics added while open and unsubscribes from those dropped", () => {
+    const { client, last } = harness();
+    client.start();
+    last().open();
+    client.setTopics(["patients", "patient:p1", "metrics"]);
+    client.setTopics(["patients", "metrics"]);
+    expect(last().sent).toEqual([
+      { op: "subscribe", topics: ["patients"] },
+      { op: "subscribe", topics: ["patient:p1", "metrics"] },
+      { op: "unsubscribe", topics: ["patient:p1"] },
+    ]);
+  });
+
+  it("subscribes to the topics wanted now when it (re)connects, in one frame", () => {
+    const { client, last } = harness();
+    client.setTopics(["patients", "alerts"]); // before start: nothing to send yet
+    client.start();
+    last().open();
+    last().deliver(topical(3));
+    last().drop();
+    client.setTopics(["alerts", "ward:ICU"]); // while reconnecting: sent with the next open
+    vi.advanceTimersByTime(100);
+    last().open();
+    expect(last().sent).toEqual([
+      { op: "subscribe", topics: ["alerts", "ward:ICU"] },
+      { op: "resume", after: 3 },
+    ]);
+  });
+
+  it("sends no empty subscription", () => {
+    const { client, last } = harness({ topics: [] });
+    client.start();
+    last().open();
+    client.setTopics([]);
+    expect(last().sent).toEqual([]);
+  });
+
+  it("reports the topics the server confirmed and refused", () => {
+    const confirmed: [string[], string[]][] = [];
+    const { client, messages, last } = harness({
+      onSubscribed: (topics, refused) => confirmed.push([topics, refused]),
+    });
+    client.start();
+    last().open();
+    last().deliver({ type: "Subscribed", topics: ["patients"], refused: ["alerts"], head: 4 });
+    last().deliver({ type: "Resumed", topics: ["patients", "metrics"], refused: [], after: 1 });
+    last().deliver({ type: "Subscribed", topics: "not a list" });
+    expect(confirmed).toEqual([
+      [["patients"], ["alerts"]],
+      [["patients", "metrics"], []],
+      [[], []],
+    ]);
+    expect(messages).toEqual([]);
+  });
 });

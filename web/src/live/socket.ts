@@ -40,6 +40,12 @@ export interface LiveOptions {
   /** State may have been missed: reload it over HTTP. */
   onResync: (reason: string) => void;
   onState?: (state: ConnectionState) => void;
+  /**
+   * The server confirmed a subscription (`Subscribed` or `Resumed`): the connection's topics now,
+   * and those the access filter refused. A view that loads over HTTP what a topic keeps current
+   * loads once its topic is confirmed, so nothing falls between the load and the first message.
+   */
+  onSubscribed?: (topics: string[], refused: string[]) => void;
   createSocket?: (url: string) => SocketLike;
   initialDelayMs?: number;
   maxDelayMs?: number;
@@ -57,8 +63,27 @@ export class LiveClient {
   private seqThisConnection: number | null = null;
   private topicAware = false;
   private state: ConnectionState = "stopped";
+  private topics: string[];
 
-  constructor(private readonly options: LiveOptions) {}
+  constructor(private readonly options: LiveOptions) {
+    this.topics = [...new Set(options.topics)];
+  }
+
+  /** The topics wanted from now on: (un)subscribed at once when open, else on the next open. */
+  setTopics(topics: readonly string[]): void {
+    const next = [...new Set(topics)];
+    const added = next.filter((t) => !this.topics.includes(t));
+    const removed = this.topics.filter((t) => !next.includes(t));
+    this.topics = next;
+    const socket = this.socket;
+    if (socket === null || this.state !== "open") return;
+    if (added.length > 0) socket.send(JSON.stringify({ op: "subscribe", topics: added }));
+    if (removed.length > 0) socket.send(JSON.stringify({ op: "unsubscribe", topics: removed }));
+  }
+
+  get currentTopics(): readonly string[] {
+    return this.topics;
+  }
 
   get lastSequence(): number | null {
     return this.lastSeq;
@@ -117,7 +142,10 @@ export class LiveClient {
     this.connections += 1;
     this.attempt = 0;
     this.seqThisConnection = null;
-    socket.send(JSON.stringify({ op: "subscribe", topics: this.options.topics }));
+    // the server refuses an empty subscribe; a resume without topics keeps none either
+    if (this.topics.length > 0) {
+      socket.send(JSON.stringify({ op: "subscribe", topics: this.topics }));
+    }
     if (this.lastSeq !== null) socket.send(JSON.stringify({ op: "resume", after: this.lastSeq }));
     this.setState("open");
     // Every connection that cannot resume starts with a reload: the first one, because what
@@ -139,6 +167,11 @@ export class LiveClient {
     const message = parsed as { [K in keyof LiveMessage]?: unknown };
     if (message.type === "Resync") {
       this.resync("server asked for a resync");
+      return;
+    }
+    if (message.type === "Subscribed" || message.type === "Resumed") {
+      const control = parsed as { topics?: unknown; refused?: unknown };
+      this.options.onSubscribed?.(strings(control.topics), strings(control.refused));
       return;
     }
     if (typeof message.seq !== "number" || typeof message.type !== "string") return;
@@ -209,4 +242,8 @@ export class LiveClient {
     this.state = state;
     this.options.onState?.(state);
   }
+}
+
+function strings(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
 }

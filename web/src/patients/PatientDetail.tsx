@@ -2,12 +2,14 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useId, useState, type SyntheticEvent } from "react";
 import { Link, useParams } from "react-router";
 
+import { PatientAlerts } from "../alerts/PatientAlerts";
 import { ApiError, changeStatus, getHistory, getPatient } from "../api/client";
 import { STATUSES, type Status } from "../api/types";
 import { age, dateTime, duration } from "../format";
 import { useLive } from "../live/LiveProvider";
 import { STATUS_LABEL, StatusBadge } from "../status";
 import { useNow } from "../useNow";
+import { VitalsPanel } from "../vitals/VitalsPanel";
 
 /** One patient: who they are, their stay so far, and the status change form. */
 export function PatientDetail() {
@@ -58,6 +60,8 @@ export function PatientDetail() {
         </dl>
         <StatusForm key={`${p.id}-${p.version}`} patientId={p.id} current={p.status} onChanged={refresh} />
       </div>
+      <VitalsPanel key={p.id} patientId={p.id} />
+      <PatientAlerts patientId={p.id} name={`${p.family_name}, ${p.given_name}`} />
       <h2>Timeline</h2>
       {history.isPending && <p>Loading history…</p>}
       {history.isError && <p role="alert" className="error">{history.error.message}</p>}

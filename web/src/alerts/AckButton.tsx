@@ -1,0 +1,30 @@
+import { useState } from "react";
+
+import { ApiError } from "../api/client";
+import { useAlerts } from "./AlertsProvider";
+
+/** Acknowledge with one click; the API's refusal (e.g. already resolved) is shown next to it. */
+export function AckButton({ alertId, label }: { alertId: string; label: string }) {
+  const { acknowledge } = useAlerts();
+  const [pending, setPending] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const click = () => {
+    setPending(true);
+    setError(null);
+    acknowledge(alertId)
+      .catch((e: unknown) => {
+        setError(e instanceof ApiError ? `${e.problem.title}: ${e.message}` : String(e));
+      })
+      .finally(() => {
+        setPending(false);
+      });
+  };
+  return (
+    <>
+      <button type="button" className="ack" onClick={click} disabled={pending} aria-label={label}>
+        {pending ? "Acknowledging…" : "Acknowledge"}
+      </button>
+      {error && <span role="alert" className="field-error">{error}</span>}
+    </>
+  );
+}
