@@ -1,0 +1,247 @@
+"""Phase `latency`: from a reading accepted (HTTP 202) to a dashboard receiving its VitalsUpdated
+(and AlertRaised for the deteriorating patients), and from `POST /api/patients` returning to
+PatientCreated arriving, with `--clients` WebSocket clients connected.
+
+Shape of the load: every monitor posts the readings it buffered every `latency_interval_s`
+(`latency_rate * interval / devices` readings, evenly spaced in time), so the offered rate is
+`latency_rate`. Each client is a ward board: it watches `alerts`, its ward and the ward's
+patients, so a VitalsUpdated reaches the clients of its patient's ward and an AlertRaised every
+client. 2 % of the patients (at least one) deteriorate into a high NEWS2 and raise alerts.
+
+The hub coalesces VitalsUpdated to at most one per patient per
+`HEALTHFLOW_HUB_VITALS_MIN_INTERVAL_S` (0.25 s): the first reading of a batch goes out at once,
+the batch's newest follows when the interval has passed, the readings in between are never
+pushed. So latency is reported twice: for the first reading of each batch (the pipeline's own
+latency) and for every VitalsUpdated that arrived (including the deliberate hold).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+from healthflow.bench import counters
+from healthflow.bench.context import ClientCpu, Context
+from healthflow.bench.fleet import PATIENT_BODY, ward
+from healthflow.bench.live import ClientReport, Dashboards
+from healthflow.bench.load import HttpLoad
+from healthflow.bench.stats import percentiles
+from healthflow.bench.vitals import ensure_fleet
+
+MAX_TOPICS = 256  # per connection (docs/realtime.md)
+
+
+def client_topics(clients: int, wards: int, patients: list[tuple[str, str]]) -> list[list[str]]:
+    """A ward board per client: `alerts`, its ward, and each monitored patient of the ward.
+
+    The patient topics are there because VitalsUpdated names no ward (its data carries the
+    patient, not the ward), so it reaches `patient:{id}` subscribers only.
+    """
+    by_ward: dict[str, list[str]] = {}
+    for patient_id, name in patients:
+        by_ward.setdefault(name, []).append(f"patient:{patient_id}")
+    made = []
+    for i in range(clients):
+        name = ward(i, wards)
+        made.append(["alerts", f"ward:{name}", *by_ward.get(name, [])][:MAX_TOPICS])
+    return made
+
+
+async def latency(ctx: Context) -> dict[str, Any]:
+    p = ctx.params
+    fleet = await ensure_fleet(ctx)
+    batch = max(1, round(p.latency_rate * p.latency_interval_s / len(fleet.devices)))
+    step_ms = max(1, int(p.latency_interval_s * 1000 / batch))
+    ctx.progress.note(
+        f"latency: {p.clients} WebSocket clients in {p.client_procs} processes; "
+        f"{p.latency_rate:g} readings/s as {len(fleet.devices)} monitors posting {batch} "
+        f"readings every {p.latency_interval_s:g} s"
+    )
+    patients = [(d.patient_id, d.ward) for d in fleet.devices]
+    topics = client_topics(p.clients, p.wards, patients)
+    before = await counters.read(ctx.http)
+    alerts_before = await _alerts_raised(ctx)
+    async with Dashboards(ctx.server.ws_url, topics, p.client_procs) as dashboards:
+        ctx.progress.note(f"{p.clients} clients connected in {dashboards.connect_s:.1f} s")
+        window = ctx.server.window()
+        cpu = ClientCpu()
+        count = p.deteriorate if p.deteriorate is not None else max(1, len(fleet.devices) // 50)
+        deteriorating = fleet.deteriorate(count, ramp_s=max(1.0, p.duration_s * 0.5))
+        load = HttpLoad(ctx.http, fleet, batch, record_latency=True, step_ms=step_ms)
+        registrations = _Registrations(ctx)
+        ctx.progress.phase("latency", p.duration_s)
+        started = time.perf_counter()
+        ticker = asyncio.create_task(_tick(ctx, load, started))
+        try:
+            load_s, _ = await asyncio.gather(
+                load.at_rate(
+                    readings_per_s=p.latency_rate,
+                    duration_s=p.duration_s,
+                    max_in_flight=max(64, p.senders * 16),
+                ),
+                registrations.run(p.registration_rate, p.duration_s),
+            )
+            load_ended = time.perf_counter()
+            ctx.progress.update("load over; waiting for the pipeline to process what it accepted")
+            drain = await counters.wait_until_processed(
+                ctx.http, before, started=started, load_ended=load_ended, limit_s=p.drain_limit_s
+            )
+            await asyncio.sleep(1.5)  # the last coalesced VitalsUpdated leave ≤ 0.31 s later
+        finally:
+            ticker.cancel()
+        server = ctx.server.close_window(window)
+        generator = cpu.result()
+        report = await dashboards.report()
+    alerts_raised = await _alerts_raised(ctx) - alerts_before
+    result = _analyse(
+        report,
+        load.tally.accepted_at,
+        load.tally.first_of_batch,
+        registrations,
+        topics,
+        {d.patient_id: d.ward for d in fleet.devices},
+        alerts_raised,
+    )
+    result |= {
+        "offered_per_s": p.latency_rate,
+        "accepted": int(drain.accepted),
+        "processed": int(drain.processed),
+        "all_accepted_processed": int(drain.processed) == int(drain.accepted),
+        "load_s": round(load_s, 2),
+        "batch": batch,
+        "interval_s": p.latency_interval_s,
+        "deteriorating_patients": len(deteriorating),
+        "offered": load.tally.to_dict(),
+        "server": server,
+        "load_generator": generator,
+        "clients": report.to_dict() | {"processes": p.client_procs, "count": p.clients},
+        "connect_s": round(dashboards.connect_s, 1),
+    }
+    return result
+
+
+async def _tick(ctx: Context, load: HttpLoad, started: float) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        t = load.tally
+        ctx.progress.update(
+            f"accepted {t.readings_accepted:,} readings, pushed back {t.pushed_back:,}",
+            min(time.perf_counter() - started, ctx.params.duration_s),
+        )
+
+
+async def _alerts_raised(ctx: Context) -> int:
+    text = (await ctx.http.get("/metrics")).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("healthflow_alert_changes_total{") and 'change="raised"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+class _Registrations:
+    """POST /api/patients at a steady rate into the bench's wards, noting send and return."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self.sent: dict[str, float] = {}
+        self.returned: dict[str, float] = {}
+        self.ward_of: dict[str, str] = {}
+        self.errors: Counter[int] = Counter()
+
+    async def run(self, rate: float, duration_s: float) -> None:
+        if rate <= 0:
+            return
+        tasks = []
+        started = time.perf_counter()
+        n = 0
+        while time.perf_counter() - started < duration_s:
+            tasks.append(asyncio.create_task(self._one(n)))
+            n += 1
+            await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
+        await asyncio.gather(*tasks)
+
+    async def _one(self, n: int) -> None:
+        name = ward(n, self._ctx.params.wards)
+        sent = time.monotonic()
+        response = await self._ctx.http.post("/api/patients", json=PATIENT_BODY | {"ward": name})
+        returned = time.monotonic()
+        if response.status_code != 201:
+            self.errors[response.status_code] += 1
+            return
+        patient_id = response.json()["id"]
+        self.sent[patient_id], self.returned[patient_id] = sent, returned
+        self.ward_of[patient_id] = name
+
+
+def _analyse(
+    report: ClientReport,
+    accepted_at: dict[tuple[str, int], float],
+    first_of_batch: set[tuple[str, int]],
+    registrations: _Registrations,
+    topics: list[list[str]],
+    ward_of_patient: dict[str, str],
+    alerts_raised: int,
+) -> dict[str, Any]:
+    clients_per_ward = Counter(t[1].removeprefix("ward:") for t in topics)
+    everything: list[float] = []
+    leading: list[float] = []
+    alert_ms: list[float] = []
+    created_after_return: list[float] = []
+    created_after_send: list[float] = []
+    early = unmatched = 0
+    delivered = Counter[str]()
+    for (kind, patient, ts), arrivals in report.receipts.items():
+        delivered[kind] += len(arrivals)
+        if kind == "PatientCreated":
+            if patient not in registrations.returned:
+                unmatched += len(arrivals)
+                continue
+            for at in arrivals:
+                # the push leaves at commit, before the reply: it often arrives first
+                created_after_return.append(max(0.0, (at - registrations.returned[patient]) * 1000))
+                created_after_send.append((at - registrations.sent[patient]) * 1000)
+            continue
+        accepted = accepted_at.get((patient, ts))
+        if accepted is None:
+            unmatched += len(arrivals)
+            continue
+        for at in arrivals:
+            ms = (at - accepted) * 1000
+            if ms < 0:  # pushed before the bench's loop got round to reading the 202
+                early += 1
+                ms = 0.0
+            if kind == "VitalsUpdated":
+                everything.append(ms)
+                if (patient, ts) in first_of_batch:
+                    leading.append(ms)
+            else:
+                alert_ms.append(ms)
+    accepted_by_ward = Counter(ward_of_patient[p] for p, _ in accepted_at)
+    vitals_ceiling = sum(accepted_by_ward[w] * n for w, n in clients_per_ward.items())
+    created_expected = sum(clients_per_ward[w] for w in registrations.ward_of.values())
+    connected = report.subscribed
+    return {
+        "vitals_first_of_batch_ms": percentiles(leading),
+        "vitals_every_update_ms": percentiles(everything),
+        "alert_raised_ms": percentiles(alert_ms),
+        "patient_created_after_return_ms": percentiles(created_after_return),
+        "patient_created_after_send_ms": percentiles(created_after_send),
+        "deliveries": {
+            "vitals_updated": delivered["VitalsUpdated"],
+            # coalescing sends fewer: every accepted reading to every client of its ward at most
+            "vitals_updated_ceiling": vitals_ceiling,
+            "alert_raised": delivered["AlertRaised"],
+            "alert_raised_expected": alerts_raised * connected,
+            "patient_created": delivered["PatientCreated"],
+            "patient_created_expected": created_expected,
+            "unmatched": unmatched,
+            "arrived_before_202_was_read": early,
+        },
+        "registrations": {
+            "count": len(registrations.returned),
+            "errors": {str(k): v for k, v in registrations.errors.items()},
+        },
+    }

@@ -1,0 +1,196 @@
+"""Phases `vitals-http`, `vitals-mqtt` and `overload`: readings/s from intake to stored-and-scored.
+
+Throughput is readings processed divided by the time from the first request until the server
+has processed everything it accepted (its counters, see counters.py): a pipeline that accepts
+fast and lags behind is charged for its lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from healthflow.bench import counters
+from healthflow.bench.context import ClientCpu, Context
+from healthflow.bench.fleet import Fleet, register_fleet
+from healthflow.bench.load import HttpLoad, MqttLoad, Tally
+
+# throughput phases stamp readings this far back (see HttpLoad.lag_ms)
+PAST_MS = 10 * 60 * 1000
+
+
+async def ensure_fleet(ctx: Context) -> Fleet:
+    if ctx.fleet is None:
+        p = ctx.params
+        ctx.progress.note(f"registering {p.devices} patients with one monitor each")
+        ctx.fleet = await register_fleet(
+            ctx.http, devices=p.devices, wards=p.wards, run_id=ctx.backend.run_id
+        )
+    return ctx.fleet
+
+
+async def _ticker(
+    ctx: Context, before: counters.Counters, tally: Tally, started: float, total_s: float
+) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        with contextlib.suppress(Exception):
+            delta = (await counters.read(ctx.http)).minus(before)
+            elapsed = time.perf_counter() - started
+            ctx.progress.update(
+                f"accepted {int(delta.accepted_total()):,}, processed {int(delta.processed):,}, "
+                f"pushed back {tally.pushed_back:,}",
+                min(elapsed, total_s),
+            )
+
+
+async def _measure(
+    ctx: Context,
+    name: str,
+    tally: Tally,
+    drive: Callable[[], Awaitable[float]],
+    *,
+    handed_over: Callable[[], float] | None = None,
+) -> dict[str, Any]:
+    """Run the load, then wait for the pipeline to catch up; the shared shape of a result."""
+    p = ctx.params
+    before = await counters.read(ctx.http)
+    window = ctx.server.window()
+    cpu = ClientCpu()
+    ctx.progress.phase(name, p.duration_s)
+    started = time.perf_counter()
+    ticker = asyncio.create_task(_ticker(ctx, before, tally, started, p.duration_s))
+    try:
+        load_s = await drive()
+        load_ended = time.perf_counter()
+        ctx.progress.update("load over; waiting for the pipeline to process what it accepted")
+        drain = await counters.wait_until_processed(
+            ctx.http,
+            before,
+            started=started,
+            load_ended=load_ended,
+            limit_s=p.drain_limit_s,
+            handed_over=handed_over() if handed_over else None,
+        )
+    finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+    client_cpu = cpu.result()
+    server = ctx.server.close_window(window)
+    processed = int(drain.processed)
+    caught_up = drain.caught_up_after_s
+    # MQTT: what the broker acknowledged to the devices is what must come out processed
+    owed = int(handed_over()) if handed_over else int(drain.accepted)
+    return {
+        "load_s": round(load_s, 2),
+        "offered": tally.to_dict(),
+        "accepted": int(drain.accepted),
+        "accepted_by_client": tally.readings_accepted,
+        "processed": processed,
+        "all_accepted_processed": processed == owed,
+        "unprocessed": owed - processed,
+        "caught_up_after_s": caught_up,
+        "drain_after_load_s": drain.drain_s,
+        "readings_per_s": round(processed / caught_up, 1) if caught_up else None,
+        "accepted_per_s": round(drain.accepted / load_s, 1) if load_s else None,
+        "server": server,
+        "load_generator": client_cpu,
+    }
+
+
+async def vitals_http(ctx: Context) -> dict[str, Any]:
+    p = ctx.params
+    fleet = await ensure_fleet(ctx)
+    load = HttpLoad(ctx.http, fleet, p.batch, lag_ms=PAST_MS)
+
+    async def drive() -> float:
+        if p.rate is None:
+            return await load.closed_loop(duration_s=p.duration_s, senders=p.senders)
+        return await load.at_rate(
+            readings_per_s=p.rate, duration_s=p.duration_s, max_in_flight=p.senders * 8
+        )
+
+    result = await _measure(ctx, "vitals-http", load.tally, drive)
+    result["mode"] = "max (closed loop)" if p.rate is None else f"{p.rate:g} readings/s offered"
+    result["batch"] = p.batch
+    return result
+
+
+async def vitals_mqtt(ctx: Context) -> dict[str, Any]:
+    p = ctx.params
+    if ctx.backend.mqtt_url is None:
+        ctx.progress.note("vitals-mqtt skipped: no MQTT broker on 127.0.0.1:1883")
+        return {"skipped": "no MQTT broker on 127.0.0.1:1883"}
+    fleet = await ensure_fleet(ctx)
+    load = MqttLoad(
+        fleet, ctx.backend.mqtt_url, ctx.backend.mqtt_prefix, p.mqtt_batch, lag_ms=PAST_MS
+    )
+    base = await counters.read(ctx.http)
+    processed = [0.0]
+
+    async def watch() -> None:
+        # the closed loop's window: sent minus processed
+        while True:
+            processed[0] = (await counters.read(ctx.http)).minus(base).processed
+            await asyncio.sleep(0.05)
+
+    async def drive() -> float:
+        watcher = asyncio.create_task(watch())
+        try:
+            return await load.run(
+                duration_s=p.duration_s,
+                readings_per_s=p.rate,
+                window=p.mqtt_window,
+                processed=lambda: processed[0],
+            )
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    result = await _measure(
+        ctx, "vitals-mqtt", load.tally, drive, handed_over=lambda: load.tally.readings_accepted
+    )
+    result["mode"] = (
+        f"max (closed loop, at most {p.mqtt_window} readings unprocessed)"
+        if p.rate is None
+        else f"{p.rate:g} readings/s offered"
+    )
+    result["batch"] = p.mqtt_batch
+    return result
+
+
+async def overload(ctx: Context, sustainable_per_s: float) -> dict[str, Any]:
+    """Offer `overload_factor` times the sustainable HTTP rate for the duration, open loop.
+
+    The senders ignore Retry-After (the worst case: a fleet of monitors that keep sending), so
+    the offered load stays at the target; what matters is that the server pushes back instead of
+    growing, and that everything it did accept is processed.
+    """
+    p = ctx.params
+    fleet = await ensure_fleet(ctx)
+    load = HttpLoad(ctx.http, fleet, p.batch, lag_ms=PAST_MS)
+    offered = sustainable_per_s * p.overload_factor
+
+    async def drive() -> float:
+        return await load.at_rate(
+            readings_per_s=offered, duration_s=p.duration_s, max_in_flight=p.senders * 16
+        )
+
+    result = await _measure(ctx, "overload", load.tally, drive)
+    tally = load.tally
+    result["sustainable_per_s"] = round(sustainable_per_s, 1)
+    result["offered_per_s"] = round(offered, 1)
+    result["batch"] = p.batch
+    result["pushback"] = {
+        "requests": tally.pushed_back,
+        "with_retry_after": tally.pushed_back_with_retry_after,
+        "retry_after_values": dict(tally.retry_after_values),
+        "share_of_requests": round(tally.pushed_back / tally.requests, 4) if tally.requests else 0,
+        "exists": tally.pushed_back > 0,
+    }
+    return result
