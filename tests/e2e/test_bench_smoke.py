@@ -107,15 +107,18 @@ def test_overload_counts_pushback_and_loses_nothing_accepted(
 
 def test_latency_deliveries_do_not_exceed_what_was_sent(phases: dict[str, Any]) -> None:
     lat = phases["latency"]
-    accepted_all_processed(lat)
     assert lat["clients"]["connected"] == TINY.clients
     assert lat["clients"]["out_of_order"] == 0
-    d = lat["deliveries"]
-    assert 0 < d["vitals_updated"] <= d["vitals_updated_ceiling"]
-    assert d["alert_raised"] <= d["alert_raised_expected"]
-    assert d["patient_created"] <= d["patient_created_expected"]
-    assert d["unmatched"] == 0
-    assert lat["vitals_every_update_ms"]["n"] == d["vitals_updated"]
+    for one in (lat, lat.get("half_sustainable")):
+        if one is None:  # only when vitals-http measured less than the latency rate
+            continue
+        accepted_all_processed(one)
+        d = one["deliveries"]
+        assert 0 < d["vitals_updated"] <= d["vitals_updated_ceiling"]
+        assert d["alert_raised"] <= d["alert_raised_expected"]
+        assert d["patient_created"] <= d["patient_created_expected"]
+        assert d["unmatched"] == 0
+        assert one["vitals_every_update_ms"]["n"] == d["vitals_updated"]
 
 
 def test_the_dashboard_counts_every_seeded_event(phases: dict[str, Any]) -> None:

@@ -75,11 +75,13 @@ class Fleet:
     started_wall: float = field(default_factory=time.time)
     _cursor: int = 0
 
-    def deteriorate(self, count: int, *, ramp_s: float, seed: int = 2) -> list[Device]:
-        """From now on, the first `count` patients slide into a high NEWS2 over `ramp_s`."""
-        rng = random.Random(seed)
+    def deteriorate(
+        self, count: int, *, ramp_s: float, first: int = 0, seed: int = 2
+    ) -> list[Device]:
+        """From now on, `count` patients from `first` on slide into a high NEWS2 over `ramp_s`."""
+        rng = random.Random(seed + first)
         self.started_wall = time.time()
-        chosen = self.devices[:count]
+        chosen = self.devices[first : first + count]
         for device in chosen:
             device.deteriorates = True
             device.vitals = VitalsGenerator(

@@ -75,7 +75,7 @@ async def _serve_phases(
                 ("vitals-http", lambda: vitals_http(ctx)),
                 ("vitals-mqtt", lambda: vitals_mqtt(ctx)),
                 ("overload", lambda: _overload(ctx, result)),
-                ("latency", lambda: latency(ctx)),
+                ("latency", lambda: latency(ctx, _measured(result, "vitals-http"))),
                 ("dashboard", lambda: dashboard(ctx)),
             ]
             for name, phase in phases:
@@ -95,9 +95,13 @@ async def _serve_phases(
     result["consistency"] = await _stored_readings(found, int(processed))
 
 
+def _measured(result: dict[str, Any], phase: str) -> float | None:
+    rate = result["phases"].get(phase, {}).get("readings_per_s")
+    return float(rate) if rate else None
+
+
 async def _overload(ctx: Context, result: dict[str, Any]) -> dict[str, Any]:
-    measured = result["phases"].get("vitals-http", {}).get("readings_per_s")
-    sustainable = measured or ctx.params.rate
+    sustainable = _measured(result, "vitals-http") or ctx.params.rate
     if not sustainable:
         ctx.progress.note("overload skipped: it needs the vitals-http phase or a numeric --rate")
         return {"skipped": "needs the vitals-http phase or a numeric --rate"}
@@ -179,9 +183,12 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
     broker = bare.get("rabbitmq", {}).get("messages_per_s")
     ratio("bare_broker_messages_per_s_over_http_readings_per_s", broker, http)
     ratio("bare_broker_messages_per_s_over_mqtt_readings_per_s", broker, mqtt)
-    ours = phases.get("latency", {}).get("vitals_first_of_batch_ms", {})
     theirs = bare.get("websocket", {}).get("latency_ms", {})
-    if ours.get("n") and theirs.get("n"):
-        with contextlib.suppress(ZeroDivisionError):
-            found["latency_p99_over_bare_websocket_p99"] = round(ours["p99"] / theirs["p99"], 2)
+    lat = phases.get("latency", {})
+    for name, one in (("", lat), ("_half_sustainable", lat.get("half_sustainable") or {})):
+        ours = one.get("vitals_first_of_batch_ms", {})
+        if ours.get("n") and theirs.get("n") and theirs["p99"]:
+            found[f"latency{name}_p99_over_bare_websocket_p99"] = round(
+                ours["p99"] / theirs["p99"], 2
+            )
     return found

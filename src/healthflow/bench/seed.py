@@ -160,15 +160,12 @@ def project_chunk(chunk: list[CloudEvent], rollups: Rollups) -> dict[str, Patien
     return changed
 
 
-def event_row(event: CloudEvent, processed_at: datetime) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "type": event.type,
-        "subject": event.subject,
-        "time": event.time,
-        "document": store._deidentified(event),
-        "processed_at": processed_at,
-    }
+EVENT_COLUMNS = ["id", "type", "subject", "time", "document", "processed_at"]
+EVENTS_INSERT = (
+    "INSERT INTO events (id, type, subject, time, document, processed_at) VALUES (?, ?, ?, ?, ?, ?)"
+)
+# the stored document: the store's own de-identification of the event
+_document = store._deidentified
 
 
 def state_row(state: PatientState) -> dict[str, Any]:
@@ -220,6 +217,10 @@ def seed_sqlite(path: Path, total_events: int, *, progress: Any = None) -> Seede
     db.execute("PRAGMA cache_size=-512000")  # 512 MiB: 10M rows of random index keys
     db.execute("PRAGMA synchronous=NORMAL")
     inserts = {t: _sqlite_insert(t, dialect) for t in (store.events, store.patient_states)}
+    # the store's own conversion of a timestamp for SQLite, applied once per row
+    stamp = store.events.c.time.type.dialect_impl(dialect).bind_processor(dialect)
+    assert stamp is not None
+    done = stamp(datetime.now(UTC))
     rollups = Rollups.empty()
     made = 0
     now = datetime.now(UTC)
@@ -227,8 +228,10 @@ def seed_sqlite(path: Path, total_events: int, *, progress: Any = None) -> Seede
         for chunk in generate(total_events, now=now):
             changed = project_chunk(chunk, rollups)
             db.execute("BEGIN")
-            sql, convert = inserts[store.events]
-            db.executemany(sql, [convert(event_row(e, now)) for e in chunk])
+            db.executemany(
+                EVENTS_INSERT,
+                [(e.id, e.type, e.subject, stamp(e.time), _document(e), done) for e in chunk],
+            )
             sql, convert = inserts[store.patient_states]
             db.executemany(
                 sql.replace("INSERT", "INSERT OR REPLACE", 1),
@@ -280,7 +283,6 @@ async def seed_postgres(dsn: str, total_events: int, *, progress: Any = None) ->
     rollups = Rollups.empty()
     made = 0
     now = datetime.now(UTC)
-    event_columns = [c.name for c in store.events.c]
     state_columns = [c.name for c in store.patient_states.c]
     try:
         for chunk in generate(total_events, now=now):
@@ -288,8 +290,8 @@ async def seed_postgres(dsn: str, total_events: int, *, progress: Any = None) ->
             async with conn.transaction():
                 await conn.copy_records_to_table(
                     "events",
-                    records=[tuple(event_row(e, now).values()) for e in chunk],
-                    columns=event_columns,
+                    records=[(e.id, e.type, e.subject, e.time, _document(e), now) for e in chunk],
+                    columns=EVENT_COLUMNS,
                 )
                 await conn.execute(
                     "CREATE TEMP TABLE IF NOT EXISTS seed_states "
