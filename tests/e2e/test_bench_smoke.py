@@ -80,6 +80,7 @@ def test_http_readings_accepted_are_the_readings_processed(phases: dict[str, Any
     accepted_all_processed(http)
     assert http["accepted_by_client"] == http["accepted"]
     assert http["readings_per_s"] > 0
+    assert http["per_second_while_busy"]["seconds"] >= 1
 
 
 def test_mqtt_readings_acknowledged_are_the_readings_processed(

@@ -134,7 +134,7 @@ async def register_fleet(
     devices: int,
     wards: int,
     run_id: str,
-    concurrency: int = 16,
+    concurrency: int = 32,
     seed: int = 1,
 ) -> Fleet:
     """Register one patient and one monitor per device (not timed: set-up for the vitals phases)."""

@@ -108,6 +108,7 @@ def tables(result: dict[str, Any]) -> list[Table]:
         rows: list[tuple[str, Any]] = [
             ("mode", r.get("mode", f"{r.get('offered_per_s')} readings/s offered")),
             ("readings/s stored and scored", r["readings_per_s"]),
+            ("  per second while busy: median", r["per_second_while_busy"]["median"]),
             ("accepted / processed", f"{r['accepted']:,} / {r['processed']:,}"),
             ("every accepted reading processed", "yes" if r["all_accepted_processed"] else "NO"),
             ("drain after load (s)", r["drain_after_load_s"]),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,13 +35,19 @@ async def ensure_fleet(ctx: Context) -> Fleet:
 
 
 async def _ticker(
-    ctx: Context, before: counters.Counters, tally: Tally, started: float, total_s: float
+    ctx: Context,
+    before: counters.Counters,
+    tally: Tally,
+    started: float,
+    total_s: float,
+    samples: list[tuple[float, float]],
 ) -> None:
     while True:
         await asyncio.sleep(1.0)
         with contextlib.suppress(Exception):
             delta = (await counters.read(ctx.http)).minus(before)
             elapsed = time.perf_counter() - started
+            samples.append((elapsed, delta.processed))
             ctx.progress.update(
                 f"accepted {int(delta.accepted_total()):,}, processed {int(delta.processed):,}, "
                 f"pushed back {tally.pushed_back:,}",
@@ -62,7 +70,8 @@ async def _measure(
     cpu = ClientCpu()
     ctx.progress.phase(name, p.duration_s)
     started = time.perf_counter()
-    ticker = asyncio.create_task(_ticker(ctx, before, tally, started, p.duration_s))
+    samples: list[tuple[float, float]] = [(0.0, 0.0)]
+    ticker = asyncio.create_task(_ticker(ctx, before, tally, started, p.duration_s, samples))
     try:
         load_s = await drive()
         load_ended = time.perf_counter()
@@ -96,9 +105,30 @@ async def _measure(
         "caught_up_after_s": caught_up,
         "drain_after_load_s": drain.drain_s,
         "readings_per_s": round(processed / caught_up, 1) if caught_up else None,
+        "per_second_while_busy": per_second(samples, processed),
         "accepted_per_s": round(drain.accepted / load_s, 1) if load_s else None,
         "server": server,
         "load_generator": client_cpu,
+    }
+
+
+def per_second(samples: list[tuple[float, float]], total: float) -> dict[str, float | int]:
+    """Processed readings per second, second by second, until everything was processed: the
+    median is steadier than the mean on a machine shared with other work."""
+    rates = []
+    for (t0, n0), (t1, n1) in itertools.pairwise(samples):
+        if n0 >= total:
+            break
+        if t1 > t0:
+            rates.append((n1 - n0) / (t1 - t0))
+    if not rates:
+        return {"median": 0.0, "p10": 0.0, "p90": 0.0, "seconds": 0}
+    ordered = sorted(rates)
+    return {
+        "median": round(statistics.median(ordered), 1),
+        "p10": round(ordered[int(0.1 * (len(ordered) - 1))], 1),
+        "p90": round(ordered[int(0.9 * (len(ordered) - 1))], 1),
+        "seconds": len(ordered),
     }
 
 
