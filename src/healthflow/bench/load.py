@@ -49,7 +49,8 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     not_offered: int = 0  # batches the schedule could not start (in-flight bound reached)
     accepted_at: dict[tuple[str, int], float] = field(default_factory=dict)
-    first_of_batch: set[tuple[str, int]] = field(default_factory=set)
+    # (patient, ts) → the ts of the first reading of the request it came in
+    batch_of: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def note_error(self, text: str) -> None:
         if len(self.errors) < 10:
@@ -130,7 +131,7 @@ class HttpLoad:
             if self.record_latency:
                 for ts in stamps:
                     self.tally.accepted_at[(device.patient_id, ts)] = at
-                self.tally.first_of_batch.add((device.patient_id, stamps[0]))
+                    self.tally.batch_of[(device.patient_id, ts)] = stamps[0]
         elif status in (429, 503):
             self.tally.pushed_back += 1
             retry_after = response.headers.get("Retry-After")

@@ -186,7 +186,7 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
     theirs = bare.get("websocket", {}).get("latency_ms", {})
     lat = phases.get("latency", {})
     for name, one in (("", lat), ("_half_sustainable", lat.get("half_sustainable") or {})):
-        ours = one.get("vitals_first_of_batch_ms", {})
+        ours = one.get("vitals_first_shown_ms", {})
         if ours.get("n") and theirs.get("n") and theirs["p99"]:
             found[f"latency{name}_p99_over_bare_websocket_p99"] = round(
                 ours["p99"] / theirs["p99"], 2
