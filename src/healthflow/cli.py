@@ -291,8 +291,13 @@ def bench(
         baseline_s=baseline_seconds,
     )
     command = shlex.join(["healthflow", *sys.argv[1:]])
+
+    def checkpoint(result: dict[str, Any]) -> None:
+        if json_out:
+            json_out.write_text(json.dumps(result, indent=2))
+
     with RichProgress(console) as progress:
-        result = asyncio.run(run(params, progress, command=command))
+        result = asyncio.run(run(params, progress, command=command, checkpoint=checkpoint))
     for table in tables(result):
         console.print(table)
     if json_out:

@@ -57,6 +57,7 @@ def accepted_all_processed(phase: dict[str, Any]) -> None:
 
 def test_every_phase_ran_and_the_result_says_how(result: dict[str, Any]) -> None:
     assert set(result["phases"]) == set(PHASES) - {"baselines"}
+    assert {k: v["error"] for k, v in result["phases"].items() if "error" in v} == {}
     assert result["command"] == "pytest bench smoke"
     assert result["parameters"]["duration_s"] == TINY.duration_s
     assert result["machine"]["cpus"] > 0

@@ -24,6 +24,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from healthflow.bench import counters
 from healthflow.bench.context import ClientCpu, Context
 from healthflow.bench.fleet import PATIENT_BODY, ward
@@ -182,7 +184,7 @@ class _Registrations:
         self.sent: dict[str, float] = {}
         self.returned: dict[str, float] = {}
         self.ward_of: dict[str, str] = {}
-        self.errors: Counter[int] = Counter()
+        self.errors: Counter[int | str] = Counter()
 
     async def run(self, rate: float, duration_s: float) -> None:
         if rate <= 0:
@@ -199,7 +201,13 @@ class _Registrations:
     async def _one(self, n: int) -> None:
         name = ward(n, self._ctx.params.wards)
         sent = time.monotonic()
-        response = await self._ctx.http.post("/api/patients", json=PATIENT_BODY | {"ward": name})
+        try:
+            response = await self._ctx.http.post(
+                "/api/patients", json=PATIENT_BODY | {"ward": name}
+            )
+        except httpx.HTTPError as exc:
+            self.errors[type(exc).__name__] += 1
+            return
         returned = time.monotonic()
         if response.status_code != 201:
             self.errors[response.status_code] += 1

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import sqlite3
 import tempfile
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -29,9 +30,21 @@ from healthflow.bench.registrations import registrations
 from healthflow.bench.server import RABBIT_URL, Backend, ServerProcess, backend, reachable
 from healthflow.bench.vitals import overload, vitals_http, vitals_mqtt
 
+Checkpoint = Callable[[dict[str, Any]], None]
 
-async def run(params: Params, progress: Progress, *, command: str) -> dict[str, Any]:
-    """Every chosen phase against one fresh server, then the baselines; the full result."""
+
+async def run(
+    params: Params,
+    progress: Progress,
+    *,
+    command: str,
+    checkpoint: Checkpoint = lambda result: None,
+) -> dict[str, Any]:
+    """Every chosen phase against one fresh server, then the baselines; the full result.
+
+    `checkpoint` gets the result so far after every phase, so a long run that fails late keeps
+    what it measured; a phase that fails is recorded with its error and the run goes on.
+    """
     result: dict[str, Any] = {
         "command": command,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -47,7 +60,7 @@ async def run(params: Params, progress: Progress, *, command: str) -> dict[str, 
                 "name": found.name,
                 "settings": {k: v for k, v in found.env.items() if k != "HEALTHFLOW_DATA_DIR"},
             }
-            await _serve_phases(params, progress, found, result)
+            await _serve_phases(params, progress, found, result, checkpoint)
             if "baselines" in params.phases:
                 result["baselines"] = await _baselines(params, progress, found, result)
     load["end"] = load_average()
@@ -58,13 +71,21 @@ async def run(params: Params, progress: Progress, *, command: str) -> dict[str, 
 
 
 async def _serve_phases(
-    params: Params, progress: Progress, found: Backend, result: dict[str, Any]
+    params: Params,
+    progress: Progress,
+    found: Backend,
+    result: dict[str, Any],
+    checkpoint: Checkpoint,
 ) -> None:
     server = ServerProcess(found)
     progress.note(f"starting healthflow serve ({found.name})")
     await server.start()
     try:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+        # idle connections are let go before uvicorn's 5 s keep-alive would close them under a
+        # request (a ReadError on a POST that cannot be retried)
+        limits = httpx.Limits(
+            max_connections=256, max_keepalive_connections=256, keepalive_expiry=2.0
+        )
         async with httpx.AsyncClient(
             base_url=server.url, headers=server.auth, timeout=120, limits=limits
         ) as http:
@@ -82,13 +103,19 @@ async def _serve_phases(
                 if name not in params.phases:
                     continue
                 before = load_average()
-                outcome = await phase()
+                try:
+                    outcome = await phase()
+                except Exception as exc:  # recorded; the other phases still run
+                    progress.note(f"{name} failed: {exc!r}")
+                    outcome = {"error": repr(exc), "trace": traceback.format_exc()[-3000:]}
                 outcome["load_average_1m"] = {"start": before, "end": load_average()}
                 result["phases"][name] = outcome
+                checkpoint(result)
             processed = (await counters.read(http)).minus(start).processed
             result["server"] = {
                 "peak_rss_mb": round(server.peak_rss_mb, 1),
                 "cpu_s": round(server.cpu_seconds, 1),
+                "log_tail": server.log_tail()[-2000:],  # warnings and errors only
             }
     finally:
         await server.stop()
@@ -146,7 +173,7 @@ async def _baselines(
         queue = f"{found.run_id}.bare.{uuid.uuid4().hex[:6]}"
         out["rabbitmq"] = await baselines.rabbit_loop(RABBIT_URL, seconds, queue)
     lat = result["phases"].get("latency", {})
-    if lat and not lat.get("skipped"):
+    if "deliveries" in lat:
         # the same delivery rate as the latency phase: messages/s times clients per ward
         per_message = max(1.0, params.clients / params.wards)
         delivered = lat["deliveries"]["vitals_updated"] + lat["deliveries"]["alert_raised"]

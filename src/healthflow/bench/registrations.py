@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import orjson
 import websockets
 
@@ -78,6 +79,7 @@ async def registrations(ctx: Context) -> dict[str, Any]:
     sent: dict[str, float] = {}
     returned: dict[str, float] = {}
     statuses: dict[int, int] = {}
+    transport_errors: dict[str, int] = {}
     metrics_before = (await ctx.http.get("/metrics")).text
     window = ctx.server.window()
     cpu = ClientCpu()
@@ -85,7 +87,13 @@ async def registrations(ctx: Context) -> dict[str, Any]:
 
         async def register() -> None:
             started = time.monotonic()
-            response = await ctx.http.post("/api/patients", json=PATIENT_BODY)
+            try:
+                response = await ctx.http.post("/api/patients", json=PATIENT_BODY)
+            except httpx.HTTPError as exc:
+                transport_errors[type(exc).__name__] = (
+                    transport_errors.get(type(exc).__name__, 0) + 1
+                )
+                return
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
             if response.status_code != 201:
                 return
@@ -117,6 +125,7 @@ async def registrations(ctx: Context) -> dict[str, Any]:
         "per_second": round(count / elapsed, 1),
         "count": count,
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "transport_errors": transport_errors,
         "concurrency": p.registration_concurrency,
         "push_after_return_ms": percentiles(after_reply),
         "push_after_send_ms": percentiles(from_request),

@@ -70,7 +70,7 @@ def _n(value: Any) -> str:
 
 def tables(result: dict[str, Any]) -> list[Table]:
     """One table per phase that ran, then the baselines and the ratios."""
-    phases = result["phases"]
+    phases = {k: v for k, v in result["phases"].items() if "error" not in v}
     made: list[Table] = []
 
     def table(title: str, rows: list[tuple[str, Any]]) -> None:
@@ -183,6 +183,9 @@ def tables(result: dict[str, Any]) -> list[Table]:
         if s := bare.get("websocket"):
             rows.append(("websockets broadcast ms", _ms(s["latency_ms"])))
         table("bare baselines (same run)", rows)
+    failed = [(k, v["error"]) for k, v in result["phases"].items() if "error" in v]
+    if failed:
+        table("failed phases", failed)
     if result.get("ratios"):
         table("ratios", list(result["ratios"].items()))
     return made
