@@ -24,6 +24,7 @@ import httpx
 import orjson
 
 from healthflow.bench.fleet import Device, Fleet
+from healthflow.bench.stats import percentiles
 
 # aiomqtt warns about publishes still pending at disconnect; ours have all been awaited by then
 QUIET = logging.getLogger("healthflow.bench.mqtt")
@@ -51,6 +52,9 @@ class Tally:
     accepted_at: dict[tuple[str, int], float] = field(default_factory=dict)
     # (patient, ts) → the ts of the first reading of the request it came in
     batch_of: dict[tuple[str, int], int] = field(default_factory=dict)
+    sent_at: dict[tuple[str, int], float] = field(default_factory=dict)  # by (patient, first ts)
+    request_ms: list[float] = field(default_factory=list)  # POST sent → 202 read
+    in_flight_readings: int = 0
 
     def note_error(self, text: str) -> None:
         if len(self.errors) < 10:
@@ -68,6 +72,7 @@ class Tally:
             "retry_after_values": dict(self.retry_after_values),
             "transport_errors": self.transport_errors,
             "not_offered_batches": self.not_offered,
+            "request_ms": percentiles(self.request_ms),
             "errors": self.errors,
         }
 
@@ -109,6 +114,8 @@ class HttpLoad:
         )
         self.tally.requests += 1
         self.tally.readings_sent += len(stamps)
+        self.tally.in_flight_readings += len(stamps)
+        sent = time.monotonic()  # the WebSocket client processes note arrivals on this clock
         try:
             response = await self.http.post(
                 f"/api/devices/{device.device_id}/telemetry",
@@ -121,14 +128,17 @@ class HttpLoad:
             return 0
         finally:
             device.busy = False
-        at = time.monotonic()  # the WebSocket client processes note arrivals on this clock
+            self.tally.in_flight_readings -= len(stamps)
+        at = time.monotonic()
         status = response.status_code
         self.tally.statuses[status] += 1
         if status == 202:
             answer = orjson.loads(response.content)
             self.tally.readings_accepted += int(answer["accepted"])
             self.tally.duplicates += int(answer["duplicates"])
+            self.tally.request_ms.append((at - sent) * 1000)
             if self.record_latency:
+                self.tally.sent_at[(device.patient_id, stamps[0])] = sent
                 for ts in stamps:
                     self.tally.accepted_at[(device.patient_id, ts)] = at
                     self.tally.batch_of[(device.patient_id, ts)] = stamps[0]
@@ -142,14 +152,32 @@ class HttpLoad:
             self.tally.note_error(f"HTTP {status}: {response.text[:200]}")
         return status
 
-    async def closed_loop(self, *, duration_s: float, senders: int) -> float:
-        """Post back to back on `senders` tasks for `duration_s`; returns the load's length."""
+    async def closed_loop(
+        self,
+        *,
+        duration_s: float,
+        senders: int,
+        window: int,
+        processed: Callable[[], float],
+    ) -> float:
+        """Post back to back on `senders` tasks for `duration_s`, keeping at most `window`
+        readings accepted or in flight but not yet processed; returns the load's length.
+
+        The window stays under the server's backlog limit, so the load follows what the
+        pipeline processes instead of bouncing off the intake's 503s (each refused request
+        still costs the server its parsing), which would measure the refusals.
+        """
         picker = DevicePicker(self.fleet.devices)
         started = time.perf_counter()
         deadline = started + duration_s
+        tally = self.tally
 
         async def sender() -> None:
             while time.perf_counter() < deadline:
+                owed = tally.readings_accepted + tally.in_flight_readings - processed()
+                if owed + self.batch > window:
+                    await asyncio.sleep(0.002)
+                    continue
                 device = picker.take()
                 if device is None:
                     await asyncio.sleep(0.001)

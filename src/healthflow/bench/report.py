@@ -143,6 +143,11 @@ def tables(result: dict[str, Any]) -> list[Table]:
                         "202 → request's first VitalsUpdated ms",
                         _ms(one["vitals_first_shown_ms"]),
                     ),
+                    (
+                        "POST sent → request's first VitalsUpdated ms",
+                        _ms(one["vitals_first_shown_from_send_ms"]),
+                    ),
+                    ("POST sent → 202 ms", _ms(one["offered"]["request_ms"])),
                     ("202 → VitalsUpdated, every update ms", _ms(one["vitals_every_update_ms"])),
                     ("202 → AlertRaised ms", _ms(one["alert_raised_ms"])),
                     (

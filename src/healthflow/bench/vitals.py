@@ -132,20 +132,67 @@ def per_second(samples: list[tuple[float, float]], total: float) -> dict[str, fl
     }
 
 
+class ProcessedWatch:
+    """The server's processed counter since it was entered, read every 50 ms in the background
+    (the closed loops' window: what was sent minus what was processed)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self.processed = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ProcessedWatch:
+        base = await counters.read(self._ctx.http)
+
+        async def watch() -> None:
+            while True:
+                self.processed = (await counters.read(self._ctx.http)).minus(base).processed
+                await asyncio.sleep(0.05)
+
+        self._task = asyncio.create_task(watch())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def http_window(ctx: Context) -> int:
+    """Readings the HTTP closed loop keeps unprocessed: 80 % of the server's backlog limit."""
+    from healthflow.settings import Settings
+
+    default = Settings.model_fields["telemetry_backlog_limit"].default
+    limit = int(ctx.server.env.get("HEALTHFLOW_TELEMETRY_BACKLOG_LIMIT", default))
+    return max(ctx.params.batch, int(limit * 0.8))
+
+
 async def vitals_http(ctx: Context) -> dict[str, Any]:
     p = ctx.params
     fleet = await ensure_fleet(ctx)
     load = HttpLoad(ctx.http, fleet, p.batch, lag_ms=PAST_MS)
+    window = http_window(ctx)
 
     async def drive() -> float:
-        if p.rate is None:
-            return await load.closed_loop(duration_s=p.duration_s, senders=p.senders)
-        return await load.at_rate(
-            readings_per_s=p.rate, duration_s=p.duration_s, max_in_flight=p.senders * 8
-        )
+        if p.rate is not None:
+            return await load.at_rate(
+                readings_per_s=p.rate, duration_s=p.duration_s, max_in_flight=p.senders * 8
+            )
+        async with ProcessedWatch(ctx) as watch:
+            return await load.closed_loop(
+                duration_s=p.duration_s,
+                senders=p.senders,
+                window=window,
+                processed=lambda: watch.processed,
+            )
 
     result = await _measure(ctx, "vitals-http", load.tally, drive)
-    result["mode"] = "max (closed loop)" if p.rate is None else f"{p.rate:g} readings/s offered"
+    result["mode"] = (
+        f"max (closed loop, at most {window:,} readings unprocessed)"
+        if p.rate is None
+        else f"{p.rate:g} readings/s offered"
+    )
     result["batch"] = p.batch
     return result
 
@@ -159,28 +206,15 @@ async def vitals_mqtt(ctx: Context) -> dict[str, Any]:
     load = MqttLoad(
         fleet, ctx.backend.mqtt_url, ctx.backend.mqtt_prefix, p.mqtt_batch, lag_ms=PAST_MS
     )
-    base = await counters.read(ctx.http)
-    processed = [0.0]
-
-    async def watch() -> None:
-        # the closed loop's window: sent minus processed
-        while True:
-            processed[0] = (await counters.read(ctx.http)).minus(base).processed
-            await asyncio.sleep(0.05)
 
     async def drive() -> float:
-        watcher = asyncio.create_task(watch())
-        try:
+        async with ProcessedWatch(ctx) as watch:
             return await load.run(
                 duration_s=p.duration_s,
                 readings_per_s=p.rate,
                 window=p.mqtt_window,
-                processed=lambda: processed[0],
+                processed=lambda: watch.processed,
             )
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
 
     result = await _measure(
         ctx, "vitals-mqtt", load.tally, drive, handed_over=lambda: load.tally.readings_accepted
