@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from healthflow import __version__
+from healthflow.bench import PHASES as BENCH_PHASES
 
 if TYPE_CHECKING:
     from healthflow.app import Platform
@@ -228,49 +229,98 @@ def version() -> None:
     typer.echo(__version__)
 
 
+class BenchBackend(enum.StrEnum):
+    EMBEDDED = "embedded"
+    SERVER = "server"
+
+
 @app.command()
 def bench(
-    duration: Annotated[float, typer.Option(help="Seconds of registration load.")] = 10.0,
-    concurrency: Annotated[int, typer.Option(help="Concurrent HTTP clients.")] = 32,
-    dashboard_requests: Annotated[int, typer.Option(help="Dashboard requests to time.")] = 500,
+    backend: Annotated[
+        BenchBackend,
+        typer.Option(help="embedded (SQLite, in-process) or server (PG+RabbitMQ+Redis)."),
+    ] = BenchBackend.EMBEDDED,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds of load per phase.")] = 60.0,
+    clients: Annotated[int, typer.Option(min=1, help="WebSocket clients (latency phase).")] = 1000,
+    rate: Annotated[
+        str, typer.Option(help="Readings/s offered in the vitals phases, or `max`.")
+    ] = "max",
+    phases: Annotated[
+        str, typer.Option(help="Comma-separated phases to run (default: all).")
+    ] = ",".join(BENCH_PHASES),
+    devices: Annotated[int, typer.Option(min=1, help="Monitors streaming vitals.")] = 1000,
+    wards: Annotated[int, typer.Option(min=1, help="Wards of patients and clients.")] = 50,
+    batch: Annotated[
+        int, typer.Option(min=1, max=1000, help="Readings per HTTP request (throughput).")
+    ] = 1000,
+    senders: Annotated[int, typer.Option(min=1, help="Concurrent HTTP senders.")] = 8,
+    mqtt_batch: Annotated[
+        int, typer.Option(min=1, max=1000, help="Readings per MQTT message.")
+    ] = 1,
+    latency_rate: Annotated[
+        float, typer.Option(min=1, help="Readings/s during the latency phase.")
+    ] = 10_000.0,
+    client_procs: Annotated[
+        int, typer.Option(min=1, help="Processes holding the WebSocket clients.")
+    ] = 2,
+    seed_events: Annotated[
+        int, typer.Option(min=0, help="Analytics events stored before the dashboard phase.")
+    ] = 10_000_000,
+    dashboard_requests: Annotated[
+        int, typer.Option(min=1, help="Dashboard requests timed.")
+    ] = 1000,
+    baseline_seconds: Annotated[
+        float, typer.Option(min=0.5, help="Length of each baseline.")
+    ] = 10.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
 ) -> None:
-    """Benchmark the pipeline end to end against a fresh `healthflow serve` process."""
-    import asyncio
+    """Benchmark the pipeline end to end against a fresh `healthflow serve` (BENCHMARKS.md)."""
     import json
+    import shlex
+    import sys
 
+    from healthflow.bench.context import Params
     from healthflow.bench.pipeline import run
+    from healthflow.bench.report import RichProgress, tables
 
-    result = asyncio.run(
-        run(
-            duration_s=duration,
-            concurrency=concurrency,
-            dashboard_requests=dashboard_requests,
-            env={},
-            progress=lambda step: console.print(f"[bold]>[/] {step}"),
-        )
+    chosen = tuple(p.strip() for p in phases.split(",") if p.strip())
+    unknown = sorted(set(chosen) - set(BENCH_PHASES))
+    if unknown:
+        raise typer.BadParameter(f"unknown phases {unknown}; known: {', '.join(BENCH_PHASES)}")
+    try:
+        offered = None if rate == "max" else float(rate)
+    except ValueError:
+        raise typer.BadParameter("--rate takes a number of readings/s or `max`") from None
+    params = Params(
+        backend=backend.value,
+        duration_s=duration,
+        clients=clients,
+        rate=offered,
+        phases=chosen,
+        devices=devices,
+        wards=wards,
+        batch=batch,
+        senders=senders,
+        mqtt_batch=mqtt_batch,
+        latency_rate=latency_rate,
+        client_procs=client_procs,
+        seed_events=seed_events,
+        dashboard_requests=dashboard_requests,
+        baseline_s=baseline_seconds,
     )
-    table = Table(title="HealthFlow benchmark")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    reg = result["registrations"]
-    table.add_row("registrations/s", str(reg["per_second"]))
-    for name in ("p50", "p95", "p99"):
-        table.add_row(
-            f"POST returned → PatientCreated {name} (ms)", str(reg["push_latency_ms"][name])
-        )
-        table.add_row(
-            f"POST sent → PatientCreated {name} (ms)", str(reg["push_from_request_ms"][name])
-        )
-    table.add_row("pipeline drain after load (s)", str(result["pipeline"]["drain_s"]))
-    for name in ("p50", "p95", "p99"):
-        table.add_row(f"dashboard {name} (ms)", str(result["dashboard"]["latency_ms"][name]))
-    table.add_row("server peak RSS (MB)", str(result["server"]["peak_rss_mb"]))
-    table.add_row("server CPU (s)", str(result["server"]["cpu_seconds"]))
-    table.add_row("bare sqlite3 tx/s", str(result["baseline"]["sqlite"]["transactions_per_second"]))
-    console.print(table)
+    command = shlex.join(["healthflow", *sys.argv[1:]])
+
+    def checkpoint(result: dict[str, Any]) -> None:
+        if json_out:
+            json_out.write_text(json.dumps(result, indent=2))
+
+    with RichProgress(console) as progress:
+        result = asyncio.run(run(params, progress, command=command, checkpoint=checkpoint))
+    for table in tables(result):
+        console.print(table)
     if json_out:
         json_out.write_text(json.dumps(result, indent=2))
+        console.print(f"result written to {json_out}")
 
 
 # --- device telemetry simulator (issue 4) ---

@@ -1,24 +1,144 @@
-"""The benchmark keeps working: a few seconds of it, checked for shape and sanity, never timing."""
+"""The benchmark keeps working: a few seconds of every phase, checked for shape and for counts
+that add up (accepted == processed, delivered <= expected), never for a timing."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
+from healthflow.bench import PHASES
+from healthflow.bench.context import Params, RecordedProgress
 from healthflow.bench.pipeline import run
 
 pytestmark = pytest.mark.e2e
 
+TINY = Params(
+    backend="embedded",
+    duration_s=2.0,
+    clients=10,
+    rate=100.0,
+    devices=10,
+    wards=2,
+    batch=10,
+    latency_rate=50.0,
+    latency_interval_s=1.0,
+    client_procs=1,
+    registration_concurrency=4,
+    registration_rate=5.0,
+    seed_events=1_000,
+    dashboard_requests=10,
+    baseline_s=0.5,
+    drain_limit_s=120.0,
+)
 
-async def test_benchmark_smoke_run_measures_every_phase() -> None:
-    steps: list[str] = []
-    result = await run(
-        duration_s=1.0, concurrency=4, dashboard_requests=20, env={}, progress=steps.append
-    )
-    reg = result["registrations"]
-    assert reg["count"] > 0 and reg["errors"] == 0
-    assert reg["push_latency_ms"]["n"] == reg["count"]  # every registration was pushed live
-    assert result["pipeline"]["counted"] == reg["count"]  # and processed by the workers
-    assert result["dashboard"]["latency_ms"]["n"] == 20
-    assert result["server"]["peak_rss_mb"] > 0
-    assert result["baseline"]["sqlite"]["transactions_per_second"] > 0
-    assert len(steps) == 4
+
+@pytest.fixture(scope="module")
+def result() -> dict[str, Any]:
+    """One short run for the whole module (synchronous: its loop is its own)."""
+    progress = RecordedProgress()
+    outcome = asyncio.run(run(TINY, progress, command="pytest bench smoke"))
+    outcome["_progress"] = progress
+    return outcome
+
+
+@pytest.fixture(scope="module")
+def phases(result: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = result["phases"]
+    return found
+
+
+def accepted_all_processed(phase: dict[str, Any]) -> None:
+    assert phase["accepted"] > 0
+    assert phase["processed"] == phase["accepted"]
+    assert phase["all_accepted_processed"] is True
+
+
+def test_every_phase_ran_and_the_result_says_how(result: dict[str, Any]) -> None:
+    assert set(result["phases"]) == set(PHASES) - {"baselines"}
+    assert {k: v["error"] for k, v in result["phases"].items() if "error" in v} == {}
+    assert result["command"] == "pytest bench smoke"
+    assert result["parameters"]["duration_s"] == TINY.duration_s
+    assert result["machine"]["cpus"] > 0
+    assert result["versions"]["healthflow"]
+    assert result["_progress"].phases[0] == "registrations"
+    for phase in result["phases"].values():
+        assert "load_average_1m" in phase
+
+
+def test_registrations_are_all_pushed_and_counted(phases: dict[str, Any]) -> None:
+    reg = phases["registrations"]
+    assert reg["count"] > 0
+    assert reg["statuses"] == {"201": reg["count"]}
+    assert reg["push_missing"] == 0
+    assert reg["push_after_return_ms"]["n"] == reg["count"]
+    assert reg["analytics_counted"] == reg["count"]
+
+
+def test_http_readings_accepted_are_the_readings_processed(phases: dict[str, Any]) -> None:
+    http = phases["vitals-http"]
+    accepted_all_processed(http)
+    assert http["accepted_by_client"] == http["accepted"]
+    assert http["readings_per_s"] > 0
+    assert http["per_second_while_busy"]["seconds"] >= 1
+
+
+def test_mqtt_readings_acknowledged_are_the_readings_processed(
+    phases: dict[str, Any],
+) -> None:
+    mqtt = phases["vitals-mqtt"]
+    if "skipped" in mqtt:
+        pytest.skip(mqtt["skipped"])
+    accepted_all_processed(mqtt)
+    assert mqtt["offered"]["readings_accepted"] == mqtt["processed"]
+
+
+def test_overload_counts_pushback_and_loses_nothing_accepted(
+    phases: dict[str, Any],
+) -> None:
+    over = phases["overload"]
+    accepted_all_processed(over)
+    assert over["offered_per_s"] == pytest.approx(2 * over["sustainable_per_s"], rel=0.01)
+    pushback = over["pushback"]
+    assert pushback["with_retry_after"] == pushback["requests"]
+    offered = over["offered"]
+    answered = sum(offered["statuses"].values()) + offered["transport_errors"]
+    assert answered == offered["requests"]
+
+
+def test_latency_deliveries_do_not_exceed_what_was_sent(phases: dict[str, Any]) -> None:
+    lat = phases["latency"]
+    assert lat["clients"]["connected"] == TINY.clients
+    assert lat["clients"]["out_of_order"] == 0
+    for one in (lat, lat.get("half_sustainable")):
+        if one is None:  # only when vitals-http measured less than the latency rate
+            continue
+        accepted_all_processed(one)
+        d = one["deliveries"]
+        assert 0 < d["vitals_updated"] <= d["vitals_updated_ceiling"]
+        assert d["alert_raised"] <= d["alert_raised_expected"]
+        assert d["patient_created"] <= d["patient_created_expected"]
+        assert d["unmatched"] == 0
+        assert one["vitals_every_update_ms"]["n"] == d["vitals_updated"]
+
+
+def test_the_dashboard_counts_every_seeded_event(phases: dict[str, Any]) -> None:
+    dash = phases["dashboard"]
+    assert dash["seeded"]["events"] == TINY.seed_events
+    assert dash["counted_seeded_events"] == TINY.seed_events
+    assert dash["uncached_ms"]["n"] == 89
+    assert dash["steady_ms"]["n"] == TINY.dashboard_requests
+
+
+def test_stored_rows_match_the_processed_counter(result: dict[str, Any]) -> None:
+    assert result["consistency"]["equal"] is True
+    assert result["consistency"]["vitals_rows"] > 0
+
+
+def test_baselines_ran_beside_and_ratios_follow(result: dict[str, Any]) -> None:
+    bare = result["baselines"]
+    assert bare["sqlite"]["batched_rows_per_s"] > 0
+    ws = bare["websocket"]
+    assert 0 < ws["deliveries"] <= ws["deliveries_expected"]
+    assert "bare_db_batched_rows_per_s_over_http_readings_per_s" in result["ratios"]

@@ -1,0 +1,121 @@
+"""What the server says it accepted and processed, read from its own `/metrics`.
+
+"Processed" means stored and scored: the vitals monitor counts a reading in
+`healthflow_news2_assessments_total` (or `healthflow_telemetry_late_readings_total` when it was
+older than the patient's last assessment and only stored) after the transaction holding the
+reading, its NEWS2 state and any alert change committed, and only the first time (a redelivered
+reading is not counted again). At the end of a run the bench also counts the stored rows
+(`vitals` table) to check the counters against the database itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import httpx
+
+ACCEPTED = "healthflow_telemetry_readings_total"
+PROCESSED = ("healthflow_news2_assessments_total", "healthflow_telemetry_late_readings_total")
+
+
+@dataclass(frozen=True)
+class Counters:
+    accepted: dict[str, float]  # by transport
+    processed: float
+    busy_refusals: dict[str, float]  # by transport: 503 answers / unacknowledged MQTT retries
+
+    def accepted_total(self) -> float:
+        return sum(self.accepted.values())
+
+    def minus(self, before: Counters) -> Counters:
+        transports = set(self.accepted) | set(before.accepted)
+        refusals = set(self.busy_refusals) | set(before.busy_refusals)
+        return Counters(
+            {t: self.accepted.get(t, 0) - before.accepted.get(t, 0) for t in transports},
+            self.processed - before.processed,
+            {t: self.busy_refusals.get(t, 0) - before.busy_refusals.get(t, 0) for t in refusals},
+        )
+
+
+def parse(text: str) -> Counters:
+    accepted: dict[str, float] = {}
+    refusals: dict[str, float] = {}
+    processed = 0.0
+    for line in text.splitlines():
+        if line.startswith(ACCEPTED + "{") and 'outcome="accepted"' in line:
+            transport = _label(line, "transport")
+            accepted[transport] = accepted.get(transport, 0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith("healthflow_telemetry_refused_total{") and 'reason="busy"' in line:
+            transport = _label(line, "transport")
+            refusals[transport] = refusals.get(transport, 0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith(PROCESSED) and not line.startswith("#"):
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name in PROCESSED:
+                processed += float(line.rsplit(" ", 1)[1])
+    return Counters(accepted, processed, refusals)
+
+
+def total(text: str, name: str, **labels: str) -> float:
+    """Sum of a counter's samples in a /metrics text whose labels include `labels`."""
+    found = 0.0
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")) and all(w in line for w in wanted):
+            found += float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def _label(line: str, name: str) -> str:
+    start = line.find(f'{name}="')
+    if start < 0:
+        return ""
+    start += len(name) + 2
+    return line[start : line.index('"', start)]
+
+
+async def read(http: httpx.AsyncClient) -> Counters:
+    response = await http.get("/metrics")
+    response.raise_for_status()
+    return parse(response.text)
+
+
+@dataclass(frozen=True)
+class Drain:
+    processed: float
+    accepted: float
+    caught_up_after_s: float | None  # from the phase's start; None: not within the limit
+    drain_s: float | None  # from the end of the load
+
+
+async def wait_until_processed(
+    http: httpx.AsyncClient,
+    before: Counters,
+    *,
+    started: float,
+    load_ended: float,
+    limit_s: float,
+    handed_over: float | None = None,
+) -> Drain:
+    """Poll until everything accepted since `before` is processed (or `limit_s` passed).
+
+    Accepted is what the server counted, or `handed_over` when given: MQTT readings the broker
+    acknowledged may still wait in the broker, not yet seen by the server.
+    """
+    deadline = time.perf_counter() + limit_s
+    while True:
+        now = await read(http)
+        delta = now.minus(before)
+        target = delta.accepted_total() if handed_over is None else handed_over
+        if delta.processed >= target:
+            at = time.perf_counter()
+            return Drain(
+                delta.processed,
+                delta.accepted_total(),
+                round(at - started, 3),
+                round(max(0.0, at - load_ended), 3),
+            )
+        if time.perf_counter() > deadline:
+            return Drain(delta.processed, delta.accepted_total(), None, None)
+        await asyncio.sleep(0.1)
