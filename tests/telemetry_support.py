@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import eventually, patient_body
+
+BROKER = ("127.0.0.1", 1883)
+
+
+def broker_up() -> bool:
+    try:
+        with socket.create_connection(BROKER, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+# skipped when Mosquitto is down, except under HEALTHFLOW_REQUIRE_SERVICES=1 (CI): there they fail
+needs_broker = pytest.mark.skipif(
+    not broker_up() and os.environ.get("HEALTHFLOW_REQUIRE_SERVICES") != "1",
+    reason="Mosquitto is not answering on 127.0.0.1:1883",
+)
 
 NORMAL: dict[str, Any] = {
     "heart_rate": 72,

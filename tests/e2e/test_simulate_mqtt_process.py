@@ -22,23 +22,14 @@ import pytest
 from httpx_ws import aconnect_ws
 
 from tests.conftest import dev_headers, eventually, patient_body, subscribe
+from tests.telemetry_support import BROKER, needs_broker
 
-BROKER = ("127.0.0.1", 1883)
 HEALTHFLOW = str(Path(sys.executable).with_name("healthflow"))
-
-
-def _broker_up() -> bool:
-    try:
-        with socket.create_connection(BROKER, timeout=1):
-            return True
-    except OSError:
-        return False
-
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.mqtt,
-    pytest.mark.skipif(not _broker_up(), reason="Mosquitto is not answering on 127.0.0.1:1883"),
+    needs_broker,
 ]
 
 

@@ -6,7 +6,6 @@ Each test uses its own topic prefix and client ids, so runs beside other agents 
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,22 +22,19 @@ from httpx_ws.transport import ASGIWebSocketTransport
 from healthflow.app import build_app
 from healthflow.settings import Settings
 from tests.conftest import auth_headers, eventually, subscribe
-from tests.telemetry_support import CRITICAL, NORMAL, admit_with_device, at, wait_for_vitals
-
-BROKER = ("127.0.0.1", 1883)
-
-
-def _broker_up() -> bool:
-    try:
-        with socket.create_connection(BROKER, timeout=1):
-            return True
-    except OSError:
-        return False
-
+from tests.telemetry_support import (
+    BROKER,
+    CRITICAL,
+    NORMAL,
+    admit_with_device,
+    at,
+    needs_broker,
+    wait_for_vitals,
+)
 
 pytestmark = [
     pytest.mark.mqtt,
-    pytest.mark.skipif(not _broker_up(), reason="Mosquitto is not answering on 127.0.0.1:1883"),
+    needs_broker,
 ]
 
 

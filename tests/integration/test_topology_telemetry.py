@@ -11,7 +11,6 @@ arrive (retried, never lost, handled once), a bad device key over MQTT (refused,
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -30,25 +29,24 @@ from healthflow.messaging.events import CloudEvent
 from healthflow.settings import Settings
 from tests.conftest import subscribe
 from tests.integration.conftest import Rabbit, gateway, start_roles
-from tests.telemetry_support import CRITICAL, NORMAL, admit_with_device, at, post_readings
+from tests.telemetry_support import (
+    BROKER,
+    CRITICAL,
+    NORMAL,
+    admit_with_device,
+    at,
+    needs_broker,
+    post_readings,
+)
 
-BROKER = ("127.0.0.1", 1883)
 WAIT_S = 90.0  # generous: four processes share two cores with other work
-
-
-def _broker_up() -> bool:
-    try:
-        with socket.create_connection(BROKER, timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.e2e,
     pytest.mark.mqtt,
-    pytest.mark.skipif(not _broker_up(), reason="Mosquitto is not answering on 127.0.0.1:1883"),
+    needs_broker,
 ]
 
 
