@@ -86,17 +86,18 @@ def assess(
     state = state or PatientVitals(latest={})
     if state.assessment is not None and reading.ts < state.assessment.assessed_at:
         return state, None
+    measured = reading.measurements()
     latest = dict(state.latest)
-    for name, value in reading.measurements().items():
+    for name, value in measured.items():
         latest[name] = (value, reading.ts)
     scale = reading.spo2_scale or state.spo2_scale
     values: dict[str, Value] = {}
     carried: list[str] = []
-    measured = reading.measurements()
+    oldest = reading.ts - CARRY_FORWARD
     for name, parameter in SCORED_FIELDS.items():
         if name in measured:
             values[name] = measured[name]
-        elif name in latest and reading.ts - latest[name][1] <= CARRY_FORWARD:
+        elif name in latest and latest[name][1] >= oldest:
             values[name] = latest[name][0]
             carried.append(parameter)
     result = news2.score(_observations(values, scale))

@@ -94,7 +94,7 @@ class VitalsMonitor:
                 assessment,
                 patient_id=recorded.patient_id,
                 ward=wards[recorded.patient_id],
-                new_id=uuid7(recorded.reading.ts),
+                new_id=lambda: uuid7(recorded.reading.ts),
             )
             return new_state, Outcome(assessment, alert, change)
 
