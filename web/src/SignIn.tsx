@@ -16,7 +16,7 @@ export function SignIn({ onSignedIn, notice = null }: { onSignedIn: () => void; 
       <h1>HealthFlow</h1>
       {notice && (
         <p role="alert" className="notice" data-testid="signed-out-notice">
-          <span aria-hidden="true">ⓘ </span>
+          <strong>Signed out: </strong>
           {notice}
         </p>
       )}

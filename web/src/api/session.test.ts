@@ -170,6 +170,25 @@ describe("the token's lifetime", () => {
     expect(ended).toEqual([]);
   });
 
+  it("renews a token shorter-lived than the lead time at half its life, not at once", async () => {
+    const renew = vi.fn(() => Promise.resolve("next"));
+    const { watch, renewed, setExpiry } = harness({
+      renew,
+      onRenewed: (token) => {
+        renewed.push(token);
+        setExpiry(Date.now() + 20_000);
+      },
+    });
+    setExpiry(T0 + 20_000);
+    watch.start();
+    await vi.advanceTimersByTimeAsync(9_999);
+    expect(renewed).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(renewed).toEqual(["next"]);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(renewed).toEqual(["next", "next"]);
+  });
+
   it("ends with the expiry message when renewal fails and the server refuses", async () => {
     const renew = vi.fn(() => Promise.resolve(null));
     const { watch, ended } = harness({ renew, verdicts: ["refused"] });

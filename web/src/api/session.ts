@@ -148,7 +148,10 @@ export class SessionWatch {
     if (this.ended) return;
     const expiry = this.options.expiry();
     if (expiry === null) return;
-    const ahead = this.options.renew !== null ? (this.options.renewAheadMs ?? 60_000) : 0;
+    // renew ahead of expiry, but never before half the token's remaining life: a token that
+    // lives a minute or less would otherwise be renewed over and over at once
+    const left = Math.max(0, expiry - this.now());
+    const ahead = this.options.renew !== null ? Math.min(this.options.renewAheadMs ?? 60_000, left / 2) : 0;
     this.wait(expiry - ahead, expiry, this.scheduled);
   }
 
