@@ -289,6 +289,13 @@ async def test_a_full_backlog_answers_503_with_retry_after(stalled_app: FastAPI)
         assert busy.status_code == 503
         assert busy.headers["content-type"] == PROBLEM
         assert int(busy.headers["retry-after"]) > 0
+        # a full intake refuses before it reads the body: not even a broken one is parsed
+        unread = await client.post(
+            "/api/devices/mon-1/telemetry",
+            content=b"{not json",
+            headers={"X-Device-Key": key, "Content-Type": "application/json"},
+        )
+        assert unread.status_code == 503
         assert await backlog(stalled_app) == 2
         assert await quarantine(client) == []
 

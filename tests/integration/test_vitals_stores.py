@@ -388,6 +388,23 @@ async def test_an_acknowledgement_racing_an_escalation_is_refused(
     )
 
 
+async def test_intake_backlog_counts_accepted_readings_until_they_are_published(
+    db: Database,
+) -> None:
+    intake = intake_store.SqlTelemetryIntake(db, recount_after_s=3600)
+    outbox = intake_store.SqlTelemetryOutbox(db)
+    patient = uuid4()
+    await intake.accept([recorded(patient, i, heart_rate=70.0) for i in range(3)], [])
+    assert await intake.backlog() == 3
+    # between two counts, what this process accepts is added to the last count
+    await intake.accept([recorded(patient, i, heart_rate=70.0) for i in range(3, 5)], [])
+    assert await intake.backlog() == 5
+    pending = await outbox.pending(after_seq=0, limit=10)
+    await outbox.mark_published([e.seq for e in pending], T0)
+    recounting = intake_store.SqlTelemetryIntake(db, recount_after_s=0)
+    assert await recounting.backlog() == 0
+
+
 async def test_intake_counts_duplicates_and_pages_the_quarantine(db: Database) -> None:
     intake = intake_store.SqlTelemetryIntake(db)
     patient = uuid4()

@@ -18,6 +18,8 @@ from healthflow.security.tokens import (
     IdentityProviderUnavailable,
     InvalidToken,
     JwksTokens,
+    Principal,
+    RememberedTokens,
     parse_ttl,
     principal_from_claims,
 )
@@ -273,3 +275,76 @@ def test_service_credentials_sign_each_call_with_a_service_token() -> None:
     assert seen[0] == seen[1]  # reused until close to expiry
     claims = jwt.decode(seen[0], SECRET, algorithms=["HS256"], audience=AUDIENCE)
     assert (claims["sub"], claims["roles"]) == ("healthflow-worker", ["service"])
+
+
+# --- remembered tokens ------------------------------------------------------------------------
+
+
+class CountingVerifier:
+    """Accepts tokens named "good-<exp>" (exp in Unix seconds) and counts every check."""
+
+    def __init__(self) -> None:
+        self.checks = 0
+
+    async def verify(self, token: str) -> Principal:
+        self.checks += 1
+        if not token.startswith("good-"):
+            raise InvalidToken("bad")
+        return Principal("nina", frozenset({"nurse"}), None, float(token.removeprefix("good-")))
+
+
+class Clock:
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at
+
+
+async def test_a_remembered_token_is_checked_once_while_it_is_valid() -> None:
+    inner, clock = CountingVerifier(), Clock(1000.0)
+    tokens = RememberedTokens(inner, remember_s=60, now=clock)
+    first = await tokens.verify("good-5000")
+    clock.at = 1059.0
+    again = await tokens.verify("good-5000")
+    assert (first, again, inner.checks) == (again, first, 1)
+
+
+async def test_a_remembered_token_is_checked_again_after_remember_s_and_after_its_exp() -> None:
+    inner, clock = CountingVerifier(), Clock(1000.0)
+    tokens = RememberedTokens(inner, remember_s=60, now=clock)
+    await tokens.verify("good-5000")
+    clock.at = 1060.0
+    await tokens.verify("good-5000")
+    assert inner.checks == 2
+    await tokens.verify("good-1070")  # expires before remember_s runs out
+    clock.at = 1070.0
+    await tokens.verify("good-1070")
+    assert inner.checks == 4
+
+
+async def test_a_refused_token_is_never_remembered() -> None:
+    inner = CountingVerifier()
+    tokens = RememberedTokens(inner, now=Clock(1000.0))
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            await tokens.verify("forged")
+    assert inner.checks == 2
+
+
+async def test_remembered_tokens_keep_at_most_capacity_dropping_the_least_recently_used() -> None:
+    inner = CountingVerifier()
+    tokens = RememberedTokens(inner, capacity=2, now=Clock(1000.0))
+    for token in ("good-5000", "good-5001", "good-5000", "good-5002"):
+        await tokens.verify(token)
+    assert inner.checks == 3
+    await tokens.verify("good-5000")  # still remembered: used more recently than 5001
+    assert inner.checks == 3
+    await tokens.verify("good-5001")  # was dropped
+    assert inner.checks == 4
+
+
+async def test_a_dev_token_carries_its_exp_to_be_remembered_by() -> None:
+    expires = NOW + timedelta(hours=1)
+    principal = await dev.verify(dev.mint("nina", "nurse", now=NOW, ttl=timedelta(hours=1)))
+    assert principal.expires_at == int(expires.timestamp())

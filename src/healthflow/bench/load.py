@@ -303,6 +303,10 @@ class MqttLoad:
                         await asyncio.sleep(0.001)
                         continue
                     sent += self.batch
+                    # counted as sent before the task runs: the window check above must see
+                    # every publish already started, or several connections overshoot it
+                    self.tally.requests += 1
+                    self.tally.readings_sent += self.batch
                     task = asyncio.create_task(self._publish(client, device))
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
@@ -321,8 +325,6 @@ class MqttLoad:
             device, self.batch, newest_ms=_now_ms() - self.lag_ms, key=True
         )
         topic = f"{self.topic_prefix}devices/{device.device_id}/messages/events/"
-        self.tally.requests += 1
-        self.tally.readings_sent += len(stamps)
         try:
             await client.publish(topic, body, qos=1)
         except aiomqtt.MqttError as exc:

@@ -11,13 +11,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import orjson
 import websockets
 
 from healthflow.bench import counters
 from healthflow.bench.context import ClientCpu, Context
 from healthflow.bench.fleet import PATIENT_BODY
+from healthflow.bench.keepalive import ConnectionClosed, KeepAliveConnection
 from healthflow.bench.stats import percentiles
 
 EVENTS_PROCESSED = "healthflow_events_processed_total"
@@ -58,19 +58,21 @@ class LiveListener:
 
 
 async def closed_loop(
-    duration_s: float, concurrency: int, one: Callable[[], Awaitable[None]]
+    duration_s: float,
+    connections: list[KeepAliveConnection],
+    one: Callable[[KeepAliveConnection], Awaitable[None]],
 ) -> int:
-    """Run `one` back to back on `concurrency` tasks for `duration_s`; return how many finished."""
+    """Run `one` back to back on each connection for `duration_s`; return how many finished."""
     done = 0
     deadline = time.perf_counter() + duration_s
 
-    async def worker() -> None:
+    async def worker(connection: KeepAliveConnection) -> None:
         nonlocal done
         while time.perf_counter() < deadline:
-            await one()
+            await one(connection)
             done += 1
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(c) for c in connections))
     return done
 
 
@@ -83,21 +85,26 @@ async def registrations(ctx: Context) -> dict[str, Any]:
     metrics_before = (await ctx.http.get("/metrics")).text
     window = ctx.server.window()
     cpu = ClientCpu()
+    body = orjson.dumps(PATIENT_BODY)
+    connections = [
+        KeepAliveConnection("127.0.0.1", ctx.server.port, ctx.server.auth)
+        for _ in range(p.registration_concurrency)
+    ]
     async with LiveListener(ctx.server.ws_url) as live:
 
-        async def register() -> None:
+        async def register(connection: KeepAliveConnection) -> None:
             started = time.monotonic()
             try:
-                response = await ctx.http.post("/api/patients", json=PATIENT_BODY)
-            except httpx.HTTPError as exc:
+                response = await connection.post_json("/api/patients", body)
+            except (ConnectionClosed, OSError) as exc:
                 transport_errors[type(exc).__name__] = (
                     transport_errors.get(type(exc).__name__, 0) + 1
                 )
                 return
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-            if response.status_code != 201:
+            statuses[response.status] = statuses.get(response.status, 0) + 1
+            if response.status != 201:
                 return
-            patient_id = response.json()["id"]
+            patient_id = orjson.loads(response.body)["id"]
             returned[patient_id] = time.monotonic()
             sent[patient_id] = started
 
@@ -105,9 +112,11 @@ async def registrations(ctx: Context) -> dict[str, Any]:
         started = time.perf_counter()
         ticker = asyncio.create_task(_tick(ctx, returned, started))
         try:
-            await closed_loop(p.duration_s, p.registration_concurrency, register)
+            await closed_loop(p.duration_s, connections, register)
         finally:
             ticker.cancel()
+            for connection in connections:
+                await connection.close()
         elapsed = time.perf_counter() - started
         load_ended = time.perf_counter()
         ctx.progress.update("waiting for the analytics workers to count every registration")

@@ -26,6 +26,7 @@ from healthflow.security.crypto import FieldCipher, KeyRing, decode_key
 from healthflow.security.tokens import (
     DevTokens,
     JwksTokens,
+    RememberedTokens,
     TokenVerifier,
     load_or_create_secret,
 )
@@ -133,8 +134,9 @@ def browser_connect_origins(settings: Settings) -> tuple[str, ...]:
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
-    """Development tokens (HS256) unless an OIDC issuer's JWKS is configured."""
-    return dev_tokens(settings) or JwksTokens(
+    """Development tokens (HS256) unless an OIDC issuer's JWKS is configured; either way a
+    token verified once is remembered for a while (RememberedTokens)."""
+    inner = dev_tokens(settings) or JwksTokens(
         settings.auth_jwks_url,
         issuer=settings.auth_issuer,
         audience=settings.auth_audience,
@@ -143,6 +145,7 @@ def build_verifier(settings: Settings) -> TokenVerifier:
         cache_s=settings.auth_jwks_cache_s,
         timeout_s=settings.auth_jwks_timeout_s,
     )
+    return RememberedTokens(inner)
 
 
 def build_security(settings: Settings, clock: Clock, patients_db: Database) -> Security:

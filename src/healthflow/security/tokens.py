@@ -6,8 +6,10 @@ import asyncio
 import os
 import re
 import secrets
-from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +38,8 @@ class Principal:
     subject: str
     roles: frozenset[str]
     ward: str | None = None
+    # the token's exp (Unix seconds): how long a verified token may be remembered
+    expires_at: float | None = field(default=None, compare=False)
 
 
 class TokenVerifier(Protocol):
@@ -59,7 +63,56 @@ def principal_from_claims(claims: Mapping[str, Any], roles_claim: str) -> Princi
     else:
         roles = frozenset()
     ward = claims.get("ward")
-    return Principal(subject, roles, ward if isinstance(ward, str) and ward else None)
+    expires = claims.get("exp")
+    return Principal(
+        subject,
+        roles,
+        ward if isinstance(ward, str) and ward else None,
+        float(expires) if isinstance(expires, int | float) else None,
+    )
+
+
+class RememberedTokens:
+    """A TokenVerifier that remembers the tokens `inner` accepted, for a repeat to cost a lookup.
+
+    A dashboard or device sends the same token with every request; checking its signature each
+    time (and, for an issuer's keys, a thread hop) is most of what authenticating costs. An
+    entry lasts `remember_s` at most and never past the token's exp, so a key the issuer
+    withdrew stops working within that time; refused tokens are never remembered. The least
+    recently used entries go first beyond `capacity`.
+    """
+
+    def __init__(
+        self,
+        inner: TokenVerifier,
+        *,
+        remember_s: float = 60.0,
+        capacity: int = 10_000,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._inner = inner
+        self._remember_s = remember_s
+        self._capacity = capacity
+        self._now = now
+        self._known: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+
+    async def verify(self, token: str) -> Principal:
+        now = self._now()
+        known = self._known.get(token)
+        if known is not None:
+            principal, until = known
+            if now < until:
+                self._known.move_to_end(token)
+                return principal
+            del self._known[token]
+        principal = await self._inner.verify(token)
+        until = now + self._remember_s
+        if principal.expires_at is not None:
+            until = min(until, principal.expires_at)
+        self._known[token] = (principal, until)
+        if len(self._known) > self._capacity:
+            self._known.popitem(last=False)
+        return principal
 
 
 class DevTokens:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -111,16 +112,20 @@ def on_assessment(
     *,
     patient_id: UUID,
     ward: str,
-    new_id: UUID,
+    new_id: Callable[[], UUID],
 ) -> tuple[Alert | None, AlertChange | None]:
-    """The patient's alert after one more assessment, and what happened to it."""
+    """The patient's alert after one more assessment, and what happened to it.
+
+    `new_id` makes the id of a newly raised alert; most assessments raise none, so it is only
+    called when one is.
+    """
     severity = severity_for(assessment.risk)
     at = assessment.assessed_at
     if active is None or not active.active:
         if severity is None:
             return None, None
         alert = Alert(
-            id=new_id,
+            id=new_id(),
             patient_id=patient_id,
             ward=ward,
             severity=severity,

@@ -5,7 +5,7 @@ Pure: the caller loads the patient's vitals state, calls `assess`, and stores wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -86,17 +86,18 @@ def assess(
     state = state or PatientVitals(latest={})
     if state.assessment is not None and reading.ts < state.assessment.assessed_at:
         return state, None
+    measured = reading.measurements()
     latest = dict(state.latest)
-    for name, value in reading.measurements().items():
+    for name, value in measured.items():
         latest[name] = (value, reading.ts)
     scale = reading.spo2_scale or state.spo2_scale
     values: dict[str, Value] = {}
     carried: list[str] = []
-    measured = reading.measurements()
+    oldest = reading.ts - CARRY_FORWARD
     for name, parameter in SCORED_FIELDS.items():
         if name in measured:
             values[name] = measured[name]
-        elif name in latest and reading.ts - latest[name][1] <= CARRY_FORWARD:
+        elif name in latest and latest[name][1] >= oldest:
             values[name] = latest[name][0]
             carried.append(parameter)
     result = news2.score(_observations(values, scale))
@@ -109,25 +110,25 @@ def assess(
         assessed_at=reading.ts,
         spo2_scale=scale,
     )
-    return replace(state, latest=latest, spo2_scale=scale, assessment=assessment), assessment
+    # every field given: cheaper than dataclasses.replace, which inspects the fields each call
+    return PatientVitals(latest, scale, assessment), assessment
+
+
+def _number(value: Value | None) -> float | None:
+    # bool is an int: a stray true/false is no measurement
+    return float(value) if type(value) is float or type(value) is int else None
 
 
 def _observations(values: dict[str, Value], scale: int) -> Observations:
-    def number(name: str) -> float | None:
-        value = values.get(name)
-        return (
-            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-        )
-
     level = values.get("consciousness")
     oxygen = values.get("on_oxygen")
     return Observations(
-        resp_rate=number("resp_rate"),
-        spo2=number("spo2"),
+        resp_rate=_number(values.get("resp_rate")),
+        spo2=_number(values.get("spo2")),
         on_oxygen=oxygen if isinstance(oxygen, bool) else None,
-        systolic_bp=number("systolic_bp"),
-        heart_rate=number("heart_rate"),
+        systolic_bp=_number(values.get("systolic_bp")),
+        heart_rate=_number(values.get("heart_rate")),
         consciousness=Consciousness(level) if isinstance(level, str) else None,
-        temperature=number("temperature"),
+        temperature=_number(values.get("temperature")),
         spo2_scale=scale,
     )

@@ -126,11 +126,12 @@ class Reading:
 
     def measurements(self) -> dict[str, float | str | bool]:
         """The parameters present in this reading (ts and spo2_scale excluded)."""
-        out: dict[str, float | str | bool] = {}
-        for name in MEASUREMENTS:
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value.value if isinstance(value, Consciousness) else value
+        # called several times per reading on the hot path: one comprehension, no per-field test
+        out: dict[str, float | str | bool] = {
+            name: value for name in MEASUREMENTS if (value := getattr(self, name)) is not None
+        }
+        if self.consciousness is not None:
+            out["consciousness"] = self.consciousness.value
         return out
 
 
@@ -179,7 +180,7 @@ def check_reading(reading: Reading, *, now: datetime) -> list[ReadingProblem]:
         problems.append(
             ReadingProblem("ts", "in_future", f"{reading.ts.isoformat()} is ahead of the server")
         )
-    if not reading.measurements():
+    if all(getattr(reading, name) is None for name in MEASUREMENTS):
         problems.append(ReadingProblem("reading", "empty", "carries no measurement"))
     return problems
 

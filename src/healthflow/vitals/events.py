@@ -3,6 +3,7 @@ in order on the bus, plus the live-push message types this package sends."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -76,11 +77,17 @@ def vital_signs_recorded(recorded: RecordedReading) -> CloudEvent:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _patient_id(text: str) -> UUID:
+    # a worker's batch holds many readings of few patients: parse each patient's id once
+    return UUID(text)
+
+
 def recorded_from_event(event: CloudEvent) -> RecordedReading:
     return RecordedReading(
         reading_id=event.id,
         device_id=str(event.data["device_id"]),
-        patient_id=UUID(str(event.data["patient_id"])),
+        patient_id=_patient_id(str(event.data["patient_id"])),
         reading=reading_from_dict(event.data["reading"]),
         received_at=event.time,
         ward=str(event.data["ward"]) if event.data.get("ward") is not None else None,

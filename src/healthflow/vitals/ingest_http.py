@@ -78,6 +78,7 @@ async def post_telemetry(
     """One reading, or `{"readings": [...]}` (at most 1,000); 202 once stored durably."""
     transport = x_telemetry_transport
     device = await telemetry.authenticate(device_id, x_device_key, transport=transport)
+    await telemetry.admit(transport=transport)
     readings = parse_readings_json(await request.body())
     result = await telemetry.ingest(device, readings, transport=transport)
     return IngestOut(

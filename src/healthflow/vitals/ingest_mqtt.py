@@ -163,6 +163,7 @@ class MqttIngest:
                 batch = [message]
                 while len(client.messages) and len(batch) < self._max_batch:
                     batch.append(await anext(client.messages))
+                metrics.MQTT_BATCH.observe(len(batch))
                 await self._store_all(batch)
                 for stored in batch:
                     if stored.qos > 0:

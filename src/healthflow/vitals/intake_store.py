@@ -6,6 +6,8 @@ process dies before a worker handled it.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -155,8 +157,15 @@ class SqlTelemetryIntake:
         *,
         on_commit: Callable[[], None] = lambda: None,
         backlog_limit: int = 10_000,
+        recount_after_s: float = 0.05,
     ) -> None:
         self._db = db
+        # the backlog is asked for on every request (and MQTT message): counted in the database
+        # at most every `recount_after_s`, with this process's accepted readings added between
+        self._recount_after = recount_after_s
+        self._counted = 0
+        self._counted_at = -math.inf
+        self._accepted_since = 0
         # requests arriving together (many devices, MQTT messages) commit together
         self._requests = GroupCommit[_Intake, int](
             "telemetry.intake", write_batch=self._accept_many, write_one=self._accept_one
@@ -222,6 +231,7 @@ class SqlTelemetryIntake:
                     ],
                 )
         if stored:
+            self._accepted_since += len(stored)
             self._on_commit()
         return [sum(r.reading_id not in stored for r in request.accepted) for request in requests]
 
@@ -230,8 +240,11 @@ class SqlTelemetryIntake:
         return repeats
 
     async def backlog(self) -> int:
-        async with self._db.reader.connect() as conn:
-            return int(await conn.scalar(self._count_backlog) or 0)
+        if time.monotonic() - self._counted_at >= self._recount_after:
+            async with self._db.reader.connect() as conn:
+                counted = int(await conn.scalar(self._count_backlog) or 0)
+            self._counted, self._counted_at, self._accepted_since = counted, time.monotonic(), 0
+        return self._counted + self._accepted_since
 
     async def quarantined(
         self, *, device_id: str | None, reason: str | None, before: UUID | None, limit: int
@@ -269,14 +282,20 @@ class SqlTelemetryOutbox:
     async def pending(self, *, after_seq: int, limit: int) -> list[OutboxEntry]:
         t = telemetry_outbox
         query = (
-            select(t.c.seq, t.c.payload, t.c.created_at)
+            select(t.c.seq, t.c.payload)
             .where(t.c.published_at.is_(None), t.c.seq > after_seq)
             .order_by(t.c.seq)
             .limit(limit)
         )
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [OutboxEntry(r.seq, CloudEvent.from_json(r.payload), r.created_at) for r in rows]
+        # a reading's event time is when it was received, which is its row's created_at: taken
+        # from the event, the column need not be read and parsed again for every row
+        entries = []
+        for seq, payload in rows:
+            event = CloudEvent.from_json(payload)
+            entries.append(OutboxEntry(seq, event, event.time))
+        return entries
 
     async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
         if not seqs:

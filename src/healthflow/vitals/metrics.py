@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 READINGS = Counter(
     "healthflow_telemetry_readings_total",
@@ -40,4 +40,9 @@ MQTT_RECONNECTS = Counter("healthflow_mqtt_reconnects_total", "MQTT subscriber r
 MQTT_STORE_FAILURES = Counter(
     "healthflow_mqtt_store_failures_total",
     "MQTT messages the intake could not take yet (held unacknowledged, tried again)",
+)
+MQTT_BATCH = Histogram(
+    "healthflow_mqtt_batch_messages",
+    "MQTT messages the subscriber stored together (what arrived before the last batch was acked)",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )

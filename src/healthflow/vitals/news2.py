@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 
 from healthflow.vitals.domain import Consciousness
 
@@ -72,8 +71,10 @@ def _whole(value: float) -> int:
     return -rounded if value < 0 else rounded
 
 
-def _tenths(value: float) -> Decimal:
-    return Decimal(str(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+# Temperature bands on the value rounded to 0.1 °C half up: at or below 35.0 is below 35.05
+# before rounding, and so on. Comparing floats against these halves gives exactly the Decimal
+# rule's answer (a float's shortest decimal form keeps the floats' order), without a Decimal.
+_TEMPERATURE_BANDS = ((35.05, 3), (36.05, 1), (38.05, 0), (39.05, 1))
 
 
 def resp_rate_score(per_minute: float) -> int:
@@ -155,15 +156,9 @@ def consciousness_score(level: Consciousness) -> int:
 
 
 def temperature_score(celsius: float) -> int:
-    temperature = _tenths(celsius)
-    if temperature <= Decimal("35.0"):
-        return 3
-    if temperature <= Decimal("36.0"):
-        return 1
-    if temperature <= Decimal("38.0"):
-        return 0
-    if temperature <= Decimal("39.0"):
-        return 1
+    for below, points in _TEMPERATURE_BANDS:
+        if celsius < below:
+            return points
     return 2
 
 

@@ -79,7 +79,8 @@ class TelemetryIntake(Protocol):
         ...
 
     async def backlog(self) -> int:
-        """Accepted readings not yet confirmed by the bus, counted up to the backlog limit."""
+        """Accepted readings not yet confirmed by the bus, counted up to the backlog limit (an
+        adapter may count at intervals and add what it accepted since)."""
         ...
 
     async def quarantined(

@@ -122,14 +122,22 @@ class TelemetryService:
             metrics.REFUSED.labels(transport, "auth_failed").inc()
             raise
 
+    async def admit(self, *, transport: str) -> None:
+        """Raise TelemetryBusy (and count it) while the backlog is at its limit.
+
+        The HTTP route asks before it parses a body, so an overloaded intake refuses a batch
+        for the price of a lookup instead of the price of parsing it.
+        """
+        if await self._intake.backlog() >= self._backlog_limit:
+            metrics.REFUSED.labels(transport, "busy").inc()
+            raise TelemetryBusy(self._retry_after)
+
     async def ingest(
         self, device: Device, readings: Sequence[Reading], *, transport: str
     ) -> IngestResult:
         """Store accepted and quarantined readings in one transaction; raise when none is usable."""
         device_id = device.device_id
-        if await self._intake.backlog() >= self._backlog_limit:
-            metrics.REFUSED.labels(transport, "busy").inc()
-            raise TelemetryBusy(self._retry_after)
+        await self.admit(transport=transport)
         now = self._clock.now()
         accepted: list[RecordedReading] = []
         quarantined: list[QuarantinedReading] = []

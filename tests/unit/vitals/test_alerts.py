@@ -41,7 +41,7 @@ def step(
     active: Alert | None, risk: Risk, minute: int = 0
 ) -> tuple[Alert | None, AlertChange | None]:
     return on_assessment(
-        active, reading(risk, minute), patient_id=PATIENT, ward="ICU", new_id=uuid4()
+        active, reading(risk, minute), patient_id=PATIENT, ward="ICU", new_id=uuid4
     )
 
 

@@ -277,6 +277,15 @@ def test_whole_number_rounding_is_half_away_from_zero_on_the_written_value(value
     assert news2._whole(value) == int(written)
 
 
+@given(st.floats(min_value=-1000, max_value=1000, allow_nan=False))
+def test_temperature_bands_apply_to_the_value_rounded_to_tenths_half_up(celsius: float) -> None:
+    # the chart's rule with Decimal on the value as written; temperature_score does it faster
+    written = Decimal(str(celsius)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    bands = ((Decimal("35.0"), 3), (Decimal("36.0"), 1), (Decimal("38.0"), 0), (Decimal("39.0"), 1))
+    expected = next((points for top, points in bands if written <= top), 2)
+    assert news2.temperature_score(celsius) == expected
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [

@@ -1,0 +1,167 @@
+"""What each stage of the vitals pipeline costs per reading, in one process without HTTP.
+
+Builds the embedded platform (SQLite, in-process bus) in a temporary folder, registers P patients
+with one monitor each, then runs each stage by itself over the same readings and reports CPU and
+wall time per reading:
+
+  parse      a device's JSON batch to readings (what the HTTP route does with the body)
+  intake     TelemetryService.ingest: checks, the outbox rows, one transaction per batch
+  relay      reading the outbox back (SqlTelemetryOutbox.pending), then marking it published
+  worker     Escalation.handle_batch: the vitals store, NEWS2, alerts, live pushes
+
+    .venv/bin/python benchmarks/stages.py [--patients 50] [--per-device 1000] [--rounds 3]
+
+CPU is the process's (the SQLite threads included); each figure is the median of the rounds,
+each round on a fresh platform. The end-to-end benchmark is `healthflow bench` (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+import structlog
+
+from healthflow.composition.platform import build_platform
+from healthflow.patients.domain import NewPatient, Sex
+from healthflow.settings import Settings
+from healthflow.vitals import intake_store
+from healthflow.vitals.escalation import Escalation
+from healthflow.vitals.schemas import parse_readings_json
+
+
+def batch_body(now: datetime, device: int, count: int) -> bytes:
+    start = now - timedelta(seconds=2 * count + 60)
+    return orjson.dumps(
+        {
+            "readings": [
+                {
+                    "ts": (start + timedelta(seconds=2 * k, milliseconds=device)).isoformat(),
+                    "heart_rate": 70 + k % 40,
+                    "resp_rate": 14 + k % 8,
+                    "spo2": 93 + k % 6,
+                    "systolic_bp": 105 + k % 30,
+                    "diastolic_bp": 70,
+                    "temperature": 36.5 + (k % 20) / 10,
+                    "consciousness": "A",
+                }
+                for k in range(count)
+            ]
+        }
+    )
+
+
+async def timed(
+    results: dict[str, list[tuple[float, float]]],
+    name: str,
+    readings: int,
+    stage: Callable[[], Awaitable[Any]],
+) -> Any:
+    cpu, wall = time.process_time(), time.perf_counter()
+    out = await stage()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    results.setdefault(name, []).append((cpu / readings * 1e6, wall / readings * 1e6))
+    return out
+
+
+async def one_round(
+    args: argparse.Namespace, results: dict[str, list[tuple[float, float]]]
+) -> None:
+    folder = tempfile.mkdtemp(prefix="healthflow-stages-")
+    # no backlog limit: the relay does not run here, every reading waits in the outbox
+    settings = Settings(data_dir=folder, telemetry_backlog_limit=10**9)
+    platform = build_platform(settings)
+    await platform.prepare_storage()
+    telemetry = platform.telemetry
+    assert telemetry is not None
+    devices = []
+    for i in range(args.patients):
+        new = NewPatient(
+            given_name="Stage",
+            family_name="Bench",
+            birth_date=date(1960, 1, 1),
+            sex=Sex.FEMALE,
+            ward=f"W{i % 5}",
+            bed=None,
+        )
+        patient = await platform.patients.register(new)
+        registered = await telemetry.devices.register(
+            f"stage-{i}", patient_id=patient.id, kind="monitor"
+        )
+        devices.append(registered.device)
+    now = datetime.now(UTC)
+    bodies = [batch_body(now, i, args.per_device) for i in range(args.patients)]
+    total = args.patients * args.per_device
+
+    async def parse() -> list[Any]:
+        return [parse_readings_json(body) for body in bodies]
+
+    parsed = await timed(results, "parse", total, parse)
+
+    async def intake() -> None:
+        for device, readings in zip(devices, parsed, strict=True):
+            await telemetry.intake.ingest(device, readings, transport="http")
+
+    await timed(results, "intake", total, intake)
+    outbox = intake_store.SqlTelemetryOutbox(platform.patients_db)
+
+    async def relay_read() -> list[Any]:
+        entries, cursor = [], 0
+        while batch := await outbox.pending(after_seq=cursor, limit=settings.outbox_batch_size):
+            entries += batch
+            cursor = batch[-1].seq
+        return entries
+
+    entries = await timed(results, "relay: read", total, relay_read)
+
+    async def relay_mark() -> None:
+        step = settings.outbox_batch_size
+        for k in range(0, len(entries), step):
+            await outbox.mark_published([e.seq for e in entries[k : k + step]], now)
+
+    await timed(results, "relay: mark published", total, relay_mark)
+    escalation = Escalation(telemetry.monitor, platform.patients)
+    events = [e.event for e in entries]
+    step = settings.worker_batch_size
+
+    async def worker() -> None:
+        for k in range(0, len(events), step):
+            await escalation.handle_batch(events[k : k + step])
+
+    await timed(results, f"worker (batches of {step})", total, worker)
+    await platform.patients_db.dispose()
+    await platform.analytics_db.dispose()
+
+
+async def main(args: argparse.Namespace) -> None:
+    results: dict[str, list[tuple[float, float]]] = {}
+    for n in range(args.rounds):
+        print(f"round {n + 1}/{args.rounds} ...", flush=True)
+        await one_round(args, results)
+    print(f"\n{args.patients} devices x {args.per_device} readings, median of {args.rounds} rounds")
+    print(f"{'stage':28s} {'CPU µs/reading':>15s} {'wall µs/reading':>16s}")
+    cpu_total = 0.0
+    for name, runs in results.items():
+        cpu = statistics.median(c for c, _ in runs)
+        wall = statistics.median(w for _, w in runs)
+        cpu_total += cpu
+        print(f"{name:28s} {cpu:15.1f} {wall:16.1f}")
+    ceiling = 1e6 / cpu_total
+    print(f"{'all stages':28s} {cpu_total:15.1f}   -> at most {ceiling:,.0f} readings/s/core")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=50)
+    parser.add_argument("--per-device", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    # the platform logs every registration: quiet here, the figures are the output
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+    asyncio.run(main(parser.parse_args()))
