@@ -293,7 +293,7 @@ def raising(
     new_state, assessment = assess(state, recorded.reading)
     assert assessment is not None
     alert, change = alert_rules.on_assessment(
-        active, assessment, patient_id=recorded.patient_id, ward="ICU", new_id=uuid4()
+        active, assessment, patient_id=recorded.patient_id, ward="ICU", new_id=uuid4
     )
     return new_state, Outcome(assessment, alert, change)
 
