@@ -3,7 +3,8 @@
 It does what the dashboard's sign-in needs and checks what a real one checks: discovery, the
 authorization endpoint (a sign-in form where the tester picks a user name, role and ward), the
 token endpoint (authorization code grant with PKCE S256 only, each code once, for the client and
-redirect URI it was issued to) and the JWKS. Tokens are RS256, signed with an RSA key made by
+redirect URI it was issued to; with `--refresh-tokens`, the refresh token grant too, each refresh
+token once) and the JWKS. Tokens are RS256, signed with an RSA key made by
 `cryptography` at start, so HealthFlow verifies them through its real JWKS path.
 
 Run it on its own for the browser tests:
@@ -73,6 +74,9 @@ class LocalIssuer:
     kid: str = field(default_factory=lambda: secrets.token_hex(8))
     codes: dict[str, Grant] = field(default_factory=dict)
     tokens_issued: int = 0
+    # refresh tokens handed out with the tokens, each good once (rotated on use); off: none
+    refresh: bool = False
+    refresh_tokens: dict[str, Grant] = field(default_factory=dict)
 
     def discovery(self) -> dict[str, Any]:
         return {
@@ -81,7 +85,8 @@ class LocalIssuer:
             "token_endpoint": f"{self.url}/token",
             "jwks_uri": f"{self.url}/jwks",
             "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code"],
+            "grant_types_supported": ["authorization_code"]
+            + (["refresh_token"] if self.refresh else []),
             "code_challenge_methods_supported": ["S256"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
@@ -119,13 +124,27 @@ class LocalIssuer:
         if grant.nonce:
             identity["nonce"] = grant.nonce
         self.tokens_issued += 1
-        return {
+        issued: dict[str, Any] = {
             "access_token": self.sign(access),
             "id_token": self.sign(identity),
             "token_type": "Bearer",
             "expires_in": self.token_ttl_s,
             "scope": grant.scope,
         }
+        if self.refresh:
+            refresh_token = secrets.token_urlsafe(32)
+            self.refresh_tokens[refresh_token] = grant
+            issued["refresh_token"] = refresh_token
+        return issued
+
+    def refreshed(self, refresh_token: str, client_id: str) -> dict[str, Any] | None:
+        """New tokens for a refresh token (which is used up), or None when it is not good."""
+        grant = self.refresh_tokens.pop(refresh_token, None)
+        if grant is None or grant.client_id != client_id:
+            return None
+        issued = self.tokens(grant)
+        del issued["id_token"]  # optional on refresh; the client keeps the one it has
+        return issued
 
 
 def _s256(verifier: str) -> str:
@@ -239,6 +258,11 @@ def build_app(issuer: LocalIssuer) -> Starlette:
         if request.method == "OPTIONS":
             return Response(status_code=204, headers=CORS)
         params = await _form(request)
+        if params.get("grant_type") == "refresh_token" and issuer.refresh:
+            refreshed = issuer.refreshed(
+                params.get("refresh_token", ""), params.get("client_id", "")
+            )
+            return _json(refreshed) if refreshed else _json({"error": "invalid_grant"}, 400)
         if params.get("grant_type") != "authorization_code":
             return _json({"error": "unsupported_grant_type"}, 400)
         # a code works once: taken out before anything else is checked
@@ -279,6 +303,8 @@ def main() -> None:
     parser.add_argument("--client-id", required=True)
     parser.add_argument("--audience", required=True)
     parser.add_argument("--redirect-uri", action="append", required=True)
+    parser.add_argument("--token-ttl", type=int, default=3600, help="Token lifetime in seconds.")
+    parser.add_argument("--refresh-tokens", action="store_true", help="Hand out refresh tokens.")
     args = parser.parse_args()
     url = f"http://127.0.0.1:{args.port}"
     issuer = LocalIssuer(
@@ -286,6 +312,8 @@ def main() -> None:
         client_id=args.client_id,
         audience=args.audience,
         redirect_uris=tuple(args.redirect_uri),
+        token_ttl_s=args.token_ttl,
+        refresh=args.refresh_tokens,
     )
     uvicorn.run(build_app(issuer), host="127.0.0.1", port=args.port, log_level="warning")
 

@@ -180,6 +180,14 @@ class AnalyticsStore(Protocol):
     async def check(self) -> Check: ...
 
 
+class AlertCounts(Protocol):
+    """How many clinical alerts were raised per day (the alerts live in the analytics database)."""
+
+    async def raised_by_day(self, *, first_day: date, last_day: date) -> dict[date, dict[str, int]]:
+        """Per UTC day with any, the alerts opened that day by severity; both days included."""
+        ...
+
+
 class AnalyticsSink(Protocol):
     """Where a worker hands a processed event: the analytics service in-process or over HTTP."""
 

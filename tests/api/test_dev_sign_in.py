@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from healthflow.app import build_app
 from healthflow.settings import Settings
+from tests.conftest import mint_token
 
 
 async def test_a_local_demo_sign_in_returns_a_token_that_works_for_its_role(
@@ -89,3 +90,27 @@ async def test_the_sign_in_config_says_when_the_dashboard_has_no_client_id(
         "connect-src 'self' https://login.example.test ws:"
         in page.headers["content-security-policy"]
     )
+
+
+async def test_the_session_says_who_the_token_names(
+    make_client: Callable[..., httpx.AsyncClient],
+) -> None:
+    response = await make_client("nurse", sub="nina", ward="A&E").get("/api/auth/session")
+    assert response.status_code == 200
+    assert response.json() == {"subject": "nina", "roles": ["nurse"], "ward": "A&E"}
+    admin = await make_client("admin", sub="ada").get("/api/auth/session")
+    assert admin.json() == {"subject": "ada", "roles": ["admin"], "ward": None}
+
+
+@pytest.mark.parametrize("role", [None, "expired", "device"])
+async def test_the_session_refuses_a_missing_expired_or_device_token(
+    app: FastAPI, make_client: Callable[..., httpx.AsyncClient], role: str | None
+) -> None:
+    if role == "expired":  # an hour past its end: beyond any clock leeway
+        token = mint_token(app, "nurse", ward="A", ttl_s=-3600)
+        http = make_client(None)
+        response = await http.get("/api/auth/session", headers={"Authorization": f"Bearer {token}"})
+    else:
+        response = await make_client(role).get("/api/auth/session")
+    assert response.status_code == (403 if role == "device" else 401)
+    assert response.headers["content-type"] == "application/problem+json"

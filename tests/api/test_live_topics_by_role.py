@@ -28,6 +28,8 @@ from tests.conftest import mint_token, patient_body
         ({"nurse"}, "ICU", "patients", False),
         ({"nurse"}, "ICU", "alerts", False),
         ({"nurse"}, "ICU", "patient:0190", False),
+        ({"nurse"}, "A&E", "ward:A%26E", True),  # the ward's topic: the name %-encoded
+        ({"nurse"}, "A&E", "ward:A", False),
         ({"nurse"}, None, "patients", True),
         ({"analyst"}, None, "metrics", True),
         ({"analyst"}, None, "patients", False),
@@ -70,6 +72,27 @@ async def test_a_ward_nurse_receives_only_her_wards_patients(
                 break
         assert message["topic"] == "ward:ICU"
         assert message["data"]["patient_id"] == icu["id"]  # the ED patient never came
+
+
+async def test_a_nurse_of_a_ward_named_outside_the_plain_characters_gets_it_live(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    token = mint_token(app, "nurse", ward="A&E")
+    transport = ASGIWebSocketTransport(app=app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as http,
+        aconnect_ws(f"http://testserver/ws?access_token={token}", http) as ws,
+    ):
+        answer = await _subscribed(ws, ["ward:A%26E", "ward:A"])
+        assert (answer["topics"], answer["refused"]) == (["ward:A%26E"], ["ward:A"])
+        await client.post("/api/patients", json=patient_body(ward="A"))
+        ae = (await client.post("/api/patients", json=patient_body(ward="A&E"))).json()
+        while True:
+            message = json.loads(await ws.receive_text())
+            if message.get("type") == "PatientCreated":
+                break
+        assert message["topic"] == "ward:A%26E"
+        assert message["data"]["patient_id"] == ae["id"]  # ward A's patient never came
 
 
 async def test_an_analyst_cannot_open_the_live_socket_at_all(app: FastAPI) -> None:

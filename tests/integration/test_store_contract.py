@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, MetaData, func, select
+from sqlalchemy import Connection, MetaData, func, select, text
 
 from healthflow.analytics import store as analytics_schema
 from healthflow.analytics.store import SqlAnalyticsStore
@@ -33,8 +34,14 @@ from healthflow.ports import DeadLetter
 from healthflow.security import audit as audit_schema
 from healthflow.storage import migrations
 from healthflow.storage.engine import Database, open_database
+from healthflow.vitals import alerts as alert_rules
 from healthflow.vitals import intake_store
 from healthflow.vitals import store as vitals_store
+from healthflow.vitals.alerts import Alert
+from healthflow.vitals.assessment import PatientVitals, assess
+from healthflow.vitals.domain import Consciousness, Reading
+from healthflow.vitals.events import RecordedReading
+from healthflow.vitals.ports import Outcome
 from tests.conftest import audit_trail, ephemeral_cipher
 from tests.integration.conftest import migrated
 
@@ -262,6 +269,86 @@ async def test_analytics_rollups_follow_a_status_change(db: Database) -> None:
     assert summary["patients_by_status"]["registered"] == 0
     assert summary["patients_by_status"]["in_treatment"] == 1
     assert summary["average_wait_minutes"] == 30.0
+
+
+# a reading in every parameter's worst band (NEWS2 high: a critical alert) and one of NEWS2 5
+# (medium: an urgent alert)
+HIGH = {
+    "heart_rate": 140.0,
+    "resp_rate": 28.0,
+    "spo2": 88.0,
+    "systolic_bp": 85.0,
+    "temperature": 39.5,
+    "consciousness": Consciousness.VOICE,
+    "on_oxygen": True,
+}
+MEDIUM = {**HIGH, "heart_rate": 100.0, "resp_rate": 22.0, "spo2": 95.0, "systolic_bp": 124.0}
+MEDIUM.update(temperature=38.5, consciousness=Consciousness.ALERT, on_oxygen=False)
+
+
+def raising(
+    recorded: RecordedReading, state: PatientVitals | None, active: Alert | None
+) -> tuple[PatientVitals, Outcome]:
+    """The monitor's own rules: score the reading, raise or update the patient's alert."""
+    new_state, assessment = assess(state, recorded.reading)
+    assert assessment is not None
+    alert, change = alert_rules.on_assessment(
+        active, assessment, patient_id=recorded.patient_id, ward="ICU", new_id=uuid4
+    )
+    return new_state, Outcome(assessment, alert, change)
+
+
+async def raise_alert(store: vitals_store.SqlVitalsStore, at: datetime, values: dict) -> None:
+    patient = uuid4()
+    reading = RecordedReading(str(uuid4()), f"mon-{patient}", patient, Reading(ts=at, **values), at)
+    await store.record_many([reading], raising, wards={patient: "ICU"})
+
+
+async def test_alerts_raised_per_day_count_utc_days_of_the_window_by_severity(
+    db: Database,
+) -> None:
+    store = vitals_store.SqlVitalsStore(db)
+    day = date(2026, 11, 24)
+    midnight = datetime(2026, 11, 25, tzinfo=UTC)
+    await raise_alert(store, midnight - timedelta(microseconds=1), HIGH)  # the 24th, last instant
+    # 01:30 in UTC+2 is 23:30 UTC the day before
+    await raise_alert(
+        store, datetime(2026, 11, 25, 1, 30, tzinfo=timezone(timedelta(hours=2))), HIGH
+    )
+    await raise_alert(store, midnight, MEDIUM)  # the 25th, first instant
+    await raise_alert(store, midnight + timedelta(hours=12), HIGH)
+    await raise_alert(store, midnight - timedelta(days=1, microseconds=1), HIGH)  # the 22nd
+    await raise_alert(store, midnight + timedelta(days=1), HIGH)  # the 26th
+    # three readings of one patient: one alert, kept current, not three
+    patient = uuid4()
+    for n in range(3):
+        at = midnight + timedelta(hours=6, minutes=n)
+        reading = RecordedReading(str(uuid4()), "mon-x", patient, Reading(ts=at, **HIGH), at)
+        await store.record_many([reading], raising, wards={patient: "ICU"})
+
+    raised = await store.raised_by_day(first_day=day, last_day=day + timedelta(days=1))
+
+    assert raised == {
+        day: {"critical": 2},
+        day + timedelta(days=1): {"urgent": 1, "critical": 2},
+    }
+    assert await store.raised_by_day(first_day=date(2026, 12, 1), last_day=date(2026, 12, 7)) == {}
+
+
+async def test_alerts_per_day_read_the_window_through_the_opened_at_index(db: Database) -> None:
+    query = vitals_store.SqlVitalsStore(db).raised_by_day_query(
+        first_day=date(2026, 11, 24), last_day=date(2026, 11, 25)
+    )
+    async with db.writer.connect() as conn:
+        if db.backend == "postgresql":
+            # the tables are tiny here: forbid the full scan to see whether the index can serve
+            await conn.execute(text("SET enable_seqscan = off"))
+            explain = "EXPLAIN "
+        else:
+            explain = "EXPLAIN QUERY PLAN "
+        compiled = query.compile(conn.engine, compile_kwargs={"literal_binds": True})
+        plan = " ".join(str(row[-1]) for row in await conn.execute(text(explain + str(compiled))))
+    assert "ix_alerts_opened_at" in plan
 
 
 async def test_dead_letters_are_listed_newest_first(db: Database) -> None:

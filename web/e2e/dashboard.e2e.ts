@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
-import type { Patient } from "../src/api/types";
+import type { Alert, Patient } from "../src/api/types";
 import {
   type Chromium,
   DESKTOP,
@@ -27,7 +27,8 @@ let opened: WatchedPage[] = [];
 let allowedErrors: RegExp | null = null;
 
 beforeAll(async () => {
-  server = await startServer("dashboard");
+  // no clock leeway: a short-lived token is refused the moment it expires (the expiry test)
+  server = await startServer("dashboard", { env: { HEALTHFLOW_AUTH_LEEWAY_S: "0" } });
   chromium = await launchChromium();
 });
 
@@ -95,6 +96,37 @@ function register(overrides: Record<string, string> = {}): Promise<Patient> {
     bed: "3",
     ...overrides,
   });
+}
+
+// NEWS2 high (every parameter in its worst band: a critical alert) and NEWS2 5 (an urgent one)
+const CRITICAL = {
+  heart_rate: 140, resp_rate: 28, spo2: 88, systolic_bp: 85, diastolic_bp: 50,
+  temperature: 39.5, consciousness: "V", on_oxygen: true,
+};
+const WORRYING = {
+  heart_rate: 100, resp_rate: 22, spo2: 95, systolic_bp: 124, diastolic_bp: 78,
+  temperature: 38.5, consciousness: "A", on_oxygen: false,
+};
+
+/** A monitor bound to the patient sends one reading now (POST .../telemetry with its key). */
+async function monitor(patient: Patient, values: Record<string, unknown>): Promise<void> {
+  const deviceId = unique("mon-");
+  const { key } = await api<{ key: string }>("POST", "/api/devices", {
+    device_id: deviceId,
+    patient_id: patient.id,
+    kind: "monitor",
+  });
+  const response = await fetch(`${server.url}/api/devices/${deviceId}/telemetry`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-device-key": key },
+    body: JSON.stringify({ readings: [{ ts: new Date().toISOString(), ...values }] }),
+  });
+  expect(response.status).toBe(202);
+}
+
+async function alertsOf(ids: string[]): Promise<Alert[]> {
+  const { items } = await api<{ items: Alert[] }>("GET", "/api/alerts?limit=500");
+  return items.filter((a) => ids.includes(a.patient_id));
 }
 
 /** Wait until the outbox is empty and the workers idle: analytics has seen every event. */
@@ -205,7 +237,9 @@ describe("ward board and patient flow", () => {
   });
 
   it("recovers after the server restarts and catches up on what it missed", async () => {
-    allowedErrors = /WebSocket connection to .* failed/;
+    // the socket's refused reconnects, and the check of the sign-in that follows one (the
+    // browser does not say why a handshake failed) while the server is down
+    allowedErrors = /WebSocket connection to .* failed|net::ERR_CONNECTION_REFUSED/;
     const patient = await register();
     const board = await openBoard();
     await waitForStatus(board, patient.id, "registered");
@@ -368,12 +402,30 @@ describe("analytics and operations", () => {
     const a = await register({ ward });
     await register({ ward });
     await api("PUT", `/api/patients/${a.id}/status`, { status: "in_treatment" });
+    // two monitored patients deteriorate: one critical alert, one urgent
+    const sick = await register({ ward });
+    const worrying = await register({ ward });
+    await monitor(sick, CRITICAL);
+    await monitor(worrying, WORRYING);
+    await expect.poll(async () => (await alertsOf([sick.id, worrying.id])).length, { timeout: 30_000 }).toBe(2);
     await untilProcessed();
     const expected = await api<{
       patients_total: number;
       events_processed_total: number;
       patients_by_status: Record<string, number>;
+      alerts_by_day: { day: string }[];
     }>("GET", "/api/analytics/dashboard?days=7");
+    // alerts per day as the alerts themselves say: every alert raised so far, by the UTC day it opened
+    const raised = (await api<{ items: Alert[] }>("GET", "/api/alerts?limit=500")).items;
+    const perDay = new Map<string, { critical: number; urgent: number }>();
+    for (const alert of raised) {
+      const day = new Date(alert.opened_at).toISOString().slice(0, 10);
+      const counts = perDay.get(day) ?? { critical: 0, urgent: 0 };
+      counts[alert.severity] += 1;
+      perDay.set(day, counts);
+    }
+    expect(raised.filter((a) => a.patient_id === sick.id).map((a) => a.severity)).toEqual(["critical"]);
+    expect(raised.filter((a) => a.patient_id === worrying.id).map((a) => a.severity)).toEqual(["urgent"]);
 
     const page = await open("/analytics");
     await page.getByTestId("patients-total").getByText(String(expected.patients_total), { exact: true }).waitFor();
@@ -383,8 +435,25 @@ describe("analytics and operations", () => {
     for (const [status, count] of Object.entries(expected.patients_by_status)) {
       expect(await page.locator(`[data-status-count="${status}"]`).textContent()).toBe(String(count));
     }
-    expect(await page.locator("svg.recharts-surface").count()).toBeGreaterThanOrEqual(3);
+    expect(await page.getByTestId("alerts-in-range").textContent()).toBe(String(raised.length));
+    const rows = page.getByTestId("alerts-by-day").locator("tr[data-alerts-day]");
+    expect(await rows.count()).toBe(7);
+    expect(await rows.evaluateAll((r) => r.map((row) => row.getAttribute("data-alerts-day")))).toEqual(
+      expected.alerts_by_day.map((d) => d.day),
+    );
+    for (const row of await rows.all()) {
+      const day = (await row.getAttribute("data-alerts-day")) ?? "";
+      const counts = perDay.get(day) ?? { critical: 0, urgent: 0 };
+      expect(await row.locator('[data-severity-count="critical"]').textContent(), day).toBe(String(counts.critical));
+      expect(await row.locator('[data-severity-count="urgent"]').textContent(), day).toBe(String(counts.urgent));
+      expect(await row.locator("[data-alerts-count]").textContent(), day).toBe(String(counts.critical + counts.urgent));
+    }
+    expect(await page.locator("svg.recharts-surface").count()).toBeGreaterThanOrEqual(4);
     expect(await page.locator(".recharts-bar-rectangle").count()).toBeGreaterThan(0);
+    // the alerts chart draws a bar for each severity raised today
+    const alertsChart = page.locator("figure.chart", { hasText: "Alerts raised per day" });
+    expect(await alertsChart.locator(".recharts-bar-rectangle").count()).toBeGreaterThanOrEqual(2);
+    await alertsChart.getByText("Critical").first().waitFor();
 
     const month = page.waitForResponse((r) => r.url().endsWith("/api/analytics/dashboard?days=30"));
     await page.getByLabel("Period").selectOption("30");
@@ -454,5 +523,89 @@ describe("development sign-in", () => {
         { timeout: 10_000 },
       )
       .toBeGreaterThan(0);
+  });
+});
+
+describe("a nurse limited to one ward", () => {
+  it("sees her ward's board, live, with NEWS2 and alerts, and never asks for more (A&E too)", async () => {
+    const ward = unique("A&E ");
+    const mine = await register({ ward, bed: "1" });
+    const elsewhere = await register({ ward: unique("Ward ") });
+    const watched = await openPage(chromium.browser, server.url, DESKTOP);
+    opened.push(watched);
+    const page = watched.page;
+    const refused: string[] = [];
+    page.on("response", (r) => {
+      if (r.status() >= 400) refused.push(`${String(r.status())} ${r.url()}`);
+    });
+    await page.goto("/");
+    await page.getByLabel("Role").selectOption("nurse");
+    await page.getByLabel("Name").fill("nurse-e2e");
+    await page.getByLabel("Ward (limits a nurse)").fill(ward);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.locator('[data-live-state="open"]').waitFor();
+    await row(page, mine.id).waitFor();
+    expect(await row(page, elsewhere.id).count()).toBe(0);
+    await page.evaluate(() => {
+      (window as unknown as { boardMarker: string }).boardMarker = "not reloaded";
+    });
+
+    // live on her ward's topic (`ward:A%26E …`): a new patient, then a deteriorating one
+    const admitted = await register({ ward, bed: "2" });
+    await row(page, admitted.id).waitFor();
+    await monitor(mine, CRITICAL);
+    await row(page, mine.id).locator('[data-risk="high"]').waitFor();
+    await page.getByTestId("critical-banner").getByText(`${mine.family_name}, Ada`).waitFor();
+    await notReloaded(page);
+    await screenshot(page, "board-ward-nurse-1280");
+
+    // her patient's detail: readings, NEWS2 and alerts, all asked within her ward
+    await page.getByRole("link", { name: `${mine.family_name}, Ada` }).click();
+    await page.getByTestId("news2-breakdown").waitFor();
+    await page.locator('section[aria-labelledby="patient-alerts-title"] tr[data-alert-id]').waitFor();
+    expect(refused).toEqual([]);
+  });
+});
+
+describe("an ended sign-in", () => {
+  it("sends the user back to sign-in with a message when the token expires, then back to the page", async () => {
+    // the session check that finds the token expired is answered 401, on purpose
+    allowedErrors = /status of 401/;
+    const token = await server.mintToken(["--sub", "short-lived", "--role", "clinician", "--ttl", "6s"]);
+    const watched = await openPage(chromium.browser, server.url, DESKTOP, token);
+    opened.push(watched);
+    const page = watched.page;
+    await page.goto("/alerts");
+    await page.locator('[data-live-state="open"]').waitFor();
+    await page.getByRole("heading", { name: "Alerts" }).waitFor();
+
+    const notice = page.getByTestId("signed-out-notice");
+    await notice.waitFor({ timeout: 30_000 });
+    expect(await notice.textContent()).toContain("Your sign-in has expired");
+    expect(await page.locator("[data-live-state]").count()).toBe(0);
+    expect(await page.evaluate(() => window.sessionStorage.getItem("healthflow.accessToken"))).toBeNull();
+    await screenshot(page, "signed-out-expired-1280");
+
+    // signing in again (the keyboard suffices) carries on where the user was
+    await page.getByRole("button", { name: "Sign in" }).focus();
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Alerts" }).waitFor();
+    await page.locator('[data-live-state="open"]').waitFor();
+    expect(await notice.count()).toBe(0);
+  });
+
+  it("sends the user back to sign-in when the server refuses the token outright", async () => {
+    // every request and the live handshake are refused: 401s and a failed socket, on purpose
+    allowedErrors = /status of 401|WebSocket connection to .* failed/;
+    const [head, payload] = server.token.split(".");
+    const forged = `${head ?? ""}.${payload ?? ""}.not-the-signature`;
+    const watched = await openPage(chromium.browser, server.url, DESKTOP, forged);
+    opened.push(watched);
+    const page = watched.page;
+    await page.goto("/");
+    const notice = page.getByTestId("signed-out-notice");
+    await notice.waitFor();
+    expect(await notice.textContent()).toContain("no longer accepts your sign-in");
+    await page.getByRole("button", { name: "Sign in" }).waitFor();
   });
 });

@@ -1,5 +1,5 @@
 /** A real `healthflow serve` on a free port with its own data dir, killed when done. */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -31,6 +31,8 @@ export interface Server {
   dataDir: string;
   stop: () => Promise<void>;
   restart: () => Promise<void>;
+  /** A development token from `healthflow token` (e.g. `["--sub", "n", "--role", "nurse", "--ttl", "5s"]`). */
+  mintToken: (args: string[]) => Promise<string>;
 }
 
 async function waitUntilUp(url: string, process: ChildProcess, log: string): Promise<void> {
@@ -81,18 +83,19 @@ export async function startServer(name: string, options: ServerOptions = {}): Pr
   const url = `http://127.0.0.1:${port}`;
   const log = join(ARTIFACTS, `${name}-server.log`);
   let child: ChildProcess;
+  const env = {
+    // the embedded default, whatever HEALTHFLOW_* the calling shell or CI has set
+    ...Object.fromEntries(
+      Object.entries(process.env).filter(([name]) => !name.startsWith("HEALTHFLOW_")),
+    ),
+    HEALTHFLOW_WEB_DIR: DIST,
+    HEALTHFLOW_LOG_LEVEL: "warning",
+    HEALTHFLOW_WORKER_SHUTDOWN_GRACE_S: "1",
+    ...options.env,
+  };
   const launch = async () => {
     child = spawn(HEALTHFLOW, ["serve", "--port", String(port), "--data-dir", dataDir], {
-      env: {
-        // the embedded default, whatever HEALTHFLOW_* the calling shell or CI has set
-        ...Object.fromEntries(
-          Object.entries(process.env).filter(([name]) => !name.startsWith("HEALTHFLOW_")),
-        ),
-        HEALTHFLOW_WEB_DIR: DIST,
-        HEALTHFLOW_LOG_LEVEL: "warning",
-        HEALTHFLOW_WORKER_SHUTDOWN_GRACE_S: "1",
-        ...options.env,
-      },
+      env,
       stdio: ["ignore", "pipe", "pipe"],
     });
     const out = createWriteStream(log, { flags: "a" });
@@ -123,5 +126,13 @@ export async function startServer(name: string, options: ServerOptions = {}): Pr
       await stopProcess(child);
       await launch();
     },
+    mintToken: (args) =>
+      new Promise((done, fail) => {
+        // `healthflow token` signs with the data dir's development secret, as the server does
+        execFile(HEALTHFLOW, ["token", ...args, "--data-dir", dataDir], { env }, (error, stdout) => {
+          if (error) fail(new Error(`healthflow token failed: ${error.message}`));
+          else done(stdout.trim());
+        });
+      }),
   };
 }

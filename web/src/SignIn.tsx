@@ -9,11 +9,17 @@ import type { SignInConfig } from "./api/types";
 const ROLES: DemoRole[] = ["admin", "clinician", "nurse", "analyst"];
 
 /** Sign-in: the identity provider when the server names one, else the development sign-in. */
-export function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
+export function SignIn({ onSignedIn, notice = null }: { onSignedIn: () => void; notice?: string | null }) {
   const config = useQuery({ queryKey: ["sign-in-config"], queryFn: getSignInConfig, retry: 1 });
   return (
     <main id="main" className="sign-in">
       <h1>HealthFlow</h1>
+      {notice && (
+        <p role="alert" className="notice" data-testid="signed-out-notice">
+          <strong>Signed out: </strong>
+          {notice}
+        </p>
+      )}
       {config.isPending && <p>Loading…</p>}
       {config.isError && (
         <p role="alert" className="error">The sign-in options could not be loaded: {config.error.message}</p>

@@ -4,12 +4,14 @@ import { createRoot } from "react-dom/client";
 import { BrowserRouter } from "react-router";
 
 import { AlertsProvider } from "./alerts/AlertsProvider";
-import { accessToken } from "./api/auth";
+import { accessToken, setAccessToken, wardLimit } from "./api/auth";
 import { ApiError } from "./api/client";
 import { CALLBACK_PATH } from "./api/oidc";
 import { App } from "./App";
 import { BoardProvider } from "./board/BoardProvider";
 import { LiveProvider } from "./live/LiveProvider";
+import { baseTopics } from "./live/topics";
+import { SessionGuard } from "./SessionGuard";
 import { SignIn } from "./SignIn";
 import "./styles.css";
 
@@ -31,19 +33,29 @@ function Root() {
   const [signedIn, setSignedIn] = useState(
     accessToken() !== null && window.location.pathname !== CALLBACK_PATH,
   );
+  // why the last session ended (expired, refused), shown on the sign-in page
+  const [notice, setNotice] = useState<string | null>(null);
   const done = useCallback(() => {
+    setNotice(null);
     setSignedIn(true);
+  }, []);
+  const ended = useCallback((message: string) => {
+    setAccessToken(null);
+    queries.clear(); // nothing loaded with the old sign-in outlives it
+    setNotice(message);
+    setSignedIn(false);
   }, []);
   if (!signedIn) {
     return (
       <QueryClientProvider client={queries}>
-        <SignIn onSignedIn={done} />
+        <SignIn onSignedIn={done} notice={notice} />
       </QueryClientProvider>
     );
   }
   return (
     <QueryClientProvider client={queries}>
-      <LiveProvider>
+      <LiveProvider topics={baseTopics(wardLimit())}>
+        <SessionGuard onEnded={ended} />
         <BoardProvider>
           <AlertsProvider>
             <BrowserRouter>

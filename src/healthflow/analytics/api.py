@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from datetime import date, datetime
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -69,8 +69,47 @@ async def record_event(body: PatientEventIn, service: Service) -> Recorded:
     return Recorded(event_id=body.id, duplicate=not first)
 
 
-@router.get("/dashboard")
+class DayCount(BaseModel):
+    day: date
+    count: int
+
+
+class DayEvents(BaseModel):
+    day: date
+    counts: dict[str, int]  # by event type; types that did not occur that day are absent
+
+
+class AlertsBySeverity(BaseModel):
+    urgent: int
+    critical: int
+
+
+class DayAlerts(BaseModel):
+    day: date
+    count: int
+    by_severity: AlertsBySeverity  # the severity now: an escalated urgent alert is critical
+
+
+class Dashboard(BaseModel):
+    """The analytics summary for the last `days` UTC days, today included; per-day lists have
+    one entry for every day of the window, oldest first."""
+
+    days: int
+    patients_total: int
+    patients_by_status: dict[str, int]  # every status, zeros included
+    registrations_by_day: list[DayCount]
+    events_by_type_by_day: list[DayEvents]
+    critical_now: int
+    average_wait_minutes: float | None
+    waits_counted: int
+    events_processed_total: int
+    alerts_by_day: list[DayAlerts]  # clinical alerts raised (opened) per day
+    generated_at: datetime
+
+
+@router.get("/dashboard", response_model=Dashboard)
 async def dashboard(
-    service: Service, days: Annotated[int, Query(ge=1, le=90)] = 7
-) -> dict[str, Any]:
-    return await service.dashboard(days)
+    service: Service,
+    days: Annotated[int, Query(ge=1, le=90, description="Days in the window, today included.")] = 7,
+) -> Dashboard:
+    return Dashboard.model_validate(await service.dashboard(days))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -13,7 +13,8 @@ import structlog
 from healthflow.messaging.events import CloudEvent
 from healthflow.observability import metrics
 from healthflow.patients.domain import PatientNotFound
-from healthflow.ports import AnalyticsStore, Cache, Clock, Hub
+from healthflow.ports import AlertCounts, AnalyticsStore, Cache, Clock, Hub
+from healthflow.vitals.alerts import Severity
 
 log = structlog.get_logger(__name__)
 DASHBOARD_KEY = "analytics:dashboard:"
@@ -22,9 +23,17 @@ EVENT_PROCESSED = "EventProcessed"
 
 class AnalyticsService:
     def __init__(
-        self, store: AnalyticsStore, cache: Cache, hub: Hub, clock: Clock, *, cache_ttl_s: float
+        self,
+        store: AnalyticsStore,
+        cache: Cache,
+        hub: Hub,
+        clock: Clock,
+        *,
+        alerts: AlertCounts,
+        cache_ttl_s: float,
     ) -> None:
         self._store = store
+        self._alerts = alerts
         self._cache = cache
         self._hub = hub
         self._clock = clock
@@ -82,10 +91,31 @@ class AnalyticsService:
         generation = self._generation
         now = self._clock.now()
         today = now.date()
-        summary = await self._store.dashboard(
-            first_day=today - timedelta(days=days - 1), last_day=today
-        )
-        summary = {"days": days, **summary, "generated_at": now.isoformat()}
+        first_day = today - timedelta(days=days - 1)
+        summary = await self._store.dashboard(first_day=first_day, last_day=today)
+        raised = await self._alerts.raised_by_day(first_day=first_day, last_day=today)
+        summary = {
+            "days": days,
+            **summary,
+            "alerts_by_day": alerts_by_day(first_day, today, raised),
+            "generated_at": now.isoformat(),
+        }
         if generation == self._generation:
             await self._cache.set(key, orjson.dumps(summary), self._cache_ttl)
         return summary
+
+
+def alerts_by_day(
+    first_day: date, last_day: date, raised: dict[date, dict[str, int]]
+) -> list[dict[str, Any]]:
+    """Every day of the window, oldest first, with its alerts in total and by severity (zeros
+    included, so a chart has a bar for each day and every severity)."""
+    days = []
+    for n in range((last_day - first_day).days + 1):
+        day = first_day + timedelta(days=n)
+        counts = raised.get(day, {})
+        by_severity = {s.value: int(counts.get(s.value, 0)) for s in Severity}
+        days.append(
+            {"day": day.isoformat(), "count": sum(by_severity.values()), "by_severity": by_severity}
+        )
+    return days

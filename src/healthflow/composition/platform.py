@@ -188,7 +188,12 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
     patients = PatientService(patient_store, hub, clock)
     analytics_store = SqlAnalyticsStore(analytics_db)
     analytics = AnalyticsService(
-        analytics_store, cache, hub, clock, cache_ttl_s=settings.dashboard_cache_ttl_s
+        analytics_store,
+        cache,
+        hub,
+        clock,
+        alerts=vitals_store.SqlVitalsStore(analytics_db),
+        cache_ttl_s=settings.dashboard_cache_ttl_s,
     )
 
     async def handle(event: CloudEvent) -> None:

@@ -165,10 +165,10 @@ def _analytics_role(settings: Settings, clock: Clock) -> FastAPI:
     life.stops.append(close_cache)
     # a nurse's ward limit is checked on the projection's ward (the patient's own is not here)
     app = _role_http_app(settings, life, _guard(settings, audit, store.ward_of))
-    analytics = AnalyticsService(
-        store, cache, hub, clock, cache_ttl_s=settings.dashboard_cache_ttl_s
-    )
     vitals = SqlVitalsStore(db)
+    analytics = AnalyticsService(
+        store, cache, hub, clock, alerts=vitals, cache_ttl_s=settings.dashboard_cache_ttl_s
+    )
     app.state.analytics = analytics
     app.state.vitals_monitor = VitalsMonitor(vitals, analytics, hub, clock)
     app.state.audit = audit

@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from healthflow.security.audit import AuditRecord, SqlAuditTrail
 from healthflow.security.errors import Forbidden
-from healthflow.security.tokens import DevTokens
+from healthflow.security.tokens import DevTokens, Principal
 
 DEV_SIGN_IN_TTL = timedelta(hours=8)
 
@@ -102,3 +102,19 @@ async def sign_in_config(request: Request) -> SignInConfig:
     """Public: the sign-in page needs it before anyone is signed in; it holds no secret."""
     config: SignInConfig = request.app.state.sign_in
     return config
+
+
+class SessionOut(BaseModel):
+    """Who the presented token says the caller is, as the server read and verified it."""
+
+    subject: str
+    roles: list[str]
+    ward: str | None  # the ward claim: a nurse with one reaches only that ward
+
+
+@auth_router.get("/session", response_model=SessionOut)
+async def session(request: Request) -> SessionOut:
+    """Answers 401 once the token has expired or no longer verifies: how the dashboard finds out
+    why its live socket was refused (a browser is not told the handshake's status)."""
+    principal: Principal = request.state.principal
+    return SessionOut(subject=principal.subject, roles=sorted(principal.roles), ward=principal.ward)

@@ -6,6 +6,7 @@ from starlette.requests import HTTPConnection
 
 from healthflow.realtime.access import LiveAccessDenied
 from healthflow.realtime.fanout import TopicFilter, allow_all
+from healthflow.realtime.topics import ward_topic
 from healthflow.security.rbac import Role
 from healthflow.security.tokens import Principal
 
@@ -25,7 +26,8 @@ def topics_for(principal: Principal) -> TopicFilter:
     if Role.NURSE in roles:
         if principal.ward is None:
             return allow_all
-        mine = {f"ward:{principal.ward}", METRICS}
+        ward = ward_topic(principal.ward)
+        mine = {ward, METRICS} if ward is not None else {METRICS}
         return mine.__contains__
     if Role.ANALYST in roles:
         return METRICS.__eq__

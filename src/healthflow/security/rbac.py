@@ -100,6 +100,8 @@ PERMISSIONS: dict[tuple[str, str], Rule] = {
     ("POST", "/api/dev/sign-in"): PUBLIC,
     # how the dashboard signs in (development or the OIDC issuer and client id): no secrets
     ("GET", "/api/auth/config"): PUBLIC,
+    # the caller's own identity: the dashboard checks its token with it
+    ("GET", "/api/auth/session"): allow(C, N, AN),
     # device telemetry and alerting (issue 4)
     ("POST", "/api/devices"): allow(C, audit=WRITE, resource="device"),
     ("GET", "/api/devices"): allow(C, N),

@@ -5,7 +5,7 @@ NEWS2 state and the alerts, written together per reading so its effect is stored
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     Text,
@@ -85,6 +86,8 @@ alerts = Table(
     Column("version", Integer, nullable=False),
     Index("ix_alerts_patient_status", "patient_id", "status"),
     Index("ix_alerts_status_severity", "status", "severity", "opened_at"),
+    # the dashboard's alerts per day: a range over opened_at, grouped by day and severity
+    Index("ix_alerts_opened_at", "opened_at", "severity"),
 )
 
 
@@ -414,6 +417,37 @@ class SqlVitalsStore:
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
         return {severity.value: 0 for severity in Severity} | {s: int(n) for s, n in rows}
+
+    async def raised_by_day(self, *, first_day: date, last_day: date) -> dict[date, dict[str, int]]:
+        """Alerts opened on each UTC day from `first_day` to `last_day`, by severity now (an
+        urgent alert that escalated counts as critical); days without any are left out."""
+        query = self.raised_by_day_query(first_day=first_day, last_day=last_day)
+        async with self._db.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        found: dict[date, dict[str, int]] = {}
+        for raw_day, severity, count in rows:
+            on = raw_day if isinstance(raw_day, date) else date.fromisoformat(str(raw_day))
+            found.setdefault(on, {})[str(severity)] = int(count)
+        return found
+
+    def raised_by_day_query(self, *, first_day: date, last_day: date) -> Select[Any]:
+        """The statement behind `raised_by_day` (public so a test can read its query plan)."""
+        start = datetime.combine(first_day, time.min, UTC)
+        end = datetime.combine(last_day + timedelta(days=1), time.min, UTC)
+        day = self._utc_day(alerts.c.opened_at)
+        # a range on the (opened_at, severity) index: only the window's rows are read
+        return (
+            select(day, alerts.c.severity, func.count())
+            .where(alerts.c.opened_at >= start, alerts.c.opened_at < end)
+            .group_by(day, alerts.c.severity)
+        )
+
+    def _utc_day(self, column: Any) -> Any:
+        """The UTC calendar day of a timestamp column."""
+        if self._db.backend == "postgresql":
+            return func.date(func.timezone("UTC", column))
+        # SQLite keeps the UTC time as text, "YYYY-MM-DD HH:MM:SS.ffffff"
+        return func.substr(column, 1, 10)
 
     async def state(self, patient_id: UUID) -> PatientVitals | None:
         async with self._db.reader.connect() as conn:

@@ -9,7 +9,7 @@ import {
   type ReactNode,
 } from "react";
 
-import { currentUser } from "../api/auth";
+import { currentUser, wardLimit } from "../api/auth";
 import { acknowledgeAlert, ApiError, listAlerts } from "../api/client";
 import type { Alert } from "../api/types";
 import { useLive } from "../live/LiveProvider";
@@ -49,10 +49,11 @@ export function AlertsProvider({ children }: { children: ReactNode }) {
         const started = generation.current;
         dispatch({ kind: "reloadStarted" });
         try {
+          const ward = wardLimit();
           const lists = await Promise.all([
-            listAlerts({ status: "open", limit: ACTIVE_LIMIT }),
-            listAlerts({ status: "acknowledged", limit: ACTIVE_LIMIT }),
-            listAlerts({ status: "resolved", limit: HISTORY_LIMIT }),
+            listAlerts(ward, { status: "open", limit: ACTIVE_LIMIT }),
+            listAlerts(ward, { status: "acknowledged", limit: ACTIVE_LIMIT }),
+            listAlerts(ward, { status: "resolved", limit: HISTORY_LIMIT }),
           ]);
           dispatch({ kind: "loaded", alerts: lists.flat(), generation: started });
           setError(null);

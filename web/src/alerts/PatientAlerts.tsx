@@ -1,5 +1,6 @@
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 
+import { wardLimit } from "../api/auth";
 import { listAlerts } from "../api/client";
 import { dateTime } from "../format";
 import { useLive } from "../live/LiveProvider";
@@ -16,7 +17,7 @@ export function PatientAlerts({ patientId, name }: { patientId: string; name: st
   const queries = useQueryClient();
   const history = useQuery({
     queryKey: ["alerts", patientId],
-    queryFn: () => listAlerts({ patient_id: patientId, limit: 100 }),
+    queryFn: () => listAlerts(wardLimit(), { patient_id: patientId, limit: 100 }),
   });
   useLive({
     onResync: () => {

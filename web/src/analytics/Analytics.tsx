@@ -14,14 +14,19 @@ import {
 import { getDashboard } from "../api/client";
 import { STATUSES } from "../api/types";
 import { dateTime } from "../format";
-import { useLive } from "../live/LiveProvider";
+import { useLive, useLiveTopics } from "../live/LiveProvider";
+import { METRICS } from "../live/topics";
 import { STATUS_LABEL } from "../status";
 
 const RANGES = [7, 14, 30, 90];
 // A colour-blind-safe palette (Okabe–Ito); every chart also has a table or labels in words.
 const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000"];
+const SEVERITY_BARS = [
+  { key: "critical", name: "Critical", colour: PALETTE[5] },
+  { key: "urgent", name: "Urgent", colour: PALETTE[1] },
+] as const;
 
-/** The operations lead's hourly look: registrations, events and statuses over N days. */
+/** The operations lead's hourly look: registrations, events, statuses and alerts over N days. */
 export function Analytics() {
   const [days, setDays] = useState(7);
   const rangeId = useId();
@@ -43,6 +48,8 @@ export function Analytics() {
   const registrations = data?.registrations_by_day.map((d) => ({ day: d.day.slice(5), count: d.count })) ?? [];
   const byStatus = data ? STATUSES.map((s) => ({ status: STATUS_LABEL[s], count: data.patients_by_status[s] })) : [];
   const registeredInRange = data?.registrations_by_day.reduce((n, d) => n + d.count, 0) ?? 0;
+  const alertsByDay = data?.alerts_by_day.map((d) => ({ day: d.day.slice(5), ...d.by_severity })) ?? [];
+  const alertsInRange = data?.alerts_by_day.reduce((n, d) => n + d.count, 0) ?? 0;
 
   return (
     <section aria-labelledby="analytics-title">
@@ -70,6 +77,7 @@ export function Analytics() {
               </dd>
             </div>
             <div><dt>Events processed</dt><dd data-testid="events-total">{data.events_processed_total}</dd></div>
+            <div><dt>Alerts raised in period</dt><dd data-testid="alerts-in-range">{alertsInRange}</dd></div>
           </dl>
           <p className="hint">Computed {dateTime(data.generated_at)}; updates as events are processed.</p>
           <div className="charts">
@@ -112,7 +120,45 @@ export function Analytics() {
                 </BarChart>
               </ResponsiveContainer>
             </figure>
+            <figure className="chart">
+              <figcaption>Alerts raised per day</figcaption>
+              <ResponsiveContainer width="100%" height={240}>
+                <BarChart data={alertsByDay} accessibilityLayer>
+                  <CartesianGrid strokeDasharray="3 3" />
+                  <XAxis dataKey="day" />
+                  <YAxis allowDecimals={false} />
+                  <Tooltip />
+                  <Legend />
+                  {SEVERITY_BARS.map((s) => (
+                    <Bar key={s.key} dataKey={s.key} name={s.name} stackId="alerts" fill={s.colour} isAnimationActive={false} />
+                  ))}
+                </BarChart>
+              </ResponsiveContainer>
+            </figure>
           </div>
+          <table className="board" aria-label="Alerts raised per day" data-testid="alerts-by-day">
+            <caption>
+              Alerts raised per day (by severity now: an urgent alert that escalated counts as critical)
+            </caption>
+            <thead>
+              <tr>
+                <th scope="col">Day</th>
+                {SEVERITY_BARS.map((s) => <th key={s.key} scope="col">{s.name}</th>)}
+                <th scope="col">All alerts</th>
+              </tr>
+            </thead>
+            <tbody>
+              {data.alerts_by_day.map((d) => (
+                <tr key={d.day} data-alerts-day={d.day}>
+                  <th scope="row">{d.day}</th>
+                  {SEVERITY_BARS.map((s) => (
+                    <td key={s.key} data-severity-count={s.key}>{d.by_severity[s.key]}</td>
+                  ))}
+                  <td data-alerts-count>{d.count}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
           <table className="board" aria-label="Patients by status">
             <thead><tr><th scope="col">Status</th><th scope="col">Patients</th></tr></thead>
             <tbody>
@@ -127,8 +173,13 @@ export function Analytics() {
   );
 }
 
-/** Refetch after processed events, at most every two seconds however fast they come. */
+/**
+ * Refetch after processed events and raised or escalated alerts, at most every two seconds
+ * however fast they come. `EventProcessed` travels on `metrics`: subscribed while this view is
+ * open (alerts come on a topic every screen has).
+ */
 function useRefreshOnEvents(refresh: () => void): void {
+  useLiveTopics([METRICS]);
   const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
   const latest = useRef(refresh);
   useEffect(() => {
@@ -148,7 +199,7 @@ function useRefreshOnEvents(refresh: () => void): void {
   };
   useLive({
     onMessage: (m) => {
-      if (m.type === "EventProcessed") schedule();
+      if (m.type === "EventProcessed" || m.type === "AlertRaised" || m.type === "AlertUpdated") schedule();
     },
     onResync: schedule,
   });

@@ -1,8 +1,9 @@
 import createClient, { type Middleware } from "openapi-fetch";
 
-import { authHeaders } from "./auth";
+import { authHeaders, reportUnauthorized } from "./auth";
 import { ApiError, toApiError } from "./problem";
 import type { paths } from "./schema";
+import type { TokenCheck } from "./session";
 import type {
   Alert,
   AlertStatus,
@@ -22,6 +23,11 @@ const withAuth: Middleware = {
   onRequest({ request }) {
     for (const [name, value] of Object.entries(authHeaders())) request.headers.set(name, value);
     return request;
+  },
+  onResponse({ request, response }) {
+    // expired or withdrawn: the session watch renews the token or sends the user to sign-in
+    if (response.status === 401) reportUnauthorized(request.headers.get("Authorization"));
+    return response;
   },
 };
 
@@ -61,13 +67,20 @@ export async function getHistory(id: string): Promise<PatientEvent[]> {
   return page.items as unknown as PatientEvent[];
 }
 
-/** Every patient, page by page, up to `maxPages` pages of 500 (the board filters client-side). */
-export async function listAllPatients(maxPages = 20): Promise<{ items: Patient[]; complete: boolean }> {
+/**
+ * Every patient (or every patient of one ward), page by page, up to `maxPages` pages of 500 (the
+ * board filters client-side). A nurse limited to a ward must name it: the server refuses her the
+ * unfiltered list.
+ */
+export async function listAllPatients(
+  ward: string | null,
+  maxPages = 20,
+): Promise<{ items: Patient[]; complete: boolean }> {
   const items: Patient[] = [];
   let cursor: string | undefined;
   for (let page = 0; page < maxPages; page++) {
     const result = await unwrap(
-      api.GET("/api/patients", { params: { query: { limit: 500, cursor } } }),
+      api.GET("/api/patients", { params: { query: { limit: 500, cursor, ...(ward ? { ward } : {}) } } }),
     );
     items.push(...result.items);
     if (!result.next_cursor) return { items, complete: true };
@@ -78,7 +91,8 @@ export async function listAllPatients(maxPages = 20): Promise<{ items: Patient[]
 
 export async function getDashboard(days: number): Promise<DashboardSummary> {
   const data = await unwrap(api.GET("/api/analytics/dashboard", { params: { query: { days } } }));
-  return data as unknown as DashboardSummary;
+  // the schema types the statuses as any string; every status is there (analytics/store.py)
+  return data as DashboardSummary;
 }
 
 /** Readiness answers 503 with the same body when unhealthy: that is data here, not an error. */
@@ -91,12 +105,14 @@ export async function getReadiness(): Promise<Readiness> {
   throw toApiError(body, response);
 }
 
-export async function listAlerts(query: {
-  status?: AlertStatus;
-  patient_id?: string;
-  limit: number;
-}): Promise<Alert[]> {
-  const page = await unwrap(api.GET("/api/alerts", { params: { query } }));
+/** Alerts, newest first; `ward` is required for a nurse limited to one (null: every ward). */
+export async function listAlerts(
+  ward: string | null,
+  query: { status?: AlertStatus; patient_id?: string; limit: number },
+): Promise<Alert[]> {
+  const page = await unwrap(
+    api.GET("/api/alerts", { params: { query: { ...query, ...(ward ? { ward } : {}) } } }),
+  );
   return page.items;
 }
 
@@ -123,12 +139,14 @@ export function getNews2(id: string): Promise<News2> {
   return unwrap(api.GET("/api/patients/{patient_id}/news2", { params: { path: { patient_id: id } } }));
 }
 
-/** Every monitored patient's latest NEWS2, page by page (the board's column). */
-export async function listAllNews2(maxPages = 20): Promise<PatientNews2[]> {
+/** Every monitored patient's latest NEWS2 (of one ward, or all), page by page (the board's column). */
+export async function listAllNews2(ward: string | null, maxPages = 20): Promise<PatientNews2[]> {
   const items: PatientNews2[] = [];
   let after: string | undefined;
   for (let page = 0; page < maxPages; page++) {
-    const result = await unwrap(api.GET("/api/news2", { params: { query: { limit: 1000, after } } }));
+    const result = await unwrap(
+      api.GET("/api/news2", { params: { query: { limit: 1000, after, ...(ward ? { ward } : {}) } } }),
+    );
     items.push(...result.items);
     if (!result.next_after) break;
     after = result.next_after;
@@ -138,6 +156,20 @@ export async function listAllNews2(maxPages = 20): Promise<PatientNews2[]> {
 
 export async function getSignInConfig(): Promise<SignInConfig> {
   return unwrap(api.GET("/api/auth/config"));
+}
+
+/**
+ * Whether the server still accepts the token (GET /api/auth/session). A plain fetch, not the
+ * typed client: its 401 is the answer here, not news for the session watch.
+ */
+export async function checkSession(): Promise<TokenCheck> {
+  try {
+    const response = await fetch("/api/auth/session", { headers: authHeaders() });
+    if (response.ok) return "valid";
+    return response.status === 401 ? "refused" : "unknown";
+  } catch {
+    return "unknown"; // the server is not answering: nothing is known about the token
+  }
 }
 
 export { ApiError };

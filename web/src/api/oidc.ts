@@ -23,8 +23,9 @@ function manager(oidc: Oidc & { client_id: string }): UserManager {
     userStore: new WebStorageStateStore({ store: window.sessionStorage }),
     stateStore: new WebStorageStateStore({ store: window.sessionStorage }),
     loadUserInfo: false,
-    // renewal in a hidden frame needs framing the issuer, which our CSP forbids: when the token
-    // expires the user signs in again (issuers keep their own session, so it is one click)
+    // renewal in a hidden frame needs framing the issuer, which our CSP forbids; renewal with a
+    // refresh token is a plain call to the token endpoint: `renewOidcToken` does that when the
+    // issuer gave one, else the user signs in again (issuers keep their own session: one click)
     automaticSilentRenew: false,
   });
 }
@@ -56,4 +57,19 @@ async function redeem(config: SignInConfig): Promise<string> {
   setAccessToken(user.access_token);
   const back = typeof user.state === "string" && user.state.startsWith("/") ? user.state : "/";
   return back === CALLBACK_PATH ? "/" : back;
+}
+
+/**
+ * A new access token without the user: oidc-client-ts's silent sign-in with the refresh token
+ * the issuer handed out at sign-in (refresh_token grant at its token endpoint, which the CSP
+ * allows). Null when there is none: without one silent sign-in would need a hidden frame.
+ */
+export async function renewOidcToken(config: SignInConfig): Promise<string | null> {
+  const oidc = usable(config.oidc);
+  if (oidc === null) return null;
+  const users = manager(oidc);
+  const user = await users.getUser();
+  if (!user?.refresh_token) return null;
+  const renewed = await users.signinSilent();
+  return renewed?.access_token ?? null;
 }

@@ -130,6 +130,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/auth/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Session
+         * @description Answers 401 once the token has expired or no longer verifies: how the dashboard finds out
+         *     why its live socket was refused (a browser is not told the handshake's status).
+         */
+        get: operations["session_api_auth_session_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/dev/sign-in": {
         parameters: {
             query?: never;
@@ -492,6 +513,13 @@ export interface components {
          * @enum {string}
          */
         AlertStatus: "open" | "acknowledged" | "resolved";
+        /** AlertsBySeverity */
+        AlertsBySeverity: {
+            /** Critical */
+            critical: number;
+            /** Urgent */
+            urgent: number;
+        };
         /** AuditPage */
         AuditPage: {
             /** Items */
@@ -573,6 +601,73 @@ export interface components {
             reason: string;
             /** Source */
             source: string;
+        };
+        /**
+         * Dashboard
+         * @description The analytics summary for the last `days` UTC days, today included; per-day lists have
+         *     one entry for every day of the window, oldest first.
+         */
+        Dashboard: {
+            /** Alerts By Day */
+            alerts_by_day: components["schemas"]["DayAlerts"][];
+            /** Average Wait Minutes */
+            average_wait_minutes: number | null;
+            /** Critical Now */
+            critical_now: number;
+            /** Days */
+            days: number;
+            /** Events By Type By Day */
+            events_by_type_by_day: components["schemas"]["DayEvents"][];
+            /** Events Processed Total */
+            events_processed_total: number;
+            /**
+             * Generated At
+             * Format: date-time
+             */
+            generated_at: string;
+            /** Patients By Status */
+            patients_by_status: {
+                [key: string]: number;
+            };
+            /** Patients Total */
+            patients_total: number;
+            /** Registrations By Day */
+            registrations_by_day: components["schemas"]["DayCount"][];
+            /** Waits Counted */
+            waits_counted: number;
+        };
+        /** DayAlerts */
+        DayAlerts: {
+            by_severity: components["schemas"]["AlertsBySeverity"];
+            /** Count */
+            count: number;
+            /**
+             * Day
+             * Format: date
+             */
+            day: string;
+        };
+        /** DayCount */
+        DayCount: {
+            /** Count */
+            count: number;
+            /**
+             * Day
+             * Format: date
+             */
+            day: string;
+        };
+        /** DayEvents */
+        DayEvents: {
+            /** Counts */
+            counts: {
+                [key: string]: number;
+            };
+            /**
+             * Day
+             * Format: date
+             */
+            day: string;
         };
         /** DeviceIn */
         DeviceIn: {
@@ -928,6 +1023,18 @@ export interface components {
          */
         Risk: "low" | "low_medium" | "medium" | "high";
         /**
+         * SessionOut
+         * @description Who the presented token says the caller is, as the server read and verified it.
+         */
+        SessionOut: {
+            /** Roles */
+            roles: string[];
+            /** Subject */
+            subject: string;
+            /** Ward */
+            ward: string | null;
+        };
+        /**
          * Severity
          * @enum {string}
          */
@@ -1195,6 +1302,7 @@ export interface operations {
     dashboard_api_analytics_dashboard_get: {
         parameters: {
             query?: {
+                /** @description Days in the window, today included. */
                 days?: number;
             };
             header?: never;
@@ -1209,9 +1317,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Dashboard"];
                 };
             };
             /** @description No valid bearer token */
@@ -1399,6 +1505,40 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["SignInConfig"];
                 };
+            };
+        };
+    };
+    session_api_auth_session_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionOut"];
+                };
+            };
+            /** @description No valid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };

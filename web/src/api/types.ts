@@ -32,7 +32,7 @@ export const RISKS = ["low", "low_medium", "medium", "high"] as const satisfies 
 
 /*
  * The routes below answer untyped JSON in the schema (`dict[str, Any]` on the server), so their
- * shape is written out here by hand from analytics/store.py and observability/health.py.
+ * shape is written out here by hand from patients/api.py and observability/health.py.
  */
 
 /** One CloudEvent of a patient's history (GET /api/patients/{id}/events). */
@@ -52,19 +52,11 @@ export interface PatientEvent {
   };
 }
 
-/** GET /api/analytics/dashboard?days=N */
-export interface DashboardSummary {
-  days: number;
-  patients_total: number;
+/** GET /api/analytics/dashboard?days=N, with every status present in `patients_by_status`. */
+export type DashboardSummary = Omit<components["schemas"]["Dashboard"], "patients_by_status"> & {
   patients_by_status: Record<Status, number>;
-  registrations_by_day: { day: string; count: number }[];
-  events_by_type_by_day: { day: string; counts: Record<string, number> }[];
-  critical_now: number;
-  average_wait_minutes: number | null;
-  waits_counted: number;
-  events_processed_total: number;
-  generated_at: string;
-}
+};
+export type DayAlerts = components["schemas"]["DayAlerts"];
 
 /** GET /health/ready (200 healthy/degraded, 503 unhealthy, same body). */
 export interface Readiness {

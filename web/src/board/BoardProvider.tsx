@@ -10,6 +10,7 @@ import {
   type ReactNode,
 } from "react";
 
+import { wardLimit } from "../api/auth";
 import { ApiError, getPatient, listAllNews2, listAllPatients } from "../api/client";
 import { useLive, useLiveTopics } from "../live/LiveProvider";
 import {
@@ -56,9 +57,11 @@ export function BoardProvider({ children }: { children: ReactNode }) {
         const started = generation.current;
         dispatch({ kind: "reloadStarted" });
         try {
+          // a nurse limited to a ward sees that ward's board: the server refuses her the rest
+          const ward = wardLimit();
           const [{ items, complete }, scores] = await Promise.all([
-            listAllPatients(),
-            listAllNews2(),
+            listAllPatients(ward),
+            listAllNews2(ward),
           ]);
           dispatch({ kind: "loaded", patients: items, complete, generation: started });
           dispatch({ kind: "news2", items: scores });

@@ -232,8 +232,8 @@ describe("the NEWS2 column", () => {
     }
   });
 
-  it("subscribes to the wards whose names the live topics allow, up to a limit", () => {
-    expect(wardTopics(["ICU", "A&E", "Ward 7", ".hidden"])).toEqual(["ward:ICU", "ward:Ward 7"]);
+  it("subscribes to every ward shown, A&E too (encoded), up to a limit", () => {
+    expect(wardTopics(["ICU", "A&E", "Ward 7", " "])).toEqual(["ward:ICU", "ward:A%26E", "ward:Ward 7"]);
     const many = Array.from({ length: MAX_WARD_TOPICS + 5 }, (_, i) => `W${String(i)}`);
     expect(wardTopics(many)).toHaveLength(MAX_WARD_TOPICS);
   });

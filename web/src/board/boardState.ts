@@ -4,6 +4,7 @@
  */
 import type { Patient, PatientNews2, Risk, Status } from "../api/types";
 import type { LiveMessage } from "../live/socket";
+import { wardTopic } from "../live/topics";
 
 export const PATIENT_MESSAGES = ["PatientCreated", "PatientStatusUpdated", "PatientCritical"];
 
@@ -250,17 +251,15 @@ export function groupByWard(
     .map(([ward, patients]) => ({ ward, patients: patients.sort(byBed) }));
 }
 
-// The live-push topic grammar (realtime/topics.py): other ward names cannot be subscribed to.
-const WARD_TOPIC = /^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$/;
 // The server takes 256 topics per connection; leave room for the other views' topics.
 export const MAX_WARD_TOPICS = 200;
 
 /** `ward:{name}` topics for the wards shown (their `VitalsUpdated` keep the NEWS2 column live). */
 export function wardTopics(wards: string[]): string[] {
   return wards
-    .filter((w) => WARD_TOPIC.test(w))
-    .slice(0, MAX_WARD_TOPICS)
-    .map((w) => `ward:${w}`);
+    .map(wardTopic)
+    .filter((t): t is string => t !== null)
+    .slice(0, MAX_WARD_TOPICS);
 }
 
 /** Every ward any loaded patient is on, for the filter and the registration form. */

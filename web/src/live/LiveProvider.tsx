@@ -15,6 +15,8 @@ export interface LiveListener {
   onResync?: (reason: string) => void;
   /** Topics the server has just confirmed (newly, or again after a reconnect). */
   onTopicsReady?: (topics: string[]) => void;
+  /** The socket closed (a reconnect follows): its code, and whether it had opened. */
+  onClose?: (code: number, opened: boolean) => void;
 }
 
 interface LiveContextValue {
@@ -22,18 +24,22 @@ interface LiveContextValue {
   listen: (listener: LiveListener) => () => void;
   /** Want these topics while mounted; returns the release. Counted, so views can share one. */
   want: (topics: readonly string[]) => () => void;
+  /** Tell every view to reload over HTTP (e.g. after a renewed sign-in). */
+  resync: (reason: string) => void;
 }
 
 const LiveContext = createContext<LiveContextValue | null>(null);
 
-// Every screen shows patients (the board's provider) and critical alerts (the banner).
-const BASE_TOPICS = ["patients", "alerts"];
-
-/** One live socket for the whole app; views listen to it and add topics through hooks. */
-export function LiveProvider({ children }: { children: ReactNode }) {
+/**
+ * One live socket for the whole app; views listen to it and add topics through hooks. `topics`
+ * are wanted by every screen: patient changes (the board's provider) and alerts (the banner),
+ * as `patients` and `alerts`, or one ward's topic for a nurse limited to it (`live/topics.ts`).
+ */
+export function LiveProvider({ topics, children }: { topics: readonly string[]; children: ReactNode }) {
   const [state, setState] = useState<ConnectionState>("connecting");
   const listeners = useRef(new Set<LiveListener>());
-  const wanted = useRef(new Map<string, number>(BASE_TOPICS.map((t) => [t, 1])));
+  // the first render's topics for the whole session: whose they are does not change while signed in
+  const wanted = useRef(new Map<string, number>(topics.map((t) => [t, 1])));
   const client = useRef<LiveClient | null>(null);
   const confirmed = useRef(new Set<string>());
 
@@ -61,6 +67,9 @@ export function LiveProvider({ children }: { children: ReactNode }) {
           apply();
         };
       },
+      resync: (reason) => {
+        for (const l of listeners.current) l.onResync?.(reason);
+      },
     };
   });
 
@@ -79,6 +88,9 @@ export function LiveProvider({ children }: { children: ReactNode }) {
         confirmed.current = new Set(topics);
         if (fresh.length === 0) return;
         for (const l of listeners.current) l.onTopicsReady?.(fresh);
+      },
+      onClose: (code, opened) => {
+        for (const l of listeners.current) l.onClose?.(code, opened);
       },
       onState: (next) => {
         // a new connection confirms its topics again; views reload what they keep current
@@ -116,6 +128,7 @@ export function useLive(listener: LiveListener): void {
         onMessage: (m) => latest.current.onMessage?.(m),
         onResync: (r) => latest.current.onResync?.(r),
         onTopicsReady: (t) => latest.current.onTopicsReady?.(t),
+        onClose: (code, opened) => latest.current.onClose?.(code, opened),
       }),
     [listen],
   );
@@ -130,4 +143,9 @@ export function useLiveTopics(topics: readonly string[]): void {
 
 export function useConnectionState(): ConnectionState {
   return useLiveContext().state;
+}
+
+/** Ask every view to reload what it shows over HTTP. */
+export function useResync(): (reason: string) => void {
+  return useLiveContext().resync;
 }

@@ -308,3 +308,29 @@ describe("LiveClient", () => {
     expect(messages).toEqual([]);
   });
 });
+
+describe("closes", () => {
+  it("are reported with their code and whether the socket had opened", async () => {
+    const closes: [number, boolean][] = [];
+    const { client, last } = harness({ onClose: (code, opened) => closes.push([code, opened]) });
+    client.start();
+    last().drop(1006); // refused handshake: never opened
+    await vi.advanceTimersByTimeAsync(1000);
+    last().open();
+    last().drop(4401);
+    expect(closes).toEqual([
+      [1006, false],
+      [4401, true],
+    ]);
+  });
+
+  it("are not reported after the client stopped", () => {
+    const closes: number[] = [];
+    const { client, last } = harness({ onClose: (code) => closes.push(code) });
+    client.start();
+    const socket = last();
+    client.stop();
+    socket.drop(1000);
+    expect(closes).toEqual([]);
+  });
+});

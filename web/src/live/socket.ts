@@ -46,6 +46,12 @@ export interface LiveOptions {
    * loads once its topic is confirmed, so nothing falls between the load and the first message.
    */
   onSubscribed?: (topics: string[], refused: string[]) => void;
+  /**
+   * A socket closed (a reconnect follows unless stopped): its close code, and whether it had
+   * opened. Browsers report a refused handshake (401, 403) only as 1006 before open, so this is
+   * where the page learns that it may have to ask why.
+   */
+  onClose?: (code: number, opened: boolean) => void;
   createSocket?: (url: string) => SocketLike;
   initialDelayMs?: number;
   maxDelayMs?: number;
@@ -123,16 +129,19 @@ export class LiveClient {
       return;
     }
     this.socket = socket;
+    let opened = false;
     socket.onopen = () => {
+      opened = true;
       this.opened(socket);
     };
     socket.onmessage = (event) => {
       if (typeof event.data === "string") this.received(event.data);
     };
-    socket.onclose = () => {
+    socket.onclose = (event) => {
       if (this.socket !== socket) return;
       this.socket = null;
       this.scheduleReconnect();
+      this.options.onClose?.(event.code, opened);
     };
     // an error is always followed by close, which does the work
     socket.onerror = null;

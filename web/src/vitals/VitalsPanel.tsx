@@ -10,10 +10,12 @@ import {
   YAxis,
 } from "recharts";
 
+import { wardLimit } from "../api/auth";
 import { ApiError, getNews2, getVitals } from "../api/client";
 import type { News2 } from "../api/types";
 import { dateTime } from "../format";
 import { useLive, useLiveTopics } from "../live/LiveProvider";
+import { wardTopic } from "../live/topics";
 import { News2Badge } from "../news2";
 import { useNow } from "../useNow";
 import {
@@ -173,7 +175,10 @@ export function VitalsPanel({ patientId }: { patientId: string }) {
   useEffect(() => {
     load();
   }, [load, windowIndex]);
-  const topic = `patient:${patientId}`;
+  // a nurse limited to a ward may not subscribe to one patient: her ward's topic, subscribed
+  // for every screen already, carries this patient's readings too
+  const ward = wardLimit();
+  const topic = (ward !== null ? wardTopic(ward) : null) ?? `patient:${patientId}`;
   useLiveTopics([topic]);
   useLive({
     onMessage: (message) => {
