@@ -133,6 +133,11 @@ class EventBus(Protocol):
         backpressure. Events of other types never reach the group (nor its queue)."""
         ...
 
+    async def waiting(self, group: str) -> int:
+        """Events queued for the group that its consumers have not taken yet: a broker's queue
+        depth (may be a moment old); 0 for a bus that holds none, its sinks being backpressure."""
+        ...
+
     async def dead_letters(self, *, group: str | None, limit: int) -> list[DeadLetter]: ...
 
     async def dead_letter_count(self) -> int:

@@ -214,3 +214,20 @@ async def test_a_started_bus_reports_up(make_bus: BusFactory) -> None:
 
 async def _true(value: Any) -> bool:
     return bool(value)
+
+
+async def test_waiting_counts_what_a_group_has_not_taken_yet(make_bus: BusFactory) -> None:
+    # "vitals" is declared but nobody consumes it: on a broker its events wait in its queue;
+    # the in-process bus holds nothing (publish awaits the sinks), so it has none waiting
+    taken = Recorder()
+    bus = await make_bus(["analytics", "vitals"])
+    bus.subscribe("analytics", taken)
+    await bus.start()
+
+    await (await publish_in_background(bus, [event(n=n) for n in range(3)]))
+
+    await eventually(lambda: _true(len(taken.seen) == 3))
+    expected = 3 if bus.backend == "rabbitmq" else 0
+    assert await bus.waiting("vitals") == expected
+    assert await bus.waiting("analytics") == 0
+    assert await bus.waiting("no-such-group") == 0

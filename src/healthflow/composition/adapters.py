@@ -352,6 +352,7 @@ def telemetry_intake(
         ),
         clock,
         backlog_limit=settings.telemetry_backlog_limit,
+        waiting_on_bus=lambda: bus.waiting(VITALS_GROUP),
     )
     return devices, intake, relay
 

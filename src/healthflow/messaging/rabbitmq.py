@@ -18,6 +18,8 @@ ack delivers the event twice, which consumers absorb by deduplicating on the eve
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Awaitable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -51,6 +53,8 @@ ATTEMPT = "x-attempt"
 MAX_DEAD_LETTER_SCAN = 10_000
 REQUEUE_PAUSE_S = 1.0
 LIVE_QUEUE_MAX = 10_000
+# how old a group's queue depth may be when `waiting` answers from what it counted before
+WAITING_RECOUNT_S = 0.5
 
 
 class _RabbitDelivery:
@@ -130,6 +134,7 @@ class RabbitBus:
         self._dlx: AbstractExchange | None = None
         self._consumers: list[tuple[AbstractChannel, AbstractQueue, str]] = []
         self._ordering: dict[str, asyncio.Lock] = {}
+        self._waiting: dict[str, tuple[float, int]] = {}
 
     @property
     def backend(self) -> str:
@@ -236,6 +241,34 @@ class RabbitBus:
             # closing the channel hands every unacked message back to the queue, order kept
             await channel.close()
         return list(reversed(letters))[:limit]
+
+    async def waiting(self, group: str) -> int:
+        """Messages ready in the group's queue, from a passive declare at most every
+        WAITING_RECOUNT_S (the intake asks on every request); 0 while the queue does not exist,
+        since then nothing is routed to it (mandatory publishes keep such events in the outbox)."""
+        counted_at, count = self._waiting.get(group, (-math.inf, 0))
+        if time.monotonic() - counted_at < WAITING_RECOUNT_S:
+            return count
+        try:
+            count = await self._ready_in(self._queue(group))
+        except Exception as exc:
+            # a broker that cannot be asked must not stop the intake, which keeps accepting
+            # into its outbox: the last count stands until the broker answers again
+            metrics.BUS_QUERY_FAILURES.inc()
+            log.warning("bus_queue_depth_unknown", group=group, error=repr(exc))
+        self._waiting[group] = (time.monotonic(), count)
+        return count
+
+    async def _ready_in(self, queue_name: str) -> int:
+        channel = await self._require(self._connection).channel(publisher_confirms=False)
+        try:
+            queue = await channel.declare_queue(queue_name, passive=True)
+            return int(queue.declaration_result.message_count or 0)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return 0  # no queue yet: nothing is routed to it
+        finally:
+            if not channel.is_closed:
+                await channel.close()
 
     async def dead_letter_count(self) -> int:
         """Messages ready in the dead-letter queue, from a passive declare (nothing is read);

@@ -43,6 +43,10 @@ GROUP_COMMIT_SIZE = Histogram(
 )
 OUTBOX_RELAYED = Counter("healthflow_outbox_relayed_total", "Outbox rows confirmed and marked")
 OUTBOX_FAILURES = Counter("healthflow_outbox_failures_total", "Outbox batches that failed")
+BUS_QUERY_FAILURES = Counter(
+    "healthflow_bus_query_failures_total",
+    "Queue depths the broker could not be asked for (the last known depth was used)",
+)
 HUB_CLIENTS = Gauge("healthflow_hub_clients", "Connected live-push clients")
 HUB_MESSAGES = Counter("healthflow_hub_messages_total", "Live-push messages broadcast", ["type"])
 HUB_DROPPED_CLIENTS = Counter(

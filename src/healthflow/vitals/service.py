@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -44,6 +44,10 @@ class IngestResult:
     accepted: int
     duplicates: int
     rejected: list[tuple[int, ReadingProblem]]
+
+
+async def _nothing_waiting() -> int:
+    return 0
 
 
 class DeviceService:
@@ -107,12 +111,16 @@ class TelemetryService:
         *,
         backlog_limit: int,
         retry_after_s: int = 5,
+        waiting_on_bus: Callable[[], Awaitable[int]] = _nothing_waiting,
     ) -> None:
         self._devices = devices
         self._intake = intake
         self._clock = clock
         self._backlog_limit = backlog_limit
         self._retry_after = retry_after_s
+        # readings published but not yet taken by the vitals workers (a broker's queue): with a
+        # broker the relay empties the outbox at once, and the backlog builds up there instead
+        self._waiting_on_bus = waiting_on_bus
 
     async def authenticate(self, device_id: str, key: str | None, *, transport: str) -> Device:
         """The device whose key this is; raises DeviceAuthFailed (and counts it) otherwise."""
@@ -128,9 +136,13 @@ class TelemetryService:
         The HTTP route asks before it parses a body, so an overloaded intake refuses a batch
         for the price of a lookup instead of the price of parsing it.
         """
-        if await self._intake.backlog() >= self._backlog_limit:
+        if await self.backlog() >= self._backlog_limit:
             metrics.REFUSED.labels(transport, "busy").inc()
             raise TelemetryBusy(self._retry_after)
+
+    async def backlog(self) -> int:
+        """Accepted readings the vitals workers have not taken: in the outbox or on the bus."""
+        return await self._intake.backlog() + await self._waiting_on_bus()
 
     async def ingest(
         self, device: Device, readings: Sequence[Reading], *, transport: str
@@ -182,7 +194,7 @@ class TelemetryService:
     async def check(self) -> Check:
         """Readiness: the intake's backlog against its limit; down when it cannot be read."""
         try:
-            backlog = await self._intake.backlog()
+            backlog = await self.backlog()
         except Exception as exc:  # any failure means not ready; the detail says which
             return Check(False, {"error": type(exc).__name__})
         return Check(True, {"backlog": backlog, "limit": self._backlog_limit})
