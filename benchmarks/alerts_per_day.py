@@ -14,18 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+from scratch import scratch_databases  # benchmarks/scratch.py: run as a script
 from sqlalchemy import insert, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from healthflow.storage import migrations
-from healthflow.storage.engine import Database, open_database
+from healthflow.storage.engine import Database
 from healthflow.vitals.store import SqlVitalsStore, alerts
 
 SPAN_DAYS = 120
@@ -91,25 +89,8 @@ async def main() -> None:
     parser.add_argument("--times", type=int, default=7)
     parser.add_argument("--postgres", help="server URL; a scratch database is made and dropped")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        db = open_database(f"sqlite+aiosqlite:///{Path(folder) / 'analytics.db'}")
-        try:
-            await measure(db, "SQLite", args.rows, args.times)
-        finally:
-            await db.dispose()
-    if args.postgres:
-        name = f"hf_bench_{uuid.uuid4().hex[:10]}"
-        admin = create_async_engine(args.postgres, isolation_level="AUTOCOMMIT")
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        db = open_database(args.postgres.rsplit("/", 1)[0] + f"/{name}")
-        try:
-            await measure(db, "PostgreSQL", args.rows, args.times)
-        finally:
-            await db.dispose()
-            async with admin.connect() as conn:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            await admin.dispose()
+    async for label, db in scratch_databases(args.postgres):
+        await measure(db, label, args.rows, args.times)
 
 
 if __name__ == "__main__":

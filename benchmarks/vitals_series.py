@@ -13,19 +13,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from scratch import scratch_databases  # benchmarks/scratch.py: run as a script
+from sqlalchemy import insert
 
-from healthflow.storage.engine import Database, open_database
+from healthflow.storage.engine import Database
 from healthflow.vitals import store as schema
 
 DAY_S = 86_400
@@ -115,25 +113,8 @@ async def main() -> None:
     parser.add_argument("--times", type=int, default=9)
     parser.add_argument("--postgres", help="server URL; a scratch database is made and dropped")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        db = open_database(f"sqlite+aiosqlite:///{Path(folder) / 'vitals.db'}")
-        try:
-            await measure(db, "SQLite", args.times)
-        finally:
-            await db.dispose()
-    if args.postgres:
-        name = f"hf_bench_{uuid.uuid4().hex[:10]}"
-        admin = create_async_engine(args.postgres, isolation_level="AUTOCOMMIT")
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        db = open_database(args.postgres.rsplit("/", 1)[0] + f"/{name}")
-        try:
-            await measure(db, "PostgreSQL", args.times)
-        finally:
-            await db.dispose()
-            async with admin.connect() as conn:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            await admin.dispose()
+    async for label, db in scratch_databases(args.postgres):
+        await measure(db, label, args.times)
 
 
 if __name__ == "__main__":
