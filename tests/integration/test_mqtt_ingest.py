@@ -57,12 +57,16 @@ async def forget_session(mqtt_settings: Settings) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def running(
+    settings: Settings, *, subscribed: bool = True
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The app started; unless told otherwise, its MQTT subscriber subscribed."""
     app = build_app(settings)
     async with app.router.lifespan_context(app):
         mqtt = app.state.platform.telemetry.mqtt
-        async with asyncio.timeout(10):
-            await mqtt.subscribed.wait()
+        if subscribed:
+            async with asyncio.timeout(10):
+                await mqtt.subscribed.wait()
         transport = ASGIWebSocketTransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://testserver", headers=auth_headers(app)
@@ -246,6 +250,34 @@ async def test_the_subscriber_reconnects_and_gets_what_was_sent_meanwhile(
             stored = await wait_for_vitals(client, patient_id, 2)
             assert len(stored) == 2
             assert mqtt.subscribed.is_set()
+    finally:
+        await link.close()
+
+
+async def test_a_broker_closing_the_connection_before_connack_is_retried_at_once(
+    mqtt_settings: Settings, forget_session: None
+) -> None:
+    """aiomqtt alone would wait out its 10 s timeout on each such connect before trying again."""
+    link = FlakyLink()
+    port = await link.start()
+    link.accepting = False
+    settings = mqtt_settings.model_copy(update={"mqtt_url": f"mqtt://127.0.0.1:{port}"})
+    try:
+        async with running(settings, subscribed=False) as (app, client):
+            mqtt = app.state.platform.telemetry.mqtt
+
+            async def tried_again() -> bool:
+                return int((await mqtt.check()).detail["reconnects"]) >= 2
+
+            await eventually(tried_again, timeout=8)
+            assert not mqtt.subscribed.is_set()
+            link.accepting = True
+
+            async with asyncio.timeout(10):
+                await mqtt.subscribed.wait()
+            patient_id, key = await admit_with_device(client)
+            await publish(settings, "mon-1", {"device_key": key, "ts": at(0), **NORMAL})
+            assert len(await wait_for_vitals(client, patient_id, 1)) == 1
     finally:
         await link.close()
 

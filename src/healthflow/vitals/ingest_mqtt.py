@@ -12,6 +12,11 @@ stored or quarantined, so a crash in between, or an intake that cannot be reache
 broker keep or deliver it again to the persistent session; the (device, ts) dedupe absorbs the
 repeat. aiomqtt acknowledges on receipt and has no public switch for that,
 so the paho client underneath is put in manual-ack mode.
+
+aiomqtt also ignores a connection the broker closes before its CONNACK (a broker restarting
+behind a load balancer, a proxy whose upstream is down): the connect then waits out the whole
+client timeout (10 s) before the reconnect loop may try again. `_SubscriberClient` fails such
+a connect at once instead.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ import aiomqtt
 import orjson
 import structlog
 from fastapi.exceptions import RequestValidationError
+from paho.mqtt.client import Client as PahoClient
+from paho.mqtt.client import DisconnectFlags
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from healthflow.ports import Check
 from healthflow.vitals import metrics
@@ -140,7 +149,7 @@ class MqttIngest:
         )
 
     async def _session(self) -> None:
-        client = aiomqtt.Client(
+        client = _SubscriberClient(
             self._broker.hostname,
             self._broker.port,
             username=self._broker.username,
@@ -236,3 +245,22 @@ def _payload(raw: object) -> bytes:
     if isinstance(raw, bytes | bytearray):
         return bytes(raw)
     return str(raw).encode() if raw is not None else b""
+
+
+class _SubscriberClient(aiomqtt.Client):
+    """aiomqtt's client, with a connection closed before CONNACK failing the connect at once."""
+
+    def _on_disconnect(
+        self,
+        client: PahoClient,
+        userdata: Any,
+        flags: DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None = None,
+    ) -> None:
+        if not self._connected.done():
+            self._connected.set_exception(
+                aiomqtt.MqttCodeError(reason_code, "Connection closed before CONNACK")
+            )
+            return
+        super()._on_disconnect(client, userdata, flags, reason_code, properties)
