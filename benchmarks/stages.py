@@ -8,8 +8,13 @@ wall time per reading:
   intake     TelemetryService.ingest: checks, the outbox rows, one transaction per batch
   relay      reading the outbox back (SqlTelemetryOutbox.pending), then marking it published
   worker     Escalation.handle_batch: the vitals store, NEWS2, alerts, live pushes
+  mqtt       the MQTT subscriber's path for one-reading messages, as a monitor sends them: the
+             topic and JSON, the device key, the intake; one message per device at a time, side
+             by side as the subscriber stores what arrived together (not part of "all stages",
+             it is the intake by another road)
 
     .venv/bin/python benchmarks/stages.py [--patients 50] [--per-device 1000] [--rounds 3]
+        [--mqtt-messages 20]
 
 CPU is the process's (the SQLite threads included); each figure is the median of the rounds,
 each round on a fresh platform. The end-to-end benchmark is `healthflow bench` (BENCHMARKS.md).
@@ -26,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import aiomqtt
 import orjson
 import structlog
 
@@ -34,6 +40,7 @@ from healthflow.patients.domain import NewPatient, Sex
 from healthflow.settings import Settings
 from healthflow.vitals import intake_store
 from healthflow.vitals.escalation import Escalation
+from healthflow.vitals.ingest_mqtt import Broker, LocalIntake, MqttIngest
 from healthflow.vitals.schemas import parse_readings_json
 
 
@@ -56,6 +63,22 @@ def batch_body(now: datetime, device: int, count: int) -> bytes:
             ]
         }
     )
+
+
+MQTT_STAGE = "mqtt: one-reading messages"
+
+
+def one_reading(ts: datetime, device: int) -> dict[str, Any]:
+    return {
+        "ts": (ts - timedelta(milliseconds=device)).isoformat(),
+        "heart_rate": 72,
+        "resp_rate": 16,
+        "spo2": 97,
+        "systolic_bp": 120,
+        "diastolic_bp": 70,
+        "temperature": 36.8,
+        "consciousness": "A",
+    }
 
 
 async def timed(
@@ -81,7 +104,7 @@ async def one_round(
     await platform.prepare_storage()
     telemetry = platform.telemetry
     assert telemetry is not None
-    devices = []
+    devices, keys = [], []
     for i in range(args.patients):
         new = NewPatient(
             given_name="Stage",
@@ -96,6 +119,7 @@ async def one_round(
             f"stage-{i}", patient_id=patient.id, kind="monitor"
         )
         devices.append(registered.device)
+        keys.append(registered.key)
     now = datetime.now(UTC)
     bodies = [batch_body(now, i, args.per_device) for i in range(args.patients)]
     total = args.patients * args.per_device
@@ -136,6 +160,37 @@ async def one_round(
             await escalation.handle_batch(events[k : k + step])
 
     await timed(results, f"worker (batches of {step})", total, worker)
+
+    mqtt = MqttIngest(
+        LocalIntake(telemetry.intake),
+        Broker.from_url("mqtt://127.0.0.1"),  # never connected: messages are handed in
+        client_id="stages",
+        max_message_bytes=settings.max_body_bytes,
+        queue_size=settings.worker_queue_size,
+    )
+    later = now + timedelta(seconds=1)  # after the batches above: none is a duplicate
+    arrivals = [
+        [
+            aiomqtt.Message(
+                f"devices/{device.device_id}/messages/events/",
+                orjson.dumps(
+                    {"device_key": key, **one_reading(later + timedelta(seconds=2 * k), i)}
+                ),
+                qos=1,
+                retain=False,
+                mid=k * args.patients + i,
+                properties=None,
+            )
+            for i, (device, key) in enumerate(zip(devices, keys, strict=True))
+        ]
+        for k in range(args.mqtt_messages)
+    ]
+
+    async def mqtt_messages() -> None:
+        for arrived in arrivals:
+            await mqtt._store_all(arrived)
+
+    await timed(results, MQTT_STAGE, args.patients * args.mqtt_messages, mqtt_messages)
     await platform.patients_db.dispose()
     await platform.analytics_db.dispose()
 
@@ -151,10 +206,17 @@ async def main(args: argparse.Namespace) -> None:
     for name, runs in results.items():
         cpu = statistics.median(c for c, _ in runs)
         wall = statistics.median(w for _, w in runs)
+        if name == MQTT_STAGE:
+            ceiling = 1e6 / cpu
+            print(
+                f"{name:28s} {cpu:15.1f} {wall:16.1f}   -> at most {ceiling:,.0f} messages/s/core"
+            )
+            continue
         cpu_total += cpu
         print(f"{name:28s} {cpu:15.1f} {wall:16.1f}")
     ceiling = 1e6 / cpu_total
-    print(f"{'all stages':28s} {cpu_total:15.1f}   -> at most {ceiling:,.0f} readings/s/core")
+    per_core = f"-> at most {ceiling:,.0f} readings/s/core"
+    print(f"{'all stages (without mqtt)':28s} {cpu_total:15.1f}   {per_core}")
 
 
 if __name__ == "__main__":
@@ -162,6 +224,7 @@ if __name__ == "__main__":
     parser.add_argument("--patients", type=int, default=50)
     parser.add_argument("--per-device", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mqtt-messages", type=int, default=20, help="per device")
     # the platform logs every registration: quiet here, the figures are the output
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     asyncio.run(main(parser.parse_args()))

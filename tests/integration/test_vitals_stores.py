@@ -21,7 +21,7 @@ from healthflow.vitals import intake_store
 from healthflow.vitals import store as schema
 from healthflow.vitals.alerts import Alert, AlertChanged, AlertStatus, Severity
 from healthflow.vitals.assessment import PatientVitals, assess
-from healthflow.vitals.domain import Consciousness, QuarantinedReading, Reading
+from healthflow.vitals.domain import Consciousness, Device, QuarantinedReading, Reading
 from healthflow.vitals.events import RecordedReading
 from healthflow.vitals.monitor import VitalsMonitor, critical_call
 from healthflow.vitals.ports import Outcome, StoredReading
@@ -457,3 +457,25 @@ async def test_readings_of_one_patient_handled_at_once_raise_one_alert(
     assert len(series) == 8
     # every reading that was scored counted on the one alert: no update was lost
     assert alert.readings == sum(1 for s in series if s.assessment is not None)
+
+
+async def test_devices_looked_up_together_each_get_their_own_row_and_see_a_rebinding(
+    db: Database,
+) -> None:
+    registry = intake_store.SqlDeviceRegistry(db)
+    first, second = uuid4(), uuid4()
+    for n, patient in enumerate([first, second, None]):
+        await registry.add(Device(f"mon-{n}", "monitor", patient, T0), f"hash-{n}")
+
+    # the lookups of a burst of MQTT messages arrive together and are read in one query
+    found = await asyncio.gather(*(registry.get(d) for d in ["mon-0", "mon-1", "ghost", "mon-2"]))
+
+    assert [(f[0].patient_id, f[1]) if f else None for f in found] == [
+        (first, "hash-0"),
+        (second, "hash-1"),
+        None,
+        (None, "hash-2"),
+    ]
+    await registry.bind("mon-0", second)
+    bound = await registry.get("mon-0")
+    assert bound is not None and bound[0].patient_id == second

@@ -37,6 +37,7 @@ from healthflow.messaging.events import CloudEvent
 from healthflow.ports import OutboxEntry, OutboxStats
 from healthflow.storage.engine import Database, UtcDateTime
 from healthflow.storage.group_commit import GroupCommit
+from healthflow.storage.group_read import GroupRead
 from healthflow.vitals.domain import Device, DeviceNotFound, DeviceTaken, QuarantinedReading
 from healthflow.vitals.events import RecordedReading, vital_signs_recorded
 
@@ -97,6 +98,9 @@ class SqlDeviceRegistry:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # devices checked at the same time (a burst of MQTT messages from many monitors) are
+        # read in one query; every check still reads the table, so a rebinding is seen at once
+        self._lookups = GroupRead("devices", read_many=self._get_many)
 
     async def add(self, device: Device, key_hash: str) -> None:
         try:
@@ -114,11 +118,12 @@ class SqlDeviceRegistry:
             raise DeviceTaken(device.device_id) from exc
 
     async def get(self, device_id: str) -> tuple[Device, str] | None:
+        return await self._lookups.get(device_id)
+
+    async def _get_many(self, device_ids: Sequence[str]) -> dict[str, tuple[Device, str]]:
         async with self._db.reader.connect() as conn:
-            row = (
-                await conn.execute(select(devices).where(devices.c.device_id == device_id))
-            ).first()
-        return (_device(row), row.key_hash) if row else None
+            rows = await conn.execute(select(devices).where(devices.c.device_id.in_(device_ids)))
+            return {row.device_id: (_device(row), row.key_hash) for row in rows}
 
     async def bind(self, device_id: str, patient_id: UUID | None) -> Device:
         async with self._db.writer.begin() as conn:

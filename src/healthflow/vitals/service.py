@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,10 +54,21 @@ async def _nothing_waiting() -> int:
 class DeviceService:
     """Registration and binding; a device's key is returned once and stored only as a hash."""
 
-    def __init__(self, registry: DeviceRegistry, patients: Patients, clock: Clock) -> None:
+    def __init__(
+        self,
+        registry: DeviceRegistry,
+        patients: Patients,
+        clock: Clock,
+        *,
+        wards_remembered: int = 10_000,
+    ) -> None:
         self._registry = registry
         self._patients = patients
         self._clock = clock
+        # a patient's ward never changes after registration, so once read it is kept (the
+        # oldest first out beyond the bound): each message of a monitor would otherwise read it
+        self._wards: OrderedDict[UUID, str] = OrderedDict()
+        self._wards_remembered = wards_remembered
 
     async def register(self, device_id: str, *, patient_id: UUID, kind: str) -> RegisteredDevice:
         check_device(device_id, kind)
@@ -85,7 +97,12 @@ class DeviceService:
 
     async def ward(self, patient_id: UUID) -> str:
         """The ward a bound patient's readings are filed under (carried in their events)."""
-        return await self._patients.ward(patient_id)
+        ward = self._wards.get(patient_id)
+        if ward is None:
+            ward = self._wards[patient_id] = await self._patients.ward(patient_id)
+            if len(self._wards) > self._wards_remembered:
+                self._wards.popitem(last=False)
+        return ward
 
     async def _monitorable(self, patient_id: UUID) -> None:
         patient = await self._patients.get(patient_id)  # PatientNotFound for an unknown patient
