@@ -107,7 +107,7 @@ async def test_the_session_says_who_the_token_names(
     ("role", "may", "may_not"),
     [
         ("nurse", ["PUT /api/patients/{patient_id}/status", "GET /ws"], ["POST /api/patients"]),
-        ("clinician", ["POST /api/patients", "POST /api/alerts/{alert_id}/ack"], ["GET /api/audit"]),
+        ("clinician", ["POST /api/patients", "GET /api/quarantine"], ["GET /api/audit"]),
         ("admin", ["GET /api/audit", "POST /api/patients"], []),
     ],
 )
