@@ -161,3 +161,22 @@ async def test_every_websocket_route_for_every_role(app: FastAPI) -> None:
         for role in Role:
             outcome = await _ws_outcome(app, path, f"?access_token={_token(app, role)}")
             assert outcome == ("open" if role in rule.roles else 4403), (path, role)
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.CLINICIAN, Role.NURSE, Role.ANALYST])
+async def test_the_session_lists_exactly_the_routes_the_guard_lets_the_role_call(
+    app: FastAPI, make_client: Callable[..., httpx.AsyncClient], patient_id: str, role: Role
+) -> None:
+    # the dashboard offers what the session lists: a listed route must not answer 403, and an
+    # unlisted one must, or the dashboard would hide what works or offer what is refused
+    http = make_client(role.value)
+    listed = set((await http.get("/api/auth/session")).json()["permissions"])
+    for method, path in _http_routes(app):
+        rule = PERMISSIONS[(method, path)]
+        if rule.public or (f"{method} {path}" in listed and rule.query_token):
+            continue  # public: anyone; an allowed stream (SSE) never ends
+        response = await _call(http, method, _fill(path, rule, patient_id))
+        assert (response.status_code != 403) == (f"{method} {path}" in listed), (method, path)
+    for path in _ws_routes(app):
+        outcome = await _ws_outcome(app, path, f"?access_token={_token(app, role)}")
+        assert (outcome == "open") == (f"GET {path}" in listed), path

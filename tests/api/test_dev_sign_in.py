@@ -97,9 +97,42 @@ async def test_the_session_says_who_the_token_names(
 ) -> None:
     response = await make_client("nurse", sub="nina", ward="A&E").get("/api/auth/session")
     assert response.status_code == 200
-    assert response.json() == {"subject": "nina", "roles": ["nurse"], "ward": "A&E"}
-    admin = await make_client("admin", sub="ada").get("/api/auth/session")
-    assert admin.json() == {"subject": "ada", "roles": ["admin"], "ward": None}
+    nurse = response.json()
+    assert (nurse["subject"], nurse["roles"], nurse["ward"]) == ("nina", ["nurse"], "A&E")
+    admin = (await make_client("admin", sub="ada").get("/api/auth/session")).json()
+    assert (admin["subject"], admin["roles"], admin["ward"]) == ("ada", ["admin"], None)
+
+
+@pytest.mark.parametrize(
+    ("role", "may", "may_not"),
+    [
+        ("nurse", ["PUT /api/patients/{patient_id}/status", "GET /ws"], ["POST /api/patients"]),
+        ("clinician", ["POST /api/patients", "GET /api/quarantine"], ["GET /api/audit"]),
+        ("admin", ["GET /api/audit", "POST /api/patients"], []),
+    ],
+)
+async def test_the_session_lists_what_the_role_may_call(
+    make_client: Callable[..., httpx.AsyncClient], role: str, may: list[str], may_not: list[str]
+) -> None:
+    permissions = (await make_client(role).get("/api/auth/session")).json()["permissions"]
+    assert set(may) <= set(permissions)
+    assert not set(may_not) & set(permissions)
+
+
+async def test_the_analyst_session_offers_the_dashboard_and_nothing_with_patients(
+    make_client: Callable[..., httpx.AsyncClient],
+) -> None:
+    session = (await make_client("analyst").get("/api/auth/session")).json()
+    assert session["permissions"] == ["GET /api/analytics/dashboard", "GET /api/auth/session"]
+
+
+async def test_the_session_leaves_out_public_routes(
+    make_client: Callable[..., httpx.AsyncClient],
+) -> None:
+    # anyone may call them: listing them would say nothing about the role
+    permissions = (await make_client("admin").get("/api/auth/session")).json()["permissions"]
+    assert "GET /health" not in permissions
+    assert "POST /api/devices/{device_id}/telemetry" not in permissions
 
 
 @pytest.mark.parametrize("role", [None, "expired", "device"])

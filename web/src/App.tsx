@@ -1,6 +1,7 @@
 import { useEffect, useRef } from "react";
-import { NavLink, Outlet, Route, Routes, useLocation } from "react-router";
+import { Navigate, NavLink, Outlet, Route, Routes, useLocation } from "react-router";
 
+import { Permitted, useAccess } from "./access/AccessProvider";
 import { AlertsView } from "./alerts/AlertsView";
 import { useAlerts } from "./alerts/AlertsProvider";
 import { waitingCount } from "./alerts/alertsState";
@@ -58,23 +59,36 @@ function AlertsLink() {
   );
 }
 
+/** The views this user may open, in order; the others are not offered at all. */
+function MainNav() {
+  const { views } = useAccess();
+  return (
+    <nav aria-label="Main">
+      {views.map((view) =>
+        view.feature === "alerts" ? (
+          <AlertsLink key={view.path} />
+        ) : (
+          <NavLink key={view.path} to={view.path} end={view.path === "/"}>
+            {view.label}
+          </NavLink>
+        ),
+      )}
+    </nav>
+  );
+}
+
 function Layout() {
   useFocusOnNavigation();
+  const { may } = useAccess();
   return (
     <>
       <a className="skip" href="#main">Skip to content</a>
       <header className="top">
         <span className="brand">HealthFlow</span>
-        <nav aria-label="Main">
-          <NavLink to="/" end>Ward board</NavLink>
-          <NavLink to="/patients/new">Register</NavLink>
-          <AlertsLink />
-          <NavLink to="/analytics">Analytics</NavLink>
-          <NavLink to="/operations">Operations</NavLink>
-        </nav>
-        <LiveIndicator />
+        <MainNav />
+        {may("live") && <LiveIndicator />}
       </header>
-      <CriticalBanner />
+      {may("alerts") && <CriticalBanner />}
       <main id="main" tabIndex={-1}>
         <Outlet />
       </main>
@@ -83,12 +97,28 @@ function Layout() {
 }
 
 function NotFound() {
+  const { home } = useAccess();
   return (
     <section>
       <h1>Page not found</h1>
-      <p>
-        <NavLink to="/">Go to the ward board</NavLink>
-      </p>
+      {home && (
+        <p>
+          <NavLink to={home}>Go to your start page</NavLink>
+        </p>
+      )}
+    </section>
+  );
+}
+
+/** `/`: the ward board, or for a role without it the first view it may open. */
+function Home() {
+  const { may, home } = useAccess();
+  if (may("board")) return <WardBoard />;
+  if (home) return <Navigate to={home} replace />;
+  return (
+    <section>
+      <h1>Nothing to show for your role</h1>
+      <p>Your sign-in allows none of the dashboard's views. Ask your administrator for a role.</p>
     </section>
   );
 }
@@ -97,12 +127,12 @@ export function App() {
   return (
     <Routes>
       <Route element={<Layout />}>
-        <Route index element={<WardBoard />} />
-        <Route path="patients/new" element={<RegisterPatient />} />
-        <Route path="patients/:id" element={<PatientDetail />} />
-        <Route path="alerts" element={<AlertsView />} />
-        <Route path="analytics" element={<Analytics />} />
-        <Route path="operations" element={<Operations />} />
+        <Route index element={<Home />} />
+        <Route path="patients/new" element={<Permitted feature="register"><RegisterPatient /></Permitted>} />
+        <Route path="patients/:id" element={<Permitted feature="patient"><PatientDetail /></Permitted>} />
+        <Route path="alerts" element={<Permitted feature="alerts"><AlertsView /></Permitted>} />
+        <Route path="analytics" element={<Permitted feature="analytics"><Analytics /></Permitted>} />
+        <Route path="operations" element={<Permitted feature="operations"><Operations /></Permitted>} />
         <Route path="*" element={<NotFound />} />
       </Route>
     </Routes>

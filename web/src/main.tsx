@@ -3,6 +3,7 @@ import { StrictMode, useCallback, useState } from "react";
 import { createRoot } from "react-dom/client";
 import { BrowserRouter } from "react-router";
 
+import { AccessProvider } from "./access/AccessProvider";
 import { AlertsProvider } from "./alerts/AlertsProvider";
 import { accessToken, setAccessToken, wardLimit } from "./api/auth";
 import { ApiError } from "./api/client";
@@ -27,7 +28,10 @@ const queries = new QueryClient({
   },
 });
 
-/** The dashboard once signed in; the live socket opens only with a token to present. */
+/**
+ * The dashboard once signed in, offering only what the server allows this user
+ * (`access/access.ts`); the live socket opens only with a token to present.
+ */
 function Root() {
   // the OIDC callback page finishes a sign-in even in a tab that holds a token already
   const [signedIn, setSignedIn] = useState(
@@ -54,16 +58,21 @@ function Root() {
   }
   return (
     <QueryClientProvider client={queries}>
-      <LiveProvider topics={baseTopics(wardLimit())}>
-        <SessionGuard onEnded={ended} />
-        <BoardProvider>
-          <AlertsProvider>
-            <BrowserRouter>
-              <App />
-            </BrowserRouter>
-          </AlertsProvider>
-        </BoardProvider>
-      </LiveProvider>
+      <AccessProvider onEnded={ended}>
+        {(access) => (
+          // a role the server refuses the socket (an analyst) never opens it
+          <LiveProvider topics={baseTopics(wardLimit())} connect={access.may("live")}>
+            <SessionGuard onEnded={ended} />
+            <BoardProvider>
+              <AlertsProvider>
+                <BrowserRouter>
+                  <App />
+                </BrowserRouter>
+              </AlertsProvider>
+            </BoardProvider>
+          </LiveProvider>
+        )}
+      </AccessProvider>
     </QueryClientProvider>
   );
 }

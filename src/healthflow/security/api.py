@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from healthflow.security.audit import AuditRecord, SqlAuditTrail
 from healthflow.security.errors import Forbidden
+from healthflow.security.rbac import Guard, permitted
 from healthflow.security.tokens import DevTokens, Principal
 
 DEV_SIGN_IN_TTL = timedelta(hours=8)
@@ -110,6 +111,9 @@ class SessionOut(BaseModel):
     subject: str
     roles: list[str]
     ward: str | None  # the ward claim: a nurse with one reaches only that ward
+    # what the dashboard may offer: "METHOD /path" of every non-public route these roles may
+    # call, from the permission table (rbac.PERMISSIONS), so the browser keeps no copy of it
+    permissions: list[str]
 
 
 @auth_router.get("/session", response_model=SessionOut)
@@ -117,4 +121,10 @@ async def session(request: Request) -> SessionOut:
     """Answers 401 once the token has expired or no longer verifies: how the dashboard finds out
     why its live socket was refused (a browser is not told the handshake's status)."""
     principal: Principal = request.state.principal
-    return SessionOut(subject=principal.subject, roles=sorted(principal.roles), ward=principal.ward)
+    gate: Guard = request.app.state.guard
+    return SessionOut(
+        subject=principal.subject,
+        roles=sorted(principal.roles),
+        ward=principal.ward,
+        permissions=permitted(principal, gate.permissions),
+    )

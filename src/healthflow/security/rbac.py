@@ -193,6 +193,21 @@ class Guard:
         return None
 
 
+def permitted(
+    principal: Principal, permissions: Mapping[tuple[str, str], Rule] = PERMISSIONS
+) -> list[str]:
+    """Every route the principal's roles may call, as "METHOD /path" in table order.
+
+    Public routes are left out (anyone may call them); a ward or device limit still applies to
+    what a listed route answers. The dashboard offers only what this list allows.
+    """
+    return [
+        f"{method} {path}"
+        for (method, path), rule in permissions.items()
+        if not rule.public and any(r.value in principal.roles for r in rule.roles)
+    ]
+
+
 def declared_routes(app: FastAPI) -> dict[tuple[str, str], str]:
     """Every (method, path) the app serves through FastAPI, as "http" or "websocket" (GET)."""
     found: dict[tuple[str, str], str] = {}

@@ -9,6 +9,7 @@ import {
   type ReactNode,
 } from "react";
 
+import { useAccess } from "../access/AccessProvider";
 import { currentUser, wardLimit } from "../api/auth";
 import { acknowledgeAlert, ApiError, listAlerts } from "../api/client";
 import type { Alert } from "../api/types";
@@ -29,6 +30,8 @@ const AlertsContext = createContext<AlertsContextValue | null>(null);
 
 /** Loads active alerts and recent history once, keeps them live, reloads on resync. */
 export function AlertsProvider({ children }: { children: ReactNode }) {
+  // a role without the alerts (an analyst) loads none: the server would refuse them
+  const allowed = useAccess().may("alerts");
   const [state, dispatch] = useReducer(alertsReducer, initialAlerts);
   const [error, setError] = useState<string | null>(null);
   const generation = useRef(0);
@@ -37,6 +40,7 @@ export function AlertsProvider({ children }: { children: ReactNode }) {
 
   const reloadAsked = useCallback(() => again.current, []);
   const reload = useCallback(() => {
+    if (!allowed) return;
     if (loading.current) {
       again.current = true;
       return;
@@ -63,7 +67,7 @@ export function AlertsProvider({ children }: { children: ReactNode }) {
       } while (reloadAsked());
       loading.current = false;
     })();
-  }, [reloadAsked]);
+  }, [allowed, reloadAsked]);
 
   useEffect(() => {
     reload();

@@ -15,6 +15,7 @@ import type {
   PatientNews2,
   Readiness,
   Reading,
+  Session,
   SignInConfig,
   Status,
 } from "./types";
@@ -156,6 +157,11 @@ export async function listAllNews2(ward: string | null, maxPages = 20): Promise<
 
 export async function getSignInConfig(): Promise<SignInConfig> {
   return unwrap(api.GET("/api/auth/config"));
+}
+
+/** Who the token names and every route its roles may call (what the dashboard offers). */
+export function getSession(): Promise<Session> {
+  return unwrap(api.GET("/api/auth/session"));
 }
 
 /**

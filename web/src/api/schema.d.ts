@@ -1027,6 +1027,8 @@ export interface components {
          * @description Who the presented token says the caller is, as the server read and verified it.
          */
         SessionOut: {
+            /** Permissions */
+            permissions: string[];
             /** Roles */
             roles: string[];
             /** Subject */

@@ -14,6 +14,7 @@ export type News2 = components["schemas"]["News2Out"];
 export type PatientNews2 = components["schemas"]["PatientNews2Out"];
 export type Reading = components["schemas"]["VitalsOut"];
 export type SignInConfig = components["schemas"]["SignInConfig"];
+export type Session = components["schemas"]["SessionOut"];
 
 // The statuses in the order of a stay; `satisfies` fails the build if the schema's enum changes.
 export const STATUSES = [

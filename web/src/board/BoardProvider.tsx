@@ -10,6 +10,7 @@ import {
   type ReactNode,
 } from "react";
 
+import { useAccess } from "../access/AccessProvider";
 import { wardLimit } from "../api/auth";
 import { ApiError, getPatient, listAllNews2, listAllPatients } from "../api/client";
 import { useLive, useLiveTopics } from "../live/LiveProvider";
@@ -35,6 +36,8 @@ const BoardContext = createContext<BoardContextValue | null>(null);
  * live messages (names fetched by id, since live messages are de-identified), reloaded on resync.
  */
 export function BoardProvider({ children }: { children: ReactNode }) {
+  // a role without the board (an analyst) loads nothing: the server would refuse it
+  const allowed = useAccess().may("board");
   const [state, dispatch] = useReducer(boardReducer, initialBoard);
   const [error, setError] = useState<string | null>(null);
   const generation = useRef(0);
@@ -45,6 +48,7 @@ export function BoardProvider({ children }: { children: ReactNode }) {
   // read through a function: the compiler would otherwise assume the loop did not change it
   const reloadAsked = useCallback(() => again.current, []);
   const reload = useCallback(() => {
+    if (!allowed) return;
     if (loading.current) {
       again.current = true; // one more reload after this one, however many resyncs came
       return;
@@ -72,7 +76,7 @@ export function BoardProvider({ children }: { children: ReactNode }) {
       } while (reloadAsked());
       loading.current = false;
     })();
-  }, [reloadAsked]);
+  }, [allowed, reloadAsked]);
 
   useEffect(() => {
     reload();

@@ -1,6 +1,7 @@
 import { useId, useMemo, useState } from "react";
 import { Link } from "react-router";
 
+import { useAccess } from "../access/AccessProvider";
 import { STATUSES } from "../api/types";
 import { duration } from "../format";
 import { News2Badge } from "../news2";
@@ -29,6 +30,7 @@ function Score({ news2, now }: { news2: BoardNews2 | undefined; now: number }) {
 /** The charge nurse's screen: every patient by ward, kept live. */
 export function WardBoard() {
   const { state, error } = useBoard();
+  const { may } = useAccess();
   const [filter, setFilter] = useState<BoardFilter>(defaultFilter);
   const now = useNow();
   const groups = useMemo(() => groupByWard(state, filter), [state, filter]);
@@ -40,9 +42,11 @@ export function WardBoard() {
     <section aria-labelledby="board-title">
       <div className="page-head">
         <h1 id="board-title">Ward board</h1>
-        <Link className="button" to="/patients/new">
-          Register patient
-        </Link>
+        {may("register") && (
+          <Link className="button" to="/patients/new">
+            Register patient
+          </Link>
+        )}
       </div>
       <form className="filters" role="search" onSubmit={(e) => { e.preventDefault(); }}>
         <label htmlFor={ids.search}>Search name or MRN</label>

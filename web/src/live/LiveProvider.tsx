@@ -34,9 +34,19 @@ const LiveContext = createContext<LiveContextValue | null>(null);
  * One live socket for the whole app; views listen to it and add topics through hooks. `topics`
  * are wanted by every screen: patient changes (the board's provider) and alerts (the banner),
  * as `patients` and `alerts`, or one ward's topic for a nurse limited to it (`live/topics.ts`).
+ * Without `connect` (a role refused the socket) no socket opens and the state stays "stopped".
  */
-export function LiveProvider({ topics, children }: { topics: readonly string[]; children: ReactNode }) {
-  const [state, setState] = useState<ConnectionState>("connecting");
+export function LiveProvider({
+  topics,
+  connect = true,
+  children,
+}: {
+  topics: readonly string[];
+  /** False: no socket at all (a role the server refuses it); views' hooks then do nothing. */
+  connect?: boolean;
+  children: ReactNode;
+}) {
+  const [state, setState] = useState<ConnectionState>(connect ? "connecting" : "stopped");
   const listeners = useRef(new Set<LiveListener>());
   // the first render's topics for the whole session: whose they are does not change while signed in
   const wanted = useRef(new Map<string, number>(topics.map((t) => [t, 1])));
@@ -74,6 +84,7 @@ export function LiveProvider({ topics, children }: { topics: readonly string[]; 
   });
 
   useEffect(() => {
+    if (!connect) return;
     const live = new LiveClient({
       url: () => liveUrl(),
       topics: [...wanted.current.keys()],
@@ -104,7 +115,7 @@ export function LiveProvider({ topics, children }: { topics: readonly string[]; 
       live.stop();
       client.current = null;
     };
-  }, []);
+  }, [connect]);
 
   return <LiveContext.Provider value={{ ...value, state }}>{children}</LiveContext.Provider>;
 }

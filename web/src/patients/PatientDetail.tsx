@@ -2,6 +2,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useId, useState, type SyntheticEvent } from "react";
 import { Link, useParams } from "react-router";
 
+import { useAccess } from "../access/AccessProvider";
 import { PatientAlerts } from "../alerts/PatientAlerts";
 import { ApiError, changeStatus, getHistory, getPatient } from "../api/client";
 import { STATUSES, type Status } from "../api/types";
@@ -11,13 +12,14 @@ import { STATUS_LABEL, StatusBadge } from "../status";
 import { useNow } from "../useNow";
 import { VitalsPanel } from "../vitals/VitalsPanel";
 
-/** One patient: who they are, their stay so far, and the status change form. */
+/** One patient: who they are, their stay so far, and the status change form (where allowed). */
 export function PatientDetail() {
   const { id = "" } = useParams();
   const queries = useQueryClient();
   const patient = useQuery({ queryKey: ["patient", id], queryFn: () => getPatient(id) });
   const history = useQuery({ queryKey: ["history", id], queryFn: () => getHistory(id) });
   const now = useNow();
+  const { may } = useAccess();
 
   const refresh = () => {
     void queries.invalidateQueries({ queryKey: ["patient", id] });
@@ -58,10 +60,12 @@ export function PatientDetail() {
           <dt>Status</dt><dd>{STATUS_LABEL[p.status]} for {duration(p.status_since, now)}</dd>
           <dt>Registered</dt><dd>{dateTime(p.created_at)}</dd>
         </dl>
-        <StatusForm key={`${p.id}-${p.version}`} patientId={p.id} current={p.status} onChanged={refresh} />
+        {may("changeStatus") && (
+          <StatusForm key={`${p.id}-${p.version}`} patientId={p.id} current={p.status} onChanged={refresh} />
+        )}
       </div>
       <VitalsPanel key={p.id} patientId={p.id} />
-      <PatientAlerts patientId={p.id} name={`${p.family_name}, ${p.given_name}`} />
+      {may("alerts") && <PatientAlerts patientId={p.id} name={`${p.family_name}, ${p.given_name}`} />}
       <h2>Timeline</h2>
       {history.isPending && <p>Loading history…</p>}
       {history.isError && <p role="alert" className="error">{history.error.message}</p>}
