@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from sqlalchemy import event
 
 from healthflow.patients.domain import PatientNotFound
 from healthflow.storage.engine import Database, open_database
@@ -403,6 +404,24 @@ async def test_intake_backlog_counts_accepted_readings_until_they_are_published(
     await outbox.mark_published([e.seq for e in pending], T0)
     recounting = intake_store.SqlTelemetryIntake(db, recount_after_s=0)
     assert await recounting.backlog() == 0
+
+
+async def test_a_burst_finding_the_backlog_stale_waits_for_one_count(db: Database) -> None:
+    intake = intake_store.SqlTelemetryIntake(db, recount_after_s=0)
+    await intake.accept([recorded(uuid4(), i, heart_rate=70.0) for i in range(3)], [])
+    counts: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "telemetry_outbox" in statement and "count" in statement.lower():
+            counts.append(statement)
+
+    event.listen(db.reader.sync_engine, "before_cursor_execute", seen)
+    try:
+        # 50 MQTT messages arriving together each ask before they are admitted
+        assert await asyncio.gather(*(intake.backlog() for _ in range(50))) == [3] * 50
+    finally:
+        event.remove(db.reader.sync_engine, "before_cursor_execute", seen)
+    assert len(counts) == 1
 
 
 async def test_intake_counts_duplicates_and_pages_the_quarantine(db: Database) -> None:

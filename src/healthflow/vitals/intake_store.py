@@ -6,6 +6,8 @@ process dies before a worker handled it.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -171,6 +173,8 @@ class SqlTelemetryIntake:
         self._counted = 0
         self._counted_at = -math.inf
         self._accepted_since = 0
+        # one count at a time: a burst of messages finding the count stale waits for one query
+        self._recount: asyncio.Task[None] | None = None
         # requests arriving together (many devices, MQTT messages) commit together
         self._requests = GroupCommit[_Intake, int](
             "telemetry.intake", write_batch=self._accept_many, write_one=self._accept_one
@@ -246,10 +250,18 @@ class SqlTelemetryIntake:
 
     async def backlog(self) -> int:
         if time.monotonic() - self._counted_at >= self._recount_after:
-            async with self._db.reader.connect() as conn:
-                counted = int(await conn.scalar(self._count_backlog) or 0)
-            self._counted, self._counted_at, self._accepted_since = counted, time.monotonic(), 0
+            if self._recount is None or self._recount.done():
+                # its own task: a caller that gives up does not cancel the others' count
+                self._recount = asyncio.create_task(
+                    self._count(), name="telemetry.backlog", context=contextvars.Context()
+                )
+            await asyncio.shield(self._recount)
         return self._counted + self._accepted_since
+
+    async def _count(self) -> None:
+        async with self._db.reader.connect() as conn:
+            counted = int(await conn.scalar(self._count_backlog) or 0)
+        self._counted, self._counted_at, self._accepted_since = counted, time.monotonic(), 0
 
     async def quarantined(
         self, *, device_id: str | None, reason: str | None, before: UUID | None, limit: int
