@@ -60,17 +60,17 @@ monitor_router = APIRouter(tags=["telemetry"])
 DeviceId = Annotated[str, Query(pattern=DEVICE_ID_PATTERN)]
 
 
-def _devices(request: Request) -> DeviceService:
+async def _devices(request: Request) -> DeviceService:
     service: DeviceService = request.app.state.devices
     return service
 
 
-def _telemetry(request: Request) -> TelemetryService:
+async def _telemetry(request: Request) -> TelemetryService:
     service: TelemetryService = request.app.state.telemetry
     return service
 
 
-def _monitor(request: Request) -> VitalsMonitor:
+async def _monitor(request: Request) -> VitalsMonitor:
     service: VitalsMonitor = request.app.state.vitals_monitor
     return service
 

@@ -21,7 +21,7 @@ from healthflow.vitals.service import TelemetryService
 router = APIRouter(tags=["telemetry"])
 
 
-def _telemetry(request: Request) -> TelemetryService:
+async def _telemetry(request: Request) -> TelemetryService:
     service: TelemetryService = request.app.state.telemetry
     return service
 
