@@ -15,6 +15,8 @@ from fastapi import FastAPI
 from starlette.routing import Match
 
 from healthflow.app import build_app
+from healthflow.composition import served
+from healthflow.security import api as audit_api
 from healthflow.security.rbac import PERMISSIONS, Rule, declared_routes
 from healthflow.settings import Settings
 
@@ -187,3 +189,13 @@ async def test_the_gateway_serves_the_dashboard_at_the_root(
     assert client_route.status_code == 200  # the dashboard's own routes: index.html
     assert unknown_api.status_code == 404
     assert unknown_api.headers["content-type"] == "application/problem+json"
+
+
+def test_a_route_two_services_serve_needs_the_gateways_choice_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    both = {"patients": (audit_api.auth_router,), "analytics": (audit_api.auth_router,)}
+    monkeypatch.setattr(served, "SERVICE_ROUTERS", both)
+
+    with pytest.raises(ValueError, match=r"/api/auth/config'\) is served by \['patients', 'analytics'\]"):
+        served.forwarded_routes()
