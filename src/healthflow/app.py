@@ -11,28 +11,21 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import Depends, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from healthflow import __version__
 from healthflow.analytics import api as analytics_api
 from healthflow.composition.adapters import (
     ANALYTICS_GROUP,
     backends,
-    browser_connect_origins,
     dead_letters,
     dev_tokens,
     migrate_databases,
     sign_in_config,
 )
 from healthflow.composition.platform import Platform, build_platform
+from healthflow.composition.process import install_middleware
 from healthflow.composition.roles import build_role_app, cluster_plan
-from healthflow.http import (
-    BodyLimit,
-    RequestContext,
-    RequestTimeout,
-    SecurityHeaders,
-    install_error_handlers,
-)
+from healthflow.http import install_error_handlers
 from healthflow.observability import health
 from healthflow.patients import api as patients_api
 from healthflow.ports import Clock
@@ -126,16 +119,5 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(vitals_api.monitor_router)
     app.include_router(sse.router)
     mount_dashboard(app, settings.web_dir or DEFAULT_DIST)
-    app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContext)
-    app.add_middleware(SecurityHeaders, connect_origins=browser_connect_origins(settings))
-    if settings.cors_allow_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.cors_allow_origins),
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
-            expose_headers=["ETag", "Location", "X-Request-ID", "Retry-After"],
-        )
+    install_middleware(app, settings, browser_facing=True)
     return app

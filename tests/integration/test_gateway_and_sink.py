@@ -89,9 +89,15 @@ def echo_service() -> FastAPI:
 def gateway_app(patients: httpx.AsyncClient, analytics: httpx.AsyncClient) -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(
-        proxy.router(proxy.Upstream("patients", patients), proxy.Upstream("analytics", analytics))
-    )
+    to_patients = proxy.Upstream("patients", patients)
+    to_analytics = proxy.Upstream("analytics", analytics)
+    forwards = {
+        ("GET", "/api/patients"): to_patients,
+        ("GET", "/api/patients/{patient_id}"): to_patients,
+        ("POST", "/api/patients/{patient_id}/status"): to_patients,
+        ("GET", "/api/analytics/dashboard"): to_analytics,
+    }
+    app.include_router(proxy.router(forwards))
     return app
 
 

@@ -1,9 +1,15 @@
-"""MetricsUpdated: rates from counters, figures from injected sources, failures isolated."""
+"""MetricsUpdated: rates from counters, figures from injected sources, failures isolated, logged
+(a timeout as one line, anything else with its traceback) and counted."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
+
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from healthflow.realtime.metrics_feed import MetricsFeed, MetricsSources
 from tests.conftest import SteppingClock
@@ -84,3 +90,62 @@ async def test_figures_not_wired_in_are_null() -> None:
     assert snapshot["dead_letters"] is None
     assert snapshot["open_alerts_by_severity"] is None
     assert snapshot["patients_by_status"] is None
+
+
+def feed_with(**sources: Callable[[], Awaitable[Any]]) -> MetricsFeed:
+    wired = MetricsSources(
+        events_in_total=lambda: 0.0,
+        events_processed_total=lambda: 0.0,
+        worker_queue=lambda: {"depth": 0, "capacity": 10},
+        connected_clients=lambda: 0,
+        **sources,
+    )
+    return MetricsFeed(
+        RecordingHub(), wired, SteppingClock(), interval_s=1, instance="i1", query_timeout_s=0.05
+    )
+
+
+def failures(source: str, reason: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "healthflow_metrics_feed_source_failures_total", {"source": source, "reason": reason}
+    )
+    return value or 0.0
+
+
+async def test_a_source_that_times_out_is_one_warning_line_and_a_count() -> None:
+    async def waits_for_a_connection() -> dict[str, int]:
+        await asyncio.Event().wait()  # a reader pool with no free connection
+        return {}
+
+    before = failures("patients_by_status", "timeout")
+    with capture_logs() as logs:
+        snapshot = await feed_with(patients_by_status=waits_for_a_connection).snapshot()
+
+    assert snapshot["patients_by_status"] is None
+    assert logs == [
+        {
+            "event": "metrics_feed_source_timed_out",
+            "log_level": "warning",
+            "source": "patients_by_status",
+            "error": "TimeoutError",
+            "timeout_s": 0.05,
+        }
+    ]
+    assert failures("patients_by_status", "timeout") == before + 1
+
+
+async def test_a_source_that_breaks_is_logged_with_its_traceback_and_counted() -> None:
+    async def broken() -> int:
+        raise RuntimeError("dead-letter store down")
+
+    before = failures("dead_letters", "error")
+    with capture_logs() as logs:
+        snapshot = await feed_with(dead_letters=broken).snapshot()
+
+    assert snapshot["dead_letters"] is None
+    [entry] = logs
+    assert entry["event"] == "metrics_feed_source_failed"
+    assert entry["log_level"] == "error"
+    assert entry["source"] == "dead_letters"
+    assert entry["exc_info"] is True  # rendered as the traceback by format_exc_info
+    assert failures("dead_letters", "error") == before + 1

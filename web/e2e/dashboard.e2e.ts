@@ -17,9 +17,11 @@ import {
   TABLET,
   type WatchedPage,
 } from "./browser";
+import { adminApi, CRITICAL, unique, WORRYING } from "./helpers";
 import { type Server, startServer } from "./server";
 
 let server: Server;
+const { api, register, monitor } = adminApi(() => server);
 let chromium: Chromium;
 let opened: WatchedPage[] = [];
 // Chromium logs a console error for every 4xx/5xx response and refused WebSocket connect; a test
@@ -70,58 +72,6 @@ async function notReloaded(page: Page): Promise<void> {
     () => (window as unknown as { boardMarker?: string }).boardMarker,
   );
   expect(marker).toBe("not reloaded");
-}
-
-function unique(prefix: string): string {
-  return `${prefix}${randomUUID().slice(0, 6)}`;
-}
-
-async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers: { "content-type": "application/json", authorization: `Bearer ${server.token}` },
-    body: body === undefined ? null : JSON.stringify(body),
-  });
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
-  return (await response.json()) as T;
-}
-
-function register(overrides: Record<string, string> = {}): Promise<Patient> {
-  return api<Patient>("POST", "/api/patients", {
-    given_name: "Ada",
-    family_name: unique("Lovelace"),
-    birth_date: "1980-12-10",
-    sex: "female",
-    ward: unique("Ward"),
-    bed: "3",
-    ...overrides,
-  });
-}
-
-// NEWS2 high (every parameter in its worst band: a critical alert) and NEWS2 5 (an urgent one)
-const CRITICAL = {
-  heart_rate: 140, resp_rate: 28, spo2: 88, systolic_bp: 85, diastolic_bp: 50,
-  temperature: 39.5, consciousness: "V", on_oxygen: true,
-};
-const WORRYING = {
-  heart_rate: 100, resp_rate: 22, spo2: 95, systolic_bp: 124, diastolic_bp: 78,
-  temperature: 38.5, consciousness: "A", on_oxygen: false,
-};
-
-/** A monitor bound to the patient sends one reading now (POST .../telemetry with its key). */
-async function monitor(patient: Patient, values: Record<string, unknown>): Promise<void> {
-  const deviceId = unique("mon-");
-  const { key } = await api<{ key: string }>("POST", "/api/devices", {
-    device_id: deviceId,
-    patient_id: patient.id,
-    kind: "monitor",
-  });
-  const response = await fetch(`${server.url}/api/devices/${deviceId}/telemetry`, {
-    method: "POST",
-    headers: { "content-type": "application/json", "x-device-key": key },
-    body: JSON.stringify({ readings: [{ ts: new Date().toISOString(), ...values }] }),
-  });
-  expect(response.status).toBe(202);
 }
 
 async function alertsOf(ids: string[]): Promise<Alert[]> {

@@ -3,16 +3,16 @@
  * dashboard offers is walked, and no control is shown that the server would refuse, no response
  * is a 403 (or any other error) and the browser logs no error. A forbidden address says so.
  */
-import { randomUUID } from "node:crypto";
-
 import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 import type { Patient } from "../src/api/types";
 import { type Chromium, launchChromium, openPage, screenshot, type WatchedPage } from "./browser";
+import { adminApi, CRITICAL, unique } from "./helpers";
 import { type Server, startServer } from "./server";
 
 let server: Server;
+const { api, register, monitor } = adminApi(() => server);
 let chromium: Chromium;
 let opened: WatchedPage[] = [];
 
@@ -83,60 +83,11 @@ async function notPermitted(page: Page, path: string): Promise<void> {
   await page.getByRole("heading", { level: 1, name: "Not permitted for your role" }).waitFor();
 }
 
-async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers: { "content-type": "application/json", authorization: `Bearer ${server.token}` },
-    body: body === undefined ? null : JSON.stringify(body),
-  });
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
-  return (await response.json()) as T;
-}
-
-function unique(prefix: string): string {
-  return `${prefix}${randomUUID().slice(0, 6)}`;
-}
-
-function register(ward: string, bed: string): Promise<Patient> {
-  return api<Patient>("POST", "/api/patients", {
-    given_name: "Ada",
-    family_name: unique("Lovelace"),
-    birth_date: "1980-12-10",
-    sex: "female",
-    ward,
-    bed,
-  });
-}
-
-/** A monitor bound to the patient sends one reading in every parameter's worst band (critical). */
-async function criticalReading(patient: Patient): Promise<void> {
-  const deviceId = unique("mon-");
-  const { key } = await api<{ key: string }>("POST", "/api/devices", {
-    device_id: deviceId,
-    patient_id: patient.id,
-    kind: "monitor",
-  });
-  const response = await fetch(`${server.url}/api/devices/${deviceId}/telemetry`, {
-    method: "POST",
-    headers: { "content-type": "application/json", "x-device-key": key },
-    body: JSON.stringify({
-      readings: [
-        {
-          ts: new Date().toISOString(),
-          heart_rate: 140, resp_rate: 28, spo2: 88, systolic_bp: 85, diastolic_bp: 50,
-          temperature: 39.5, consciousness: "V", on_oxygen: true,
-        },
-      ],
-    }),
-  });
-  expect(response.status).toBe(202);
-}
-
 describe("a nurse limited to one ward", () => {
   it("is offered every view but Register, and uses each without a refusal", async () => {
     const ward = unique("Ward ");
-    const patient = await register(ward, "4");
-    await criticalReading(patient);
+    const patient = await register({ ward, bed: "4" });
+    await monitor(patient, CRITICAL);
     // the alert engine marks her critical after the reading: the status form starts from there
     await expect
       .poll(async () => (await api<Patient>("GET", `/api/patients/${patient.id}`)).status, { timeout: 10_000 })
@@ -172,7 +123,7 @@ describe("a nurse limited to one ward", () => {
 
 describe("an analyst", () => {
   it("lands on analytics, is offered nothing else, opens no live socket and is never refused", async () => {
-    const patient = await register(unique("Ward "), "1");
+    const patient = await register({ ward: unique("Ward "), bed: "1" });
     const { page, failed, requests, sockets } = await openRecorded();
     await signIn(page, "analyst", "analyst-roles");
     await page.getByRole("heading", { level: 1, name: "Analytics" }).waitFor();

@@ -22,9 +22,11 @@ import {
   TABLET,
   type WatchedPage,
 } from "./browser";
+import { adminApi } from "./helpers";
 import { ARTIFACTS, HEALTHFLOW, type Server, startServer } from "./server";
 
 let server: Server;
+const { api } = adminApi(() => server);
 let chromium: Chromium;
 let simulator: ChildProcess | null = null;
 let opened: WatchedPage[] = [];
@@ -94,16 +96,6 @@ async function notReloaded(page: Page): Promise<void> {
   expect(await page.evaluate(() => (window as unknown as { marker?: string }).marker)).toBe(
     "not reloaded",
   );
-}
-
-async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers: { "content-type": "application/json", authorization: `Bearer ${server.token}` },
-    body: body === undefined ? null : JSON.stringify(body),
-  });
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
-  return (await response.json()) as T;
 }
 
 /** `healthflow simulate`: two patients with monitors, two readings a second, one deteriorating

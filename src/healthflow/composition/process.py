@@ -12,11 +12,13 @@ from typing import Any
 import httpx
 import structlog
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from healthflow import __version__
 from healthflow.composition.adapters import (
     Security,
     backends,
+    browser_connect_origins,
     build_verifier,
     dev_tokens,
 )
@@ -113,7 +115,27 @@ def _service_credentials(settings: Settings) -> httpx.Auth | None:
     return ServiceCredentials(minter, subject=f"healthflow-{settings.role}") if minter else None
 
 
-def _role_http_app(settings: Settings, life: Lifecycle, guard_: Guard) -> FastAPI:
+def install_middleware(app: FastAPI, settings: Settings, *, browser_facing: bool) -> None:
+    """The middleware of every process; the one browsers talk to (`all`, gateway) also lets the
+    dashboard's scripts reach the OIDC issuer and answers CORS for the configured origins."""
+    app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext)
+    origins = browser_connect_origins(settings) if browser_facing else ()
+    app.add_middleware(SecurityHeaders, connect_origins=origins)
+    if browser_facing and settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_allow_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
+            expose_headers=["ETag", "Location", "X-Request-ID", "Retry-After"],
+        )
+
+
+def _role_http_app(
+    settings: Settings, life: Lifecycle, guard_: Guard, *, browser_facing: bool = False
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await life.start()
@@ -136,8 +158,5 @@ def _role_http_app(settings: Settings, life: Lifecycle, guard_: Guard) -> FastAP
     document_security(app)
     install_error_handlers(app)
     app.include_router(health.router)
-    app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContext)
-    app.add_middleware(SecurityHeaders)
+    install_middleware(app, settings, browser_facing=browser_facing)
     return app

@@ -10,7 +10,6 @@ import structlog
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from healthflow.analytics import api as analytics_api
 from healthflow.analytics.client import HttpAnalyticsSink
 from healthflow.analytics.service import AnalyticsService
 from healthflow.analytics.store import SqlAnalyticsStore
@@ -31,8 +30,10 @@ from healthflow.composition.adapters import (
     _patients_database,
     _service_client,
     build_security,
+    dev_tokens,
     mqtt_ingest,
     outbox_relay,
+    sign_in_config,
     telemetry_intake,
 )
 from healthflow.composition.process import (
@@ -42,23 +43,25 @@ from healthflow.composition.process import (
     _role_http_app,
     _service_credentials,
 )
+from healthflow.composition.served import (
+    GATEWAY_ROUTERS,
+    SERVICE_ROUTERS,
+    forwarded_routes,
+    gateway_own_routes,
+)
 from healthflow.gateway import proxy as gateway_proxy
 from healthflow.gateway.health import GatewayReadiness
 from healthflow.gateway.proxy import Upstream
 from healthflow.messaging.events import CloudEvent
 from healthflow.messaging.worker import WorkerPool
 from healthflow.observability.health import Readiness
-from healthflow.patients import api as patients_api
 from healthflow.patients import events as patient_events
 from healthflow.patients.service import PatientService
 from healthflow.patients.store import SqlOutbox, SqlPatientStore
 from healthflow.ports import Clock, Delivery
 from healthflow.realtime import websocket
-from healthflow.security import api as audit_api
 from healthflow.security.audit import SqlAuditTrail
-from healthflow.security.rbac import (
-    GATEWAY_PERMISSIONS,
-)
+from healthflow.security.rbac import gateway_permissions
 from healthflow.service_calls import ServiceCaller
 from healthflow.settings import Settings
 from healthflow.storage import migrations
@@ -69,6 +72,7 @@ from healthflow.vitals.clients import HttpAssessor, HttpCriticalStatus, HttpDevi
 from healthflow.vitals.escalation import Escalation
 from healthflow.vitals.monitor import VitalsMonitor
 from healthflow.vitals.store import SqlVitalsStore
+from healthflow.web_dashboard import DEFAULT_DIST, mount_dashboard
 
 log = structlog.get_logger(__name__)
 
@@ -117,7 +121,7 @@ def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
         settings, life, _guard(settings, security.audit, store.ward_of, security=security)
     )
     app.state.audit = security.audit
-    app.include_router(audit_api.router)
+    app.state.sign_in = sign_in_config(settings)
     app.state.patients = patients
     app.state.devices = devices
     app.state.telemetry = intake
@@ -135,9 +139,8 @@ def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
     )
     vitals_api.install_error_handlers(app)
     ingest_http.document_body(app)
-    app.include_router(patients_api.router)
-    app.include_router(ingest_http.router)
-    app.include_router(vitals_api.devices_router)
+    for api_router in SERVICE_ROUTERS["patients"]:
+        app.include_router(api_router)
     app.include_router(websocket.router)
     return app
 
@@ -181,9 +184,8 @@ def _analytics_role(settings: Settings, clock: Clock) -> FastAPI:
         degraded_after_s=settings.outbox_degraded_after_s,
     )
     vitals_api.install_error_handlers(app)
-    app.include_router(analytics_api.router)
-    app.include_router(vitals_api.monitor_router)
-    app.include_router(audit_api.router)
+    for api_router in SERVICE_ROUTERS["analytics"]:
+        app.include_router(api_router)
     app.include_router(websocket.router)
     return app
 
@@ -306,13 +308,22 @@ def _gateway_role(settings: Settings, clock: Clock) -> FastAPI:
         life.stops.append(upstream.client.aclose)
     life.starts.append(bus.start)
     life.stops.append(bus.close)
+    by_name = {u.name: u for u in upstreams}
+    forwards = {key: by_name[service] for key, service in forwarded_routes().items()}
+    permissions = gateway_permissions(gateway_own_routes(), forwards)
     app = _role_http_app(
-        settings, life, _guard(settings, None, _no_ward, permissions=GATEWAY_PERMISSIONS)
+        settings,
+        life,
+        _guard(settings, None, _no_ward, permissions=permissions),
+        browser_facing=True,
     )
     app.state.hub = hub
+    app.state.dev_tokens = dev_tokens(settings)
     app.state.readiness = GatewayReadiness(upstreams, local={"event_bus": bus.check})
-    app.include_router(gateway_proxy.router(patients, analytics))
-    app.include_router(websocket.router)
+    for own_router in GATEWAY_ROUTERS:
+        app.include_router(own_router)
+    app.include_router(gateway_proxy.router(forwards))
+    mount_dashboard(app, settings.web_dir or DEFAULT_DIST)
     return app
 
 

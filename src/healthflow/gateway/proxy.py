@@ -1,13 +1,12 @@
-"""Routes each public path to the service that owns its data, over pooled HTTP clients.
+"""Routes each public path to the service that serves it, over pooled HTTP clients.
 
-patients: `/api/patients*` (but vitals and NEWS2), `/api/devices*` (telemetry intake included),
-`/api/quarantine`; analytics: `/api/analytics*`, `/api/patients/{id}/vitals`,
-`/api/patients/{id}/news2`, `/api/news2`, `/api/alerts*` (docs/infrastructure.md,
-docs/telemetry.md).
+Which service serves which route is read from the services' routers (composition/served.py;
+docs/infrastructure.md, docs/telemetry.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -39,7 +38,6 @@ _DROP_RESPONSE = {
     "server",
     "date",
 }
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 @dataclass(frozen=True)
@@ -96,38 +94,30 @@ async def forward(upstream: Upstream, request: Request) -> Response:
     return Response(answer.content, status_code=answer.status_code, headers=kept)
 
 
-def router(patients: Upstream, analytics: Upstream) -> APIRouter:
+def router(forwards: Mapping[tuple[str, str], Upstream]) -> APIRouter:
+    """One route per (method, path) a service serves, sending it to that service.
+
+    The table is read from the services' own routers (composition/served.py), so the gateway
+    knows exactly the routes behind it: any other path is answered 404 here, not forwarded.
+    """
     routes = APIRouter(tags=["gateway"])
-
-    # declared before the `/api/patients/{path}` catch-all: the first matching route wins
-    @routes.get("/api/patients/{patient_id}/vitals", include_in_schema=False)
-    @routes.get("/api/patients/{patient_id}/news2", include_in_schema=False)
-    @routes.get("/api/news2", include_in_schema=False)
-    @routes.api_route("/api/alerts", methods=METHODS, include_in_schema=False)
-    @routes.api_route("/api/alerts/{path:path}", methods=METHODS, include_in_schema=False)
-    async def to_monitor(request: Request) -> Response:
-        return await forward(analytics, request)
-
-    # devices carry no bearer token: this route has its own (public) permission entry, so it is
-    # declared before the `/api/devices/{path}` catch-all that requires one
-    @routes.post("/api/devices/{device_id}/telemetry", include_in_schema=False)
-    async def to_telemetry_intake(request: Request) -> Response:
-        return await forward(patients, request)
-
-    @routes.api_route("/api/devices", methods=METHODS, include_in_schema=False)
-    @routes.api_route("/api/devices/{path:path}", methods=METHODS, include_in_schema=False)
-    @routes.api_route("/api/quarantine", methods=METHODS, include_in_schema=False)
-    async def to_devices(request: Request) -> Response:
-        return await forward(patients, request)
-
-    @routes.api_route("/api/patients", methods=METHODS, include_in_schema=False)
-    @routes.api_route("/api/patients/{path:path}", methods=METHODS, include_in_schema=False)
-    async def to_patients(request: Request) -> Response:
-        return await forward(patients, request)
-
-    @routes.api_route("/api/analytics", methods=METHODS, include_in_schema=False)
-    @routes.api_route("/api/analytics/{path:path}", methods=METHODS, include_in_schema=False)
-    async def to_analytics(request: Request) -> Response:
-        return await forward(analytics, request)
-
+    by_path: dict[tuple[str, str], list[str]] = {}
+    for (method, path), upstream in forwards.items():
+        by_path.setdefault((path, upstream.name), []).append(method)
+    upstreams = {u.name: u for u in forwards.values()}
+    for (path, name), methods in by_path.items():
+        routes.add_api_route(
+            path,
+            _forwarder(upstreams[name]),
+            methods=methods,
+            name=f"forward to {name}",
+            include_in_schema=False,
+        )
     return routes
+
+
+def _forwarder(upstream: Upstream) -> Callable[[Request], Awaitable[Response]]:
+    async def forward_request(request: Request) -> Response:
+        return await forward(upstream, request)
+
+    return forward_request

@@ -61,6 +61,11 @@ HUB_RESUMES = Counter(
 HUB_COALESCED = Counter(
     "healthflow_hub_vitals_coalesced_total", "VitalsUpdated messages superseded by a newer one"
 )
+METRICS_FEED_SOURCE_FAILURES = Counter(
+    "healthflow_metrics_feed_source_failures_total",
+    "Figures of the live metrics feed published as null, by source and reason (timeout, error)",
+    ["source", "reason"],
+)
 HUB_BACKPLANE_ERRORS = Counter(
     "healthflow_hub_backplane_errors_total", "Backplane reads or publishes that failed", ["op"]
 )

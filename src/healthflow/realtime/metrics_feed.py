@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from healthflow.observability import metrics
 from healthflow.ports import Clock, Hub
 
 log = structlog.get_logger(__name__)
@@ -81,19 +82,33 @@ class MetricsFeed:
             "events_in_per_s": round(in_rate, 2),
             "events_processed_per_s": round(processed_rate, 2),
             "worker_queue": {"depth": queue["depth"], "capacity": queue["capacity"]},
-            "open_alerts_by_severity": await self._ask(src.open_alerts_by_severity),
-            "patients_by_status": await self._ask(src.patients_by_status),
+            "open_alerts_by_severity": await self._ask(
+                "open_alerts_by_severity", src.open_alerts_by_severity
+            ),
+            "patients_by_status": await self._ask("patients_by_status", src.patients_by_status),
             "connected_clients": src.connected_clients(),
-            "dead_letters": await self._ask(src.dead_letters),
+            "dead_letters": await self._ask("dead_letters", src.dead_letters),
         }
 
-    async def _ask(self, source: Callable[[], Awaitable[T]] | None) -> T | None:
+    async def _ask(self, name: str, source: Callable[[], Awaitable[T]] | None) -> T | None:
+        """One best-effort figure, or None: one slow or broken figure must not stop the others
+        from being published."""
         if source is None:
             return None
         try:
             async with asyncio.timeout(self._timeout):
                 return await source()
+        except TimeoutError as exc:
+            # expected under load (the read waits for a pooled connection): one line, no traceback
+            metrics.METRICS_FEED_SOURCE_FAILURES.labels(name, "timeout").inc()
+            log.warning(
+                "metrics_feed_source_timed_out",
+                source=name,
+                error=type(exc).__name__,
+                timeout_s=self._timeout,
+            )
+            return None
         except Exception:
-            # one slow or broken figure must not stop the others from being published
-            log.exception("metrics_feed_source_failed")
+            metrics.METRICS_FEED_SOURCE_FAILURES.labels(name, "error").inc()
+            log.exception("metrics_feed_source_failed", source=name)
             return None

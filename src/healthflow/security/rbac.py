@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 import structlog
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.requests import HTTPConnection
 
@@ -121,32 +121,19 @@ PERMISSIONS: dict[tuple[str, str], Rule] = {
 # The gateway (multi-process topology) proxies to the services, which enforce PERMISSIONS
 # themselves on the forwarded token; the gateway only turns away requests without a valid one.
 _PROXIED = allow(*Role)
-GATEWAY_PERMISSIONS: dict[tuple[str, str], Rule] = {
-    **{
-        k: PERMISSIONS[k]
-        for k in [("GET", "/health"), ("GET", "/health/ready"), ("GET", "/metrics")]
-    },
-    ("GET", "/ws"): PERMISSIONS[("GET", "/ws")],
-    ("POST", "/api/devices/{device_id}/telemetry"): DEVICE_KEY,
-    ("GET", "/api/patients/{patient_id}/vitals"): _PROXIED,
-    ("GET", "/api/patients/{patient_id}/news2"): _PROXIED,
-    ("GET", "/api/news2"): _PROXIED,
-    **{
-        (method, path): _PROXIED
-        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
-        for path in (
-            "/api/patients",
-            "/api/patients/{path:path}",
-            "/api/analytics",
-            "/api/analytics/{path:path}",
-            "/api/devices",
-            "/api/devices/{path:path}",
-            "/api/quarantine",
-            "/api/alerts",
-            "/api/alerts/{path:path}",
-        )
-    },
-}
+
+
+def gateway_permissions(
+    own: Iterable[tuple[str, str]], forwarded: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Rule]:
+    """The gateway's table: its own routes keep their rule; a forwarded route admits any valid
+    token, or anyone when it is public at the service (sign-in config, device telemetry with
+    its device key), and the service then decides by PERMISSIONS."""
+    table = {key: PERMISSIONS[key] for key in own if key in PERMISSIONS}
+    for key in forwarded:
+        rule = PERMISSIONS.get(key)
+        table[key] = rule if rule is not None and rule.public else _PROXIED
+    return table
 
 
 WardOf = Callable[[UUID], Awaitable[str | None]]
@@ -208,8 +195,9 @@ def permitted(
     ]
 
 
-def declared_routes(app: FastAPI) -> dict[tuple[str, str], str]:
-    """Every (method, path) the app serves through FastAPI, as "http" or "websocket" (GET)."""
+def declared_routes(app: FastAPI | APIRouter) -> dict[tuple[str, str], str]:
+    """Every (method, path) the app or router serves through FastAPI, as "http" or "websocket"
+    (GET)."""
     found: dict[tuple[str, str], str] = {}
 
     def walk(routes: Any, prefix: str) -> None:
@@ -222,7 +210,7 @@ def declared_routes(app: FastAPI) -> dict[tuple[str, str], str]:
             elif isinstance(route, APIWebSocketRoute):
                 found[("GET", prefix + route.path)] = "websocket"
 
-    walk(app.router.routes, "")
+    walk(app.routes, "")
     return found
 
 
