@@ -78,3 +78,19 @@ export async function openPage(
 export async function screenshot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
 }
+
+/**
+ * The end of a test: the last look of each page it opened (failed tests under their own name),
+ * the pages closed, and the console errors they recorded, less the ones `allowed` matches.
+ */
+export async function closePages(
+  pages: WatchedPage[],
+  test: { name: string; result?: { state?: string } },
+  allowed: RegExp | null = null,
+): Promise<string[]> {
+  const prefix = test.result?.state === "fail" ? "failed-" : "tests/";
+  for (const [i, p] of pages.entries()) await screenshot(p.page, `${prefix}${test.name}-${i}`);
+  const errors = pages.flatMap((p) => p.errors).filter((e) => !allowed?.test(e));
+  for (const p of pages) await p.context.close();
+  return errors;
+}

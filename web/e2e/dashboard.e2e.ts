@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Alert, Patient } from "../src/api/types";
 import {
   type Chromium,
+  closePages,
   DESKTOP,
   launchChromium,
   openPage,
@@ -40,11 +41,7 @@ afterAll(async () => {
 });
 
 afterEach(async ({ task }) => {
-  // every test leaves the last look of each page it opened (failed ones under their own name)
-  const prefix = task.result?.state === "fail" ? "failed-" : "tests/";
-  for (const [i, p] of opened.entries()) await screenshot(p.page, `${prefix}${task.name}-${i}`);
-  const errors = opened.flatMap((p) => p.errors).filter((e) => !allowedErrors?.test(e));
-  for (const p of opened) await p.context.close();
+  const errors = await closePages(opened, task, allowedErrors);
   opened = [];
   allowedErrors = null;
   expect(errors, "no console errors in the browser").toEqual([]);

@@ -7,7 +7,14 @@ import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 import type { Patient } from "../src/api/types";
-import { type Chromium, launchChromium, openPage, screenshot, type WatchedPage } from "./browser";
+import {
+  type Chromium,
+  closePages,
+  launchChromium,
+  openPage,
+  screenshot,
+  type WatchedPage,
+} from "./browser";
 import { adminApi, CRITICAL, unique } from "./helpers";
 import { type Server, startServer } from "./server";
 
@@ -27,10 +34,7 @@ afterAll(async () => {
 });
 
 afterEach(async ({ task }) => {
-  const prefix = task.result?.state === "fail" ? "failed-" : "tests/";
-  for (const [i, p] of opened.entries()) await screenshot(p.page, `${prefix}${task.name}-${i}`);
-  const errors = opened.flatMap((p) => p.errors);
-  for (const p of opened) await p.context.close();
+  const errors = await closePages(opened, task);
   opened = [];
   expect(errors, "no console errors in the browser").toEqual([]);
 });
