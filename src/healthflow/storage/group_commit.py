@@ -10,14 +10,13 @@ replayed one by one, each in its own transaction: only the bad write fails, with
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 import structlog
 
 from healthflow.observability import metrics
+from healthflow.storage.batching import Batch, Batcher
 
 log = structlog.get_logger(__name__)
 
@@ -43,38 +42,14 @@ class GroupCommit(Generic[T, R]):
         self.name = name
         self._write_batch = write_batch
         self._write_one = write_one
-        self._max_batch = max_batch
-        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
-        self._committer: asyncio.Task[None] | None = None
+        self._batches = Batcher[T, R](name, handle=self._commit, max_batch=max_batch)
 
     async def submit(self, item: T) -> R:
         """Commit `item` (with whatever else is waiting); its result, or what its write raised."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
-        if self._committer is None or self._committer.done():
-            # one committer at a time, its own task: a caller that is cancelled (request
-            # timeout) cannot abandon a half-written batch that other callers wait on; an empty
-            # context, so it does not log as (or act for) the request that happened to start it
-            self._committer = asyncio.create_task(
-                self._commit_waiting(), name=self.name, context=contextvars.Context()
-            )
-        return await future
+        return await self._batches.submit(item)
 
-    async def _commit_waiting(self) -> None:
-        try:
-            while self._waiting:
-                batch = self._waiting[: self._max_batch]
-                del self._waiting[: self._max_batch]
-                metrics.GROUP_COMMIT_SIZE.labels(store=self.name).observe(len(batch))
-                await self._commit(batch)
-        finally:
-            # only reached early by cancellation (shutdown): nobody may wait for ever
-            for _, future in self._waiting:
-                if not future.done():
-                    future.set_exception(RuntimeError(f"{self.name} is stopping"))
-            self._waiting.clear()
-
-    async def _commit(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _commit(self, batch: Batch[T, R]) -> None:
+        metrics.GROUP_COMMIT_SIZE.labels(store=self.name).observe(len(batch))
         if len(batch) > 1:
             try:
                 results = await self._write_batch([item for item, _ in batch])

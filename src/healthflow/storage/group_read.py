@@ -12,10 +12,10 @@ to another patient) is seen by the next lookup after it commits.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Generic, TypeVar
+
+from healthflow.storage.batching import Batch, Batcher
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -33,40 +33,20 @@ class GroupRead(Generic[K, V]):
     ) -> None:
         self.name = name
         self._read_many = read_many
-        self._max_batch = max_batch
-        self._waiting: list[tuple[K, asyncio.Future[V | None]]] = []
-        self._reader: asyncio.Task[None] | None = None
+        self._batches = Batcher[K, V | None](name, handle=self._read, max_batch=max_batch)
 
     async def get(self, key: K) -> V | None:
         """What the store holds under `key` (None for nothing), or what its read raised."""
-        future: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((key, future))
-        if self._reader is None or self._reader.done():
-            # its own task, as for group commit: a caller that gives up cannot abandon a read
-            # that other callers wait on, and it does not run as the request that started it
-            self._reader = asyncio.create_task(
-                self._read_waiting(), name=self.name, context=contextvars.Context()
-            )
-        return await future
+        return await self._batches.submit(key)
 
-    async def _read_waiting(self) -> None:
+    async def _read(self, batch: Batch[K, V | None]) -> None:
         try:
-            while self._waiting:
-                batch = self._waiting[: self._max_batch]
-                del self._waiting[: self._max_batch]
-                try:
-                    found = await self._read_many(list(dict.fromkeys(key for key, _ in batch)))
-                except Exception as exc:  # every caller of this batch raises it
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                else:
-                    for key, future in batch:
-                        if not future.done():  # the caller gave up waiting
-                            future.set_result(found.get(key))
-        finally:
-            # only reached early by cancellation (shutdown): nobody may wait for ever
-            for _, future in self._waiting:
+            found = await self._read_many(list(dict.fromkeys(key for key, _ in batch)))
+        except Exception as exc:  # every caller of this batch raises it
+            for _, future in batch:
                 if not future.done():
-                    future.set_exception(RuntimeError(f"{self.name} is stopping"))
-            self._waiting.clear()
+                    future.set_exception(exc)
+        else:
+            for key, future in batch:
+                if not future.done():  # the caller gave up waiting
+                    future.set_result(found.get(key))
