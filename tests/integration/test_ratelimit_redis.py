@@ -17,7 +17,8 @@ from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from healthflow.app import build_app
-from healthflow.security.ratelimit import TooManyRequests
+from healthflow.composition.adapters import request_budgets
+from healthflow.security.ratelimit import RateLimiter, TooManyRequests
 from healthflow.security.redis_ratelimit import RedisRateLimiter
 from healthflow.settings import Settings
 from tests.conftest import eventually, mint_token
@@ -167,3 +168,36 @@ async def test_two_app_replicas_answer_429_from_one_shared_subject_budget(
     assert statuses == [200, 200, 200, 200, 429]
     assert response.headers["content-type"] == "application/problem+json"
     assert int(response.headers["retry-after"]) >= 1
+
+
+async def test_the_composition_root_shares_budgets_per_role_through_redis(
+    make_settings: Callable[..., Settings], redis_prefix: str
+) -> None:
+    def settings(role: str) -> Settings:
+        return make_settings(
+            cache_url=REDIS_URL,
+            rate_limit_prefix=redis_prefix,
+            rate_limit_subject_per_minute=1,
+            role=role,
+        )
+
+    gateway, other_gateway, patients = (
+        request_budgets(settings("gateway"))[1],
+        request_budgets(settings("gateway"))[1],
+        request_budgets(settings("patients"))[1],
+    )
+    try:
+        await gateway.spend("subject:ada")
+        await patients.spend("subject:ada")  # the same request, checked again behind the gateway
+        with pytest.raises(TooManyRequests):
+            await other_gateway.spend("subject:ada")  # another gateway replica: one budget
+    finally:
+        for budget in (gateway, other_gateway, patients):
+            await budget.close()
+
+
+def test_the_embedded_default_keeps_budgets_in_process(
+    make_settings: Callable[..., Settings],
+) -> None:
+    budgets = request_budgets(make_settings())
+    assert all(isinstance(budget, RateLimiter) for budget in budgets)

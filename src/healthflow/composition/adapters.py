@@ -252,14 +252,18 @@ def _event_bus(
 
 def request_budgets(settings: Settings) -> tuple[RequestBudget, RequestBudget]:
     """The (per client address, per token subject) budgets: shared through Redis when the cache
-    is Redis, else this process's own."""
+    is Redis, else this process's own.
+
+    Shared budgets are per role: a request through the gateway is checked there and again by the
+    service behind it, and one bucket for both would spend the caller's budget twice.
+    """
 
     def budget(per_minute: int) -> RequestBudget:
         if settings.cache_url.startswith("redis"):
             return RedisRateLimiter(
                 settings.cache_url,
                 per_minute,
-                prefix=settings.rate_limit_prefix,
+                prefix=f"{settings.rate_limit_prefix}{settings.role}:",
                 timeout_s=settings.rate_limit_timeout_s,
             )
         return RateLimiter(per_minute)
