@@ -6,14 +6,12 @@ of the server's TIME), so every case is exact and the adapters cannot drift apar
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
 from healthflow.ports import RequestBudget
 from healthflow.security.ratelimit import RateLimiter, TooManyRequests
-from healthflow.security.redis_ratelimit import RedisRateLimiter
-from tests.integration.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration
 
@@ -34,24 +32,12 @@ def ticks() -> Ticks:
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def budgets(request: pytest.FixtureRequest, ticks: Ticks) -> AsyncIterator[Budgets]:
+def budgets(request: pytest.FixtureRequest, ticks: Ticks) -> Budgets:
     """Make budgets of one adapter, `per_minute` each, on the test's clock."""
-    made: list[RequestBudget] = []
-
-    def make(per_minute: int) -> RequestBudget:
-        if request.param == "memory":
-            budget: RequestBudget = RateLimiter(per_minute, clock=ticks)
-        else:
-            prefix: str = request.getfixturevalue("redis_prefix")
-            budget = RedisRateLimiter(
-                REDIS_URL, per_minute, prefix=prefix, timeout_s=2.0, clock=ticks
-            )
-        made.append(budget)
-        return budget
-
-    yield make
-    for budget in made:
-        await budget.close()
+    if request.param == "memory":
+        return lambda per_minute: RateLimiter(per_minute, clock=ticks)
+    redis_limiters = request.getfixturevalue("redis_limiters")
+    return lambda per_minute: redis_limiters(per_minute, clock=ticks)
 
 
 async def test_a_burst_up_to_the_budget_passes_and_the_next_is_refused_with_a_wait(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -45,24 +45,10 @@ async def spent(limiter: RedisRateLimiter, key: str, times: int) -> None:
         await limiter.spend(key)
 
 
-@pytest.fixture
-async def limiters(redis_prefix: str) -> AsyncIterator[Callable[[int], RedisRateLimiter]]:
-    made: list[RedisRateLimiter] = []
-
-    def make(per_minute: int) -> RedisRateLimiter:
-        limiter = RedisRateLimiter(REDIS_URL, per_minute, prefix=redis_prefix, timeout_s=2.0)
-        made.append(limiter)
-        return limiter
-
-    yield make
-    for limiter in made:
-        await limiter.close()
-
-
 async def test_two_processes_share_one_budget(
-    limiters: Callable[[int], RedisRateLimiter],
+    redis_limiters: Callable[..., RedisRateLimiter],
 ) -> None:
-    first, second = limiters(4), limiters(4)
+    first, second = redis_limiters(4), redis_limiters(4)
     await spent(first, "subject:ada", 2)
     await spent(second, "subject:ada", 2)
     for limiter in (first, second):
@@ -72,9 +58,9 @@ async def test_two_processes_share_one_budget(
 
 
 async def test_the_shared_budget_refills_on_redis_clock_with_a_sensible_wait(
-    limiters: Callable[[int], RedisRateLimiter],
+    redis_limiters: Callable[..., RedisRateLimiter],
 ) -> None:
-    first, second = limiters(60), limiters(60)  # one request a second
+    first, second = redis_limiters(60), redis_limiters(60)  # one request a second
     await spent(first, "subject:ada", 60)
     with pytest.raises(TooManyRequests) as refused:
         await second.spend("subject:ada")
@@ -93,9 +79,9 @@ async def test_the_shared_budget_refills_on_redis_clock_with_a_sensible_wait(
 
 
 async def test_a_bucket_lives_under_the_prefix_and_expires(
-    limiters: Callable[[int], RedisRateLimiter], redis_prefix: str
+    redis_limiters: Callable[..., RedisRateLimiter], redis_prefix: str
 ) -> None:
-    await limiters(120).spend("client:10.0.0.7")
+    await redis_limiters(120).spend("client:10.0.0.7")
     client = Redis.from_url(REDIS_URL)
     try:
         keys = [key async for key in client.scan_iter(match=redis_prefix + "*")]
