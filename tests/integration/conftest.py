@@ -269,6 +269,7 @@ def topology_settings(
             "cache_prefix": redis_prefix,
             # the live-push stream under the test's prefix too: runs beside each other never mix
             "hub_redis_prefix": f"{redis_prefix}hub",
+            "rate_limit_prefix": f"{redis_prefix}ratelimit:",
             "worker_count": 2,
             "service_timeout_s": 2.0,
             "outbox_poll_interval_s": 0.1,
