@@ -26,6 +26,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
 from redis.retry import Retry
 
 from healthflow.observability import metrics
@@ -118,7 +119,8 @@ class RedisRateLimiter:
             raise TooManyRequests(float(answer[1]))
 
     def _outage(self, exc: BaseException) -> None:
-        reason = "timeout" if isinstance(exc, TimeoutError) else "error"
+        # the socket timeout and asyncio's are the same length: either may fire first
+        reason = "timeout" if isinstance(exc, TimeoutError | RedisTimeout) else "error"
         metrics.RATE_LIMIT_FALLBACKS.labels(reason=reason).inc()
         if self._outage_until is None:
             log.warning(
