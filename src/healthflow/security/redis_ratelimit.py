@@ -66,7 +66,7 @@ return {0, string.format('%.6f', (1 - tokens) / rate)}
 
 
 class RedisRateLimiter:
-    """`per_minute` requests per key across all processes sharing `redis` and `prefix`."""
+    """`per_minute` requests per key across all processes sharing the Redis at `url` and `prefix`."""
 
     def __init__(
         self,
@@ -77,7 +77,6 @@ class RedisRateLimiter:
         timeout_s: float,
         retry_after_outage_s: float = 1.0,
         clock: Callable[[], float] | None = None,
-        fallback_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # no retries inside redis-py: one bounded attempt, then the in-process fallback
         self._redis = Redis.from_url(
@@ -93,7 +92,7 @@ class RedisRateLimiter:
         self._timeout_s = timeout_s
         self._retry_after_outage_s = retry_after_outage_s
         self._clock = clock  # tests only: None means Redis's own clock
-        self._fallback = RateLimiter(per_minute, clock=fallback_clock)
+        self._fallback = RateLimiter(per_minute)
         self._outage_until: float | None = None  # monotonic time to ask Redis again
 
     async def spend(self, key: str) -> None:
