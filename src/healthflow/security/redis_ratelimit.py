@@ -66,7 +66,7 @@ return {0, string.format('%.6f', (1 - tokens) / rate)}
 
 
 class RedisRateLimiter:
-    """`per_minute` requests per key across all processes sharing the Redis at `url` and `prefix`."""
+    """`per_minute` requests per key, shared by every process using the Redis at `url`, `prefix`."""
 
     def __init__(
         self,
