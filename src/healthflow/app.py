@@ -20,6 +20,7 @@ from healthflow.composition.adapters import (
     dead_letters,
     dev_tokens,
     migrate_databases,
+    request_budgets,
     sign_in_config,
 )
 from healthflow.composition.platform import Platform, build_platform
@@ -32,7 +33,6 @@ from healthflow.ports import Clock
 from healthflow.realtime import sse, websocket
 from healthflow.security import api as audit_api
 from healthflow.security.live import live_access
-from healthflow.security.ratelimit import RateLimiter
 from healthflow.security.rbac import (
     Guard,
     document_security,
@@ -63,6 +63,14 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     if settings.role != "all":
         return build_role_app(settings, clock)
     platform = build_platform(settings, clock)
+    per_client, per_subject = request_budgets(settings)
+    guard_ = Guard(
+        platform.security.verifier,
+        platform.security.audit,
+        platform.patient_store.ward_of,
+        per_client=per_client,
+        per_subject=per_subject,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,6 +80,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             yield
         finally:
             await platform.stop()
+            await guard_.close()
             log.info("healthflow_stopped")
 
     app = FastAPI(
@@ -92,13 +101,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.dev_tokens = platform.security.dev_tokens
     app.state.sign_in = sign_in_config(settings)
     app.state.live_access = live_access
-    app.state.guard = Guard(
-        platform.security.verifier,
-        platform.security.audit,
-        platform.patient_store.ward_of,
-        per_client=RateLimiter(settings.rate_limit_client_per_minute),
-        per_subject=RateLimiter(settings.rate_limit_subject_per_minute),
-    )
+    app.state.guard = guard_
     document_security(app)
     if platform.telemetry is not None:
         app.state.devices = platform.telemetry.devices

@@ -163,6 +163,23 @@ class Cache(Protocol):
     async def delete_prefix(self, prefix: str) -> None: ...
 
 
+class RequestBudget(Protocol):
+    """A request budget per key (token bucket): `per_minute` a minute, bursting up to that many.
+
+    Adapters: in-process (security/ratelimit.py) and shared through Redis
+    (security/redis_ratelimit.py); both refuse the same way, with the same keys.
+    """
+
+    async def spend(self, key: str) -> None:
+        """Spend one request of `key`'s budget; raises security.ratelimit.TooManyRequests
+        (with the seconds until one is available) when there is none."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the budget is not used afterwards."""
+        ...
+
+
 class AnalyticsStore(Protocol):
     """Event documents plus rollups, written once per event id."""
 

@@ -130,6 +130,17 @@ class Settings(BaseSettings):
     rate_limit_client_per_minute: int = Field(
         12000, ge=1, description="Requests per minute one client address may make (429 beyond)."
     )
+    rate_limit_prefix: str = Field(
+        "healthflow:ratelimit:",
+        min_length=1,
+        description="Prefix of the request budgets' Redis keys (shared when cache_url is redis://).",
+    )
+    rate_limit_timeout_s: float = Field(
+        0.1,
+        gt=0,
+        le=5,
+        description="How long a shared budget check may wait for Redis before deciding in-process.",
+    )
     request_timeout_s: float = Field(
         30.0, gt=0, description="Longest wait for a response to start before 504 (not streams)."
     )

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from healthflow import cluster
 from healthflow.composition.roles import cluster_plan
 from healthflow.messaging.rabbitmq import RabbitBus
+from healthflow.security.redis_ratelimit import RedisRateLimiter
 from healthflow.settings import Settings
 from healthflow.storage import migrations
 from healthflow.storage.engine import Database, open_database
@@ -184,6 +185,26 @@ def redis_prefix() -> Iterator[str]:
     asyncio.run(delete_redis_prefix(prefix))
 
 
+@pytest.fixture
+async def redis_limiters(
+    redis_prefix: str,
+) -> AsyncIterator[Callable[..., RedisRateLimiter]]:
+    """Make shared request budgets on the test's Redis prefix (`clock`: none is Redis's own);
+    closed afterwards."""
+    made: list[RedisRateLimiter] = []
+
+    def make(per_minute: int, clock: Callable[[], float] | None = None) -> RedisRateLimiter:
+        limiter = RedisRateLimiter(
+            REDIS_URL, per_minute, prefix=redis_prefix, timeout_s=2.0, clock=clock
+        )
+        made.append(limiter)
+        return limiter
+
+    yield make
+    for limiter in made:
+        await limiter.close()
+
+
 # --- the multi-process topology (tests/integration/test_topology*.py) ---
 
 
@@ -248,6 +269,7 @@ def topology_settings(
             "cache_prefix": redis_prefix,
             # the live-push stream under the test's prefix too: runs beside each other never mix
             "hub_redis_prefix": f"{redis_prefix}hub",
+            "rate_limit_prefix": f"{redis_prefix}ratelimit:",
             "worker_count": 2,
             "service_timeout_s": 2.0,
             "outbox_poll_interval_s": 0.1,

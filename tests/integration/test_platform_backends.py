@@ -36,6 +36,7 @@ def platform_settings(
         broker_exchange=rabbit.exchange,
         cache_url=REDIS_URL,
         cache_prefix=redis_prefix,
+        rate_limit_prefix=f"{redis_prefix}ratelimit:",
     )
 
 

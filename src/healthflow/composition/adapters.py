@@ -16,13 +16,15 @@ from healthflow.messaging.memory import MemoryBus
 from healthflow.messaging.outbox import OutboxRelay
 from healthflow.messaging.rabbitmq import RabbitBus
 from healthflow.patients import events as patient_events
-from healthflow.ports import Cache, Check, Clock, DeadLetter, EventBus, Outbox
+from healthflow.ports import Cache, Check, Clock, DeadLetter, EventBus, Outbox, RequestBudget
 from healthflow.realtime.fanout import Fanout
 from healthflow.realtime.hub import LiveHub, MemoryHub
 from healthflow.realtime.redis_backplane import RedisHub
 from healthflow.security.api import OidcClient, SignInConfig
 from healthflow.security.audit import SqlAuditTrail
 from healthflow.security.crypto import FieldCipher, KeyRing, decode_key
+from healthflow.security.ratelimit import RateLimiter
+from healthflow.security.redis_ratelimit import RedisRateLimiter
 from healthflow.security.tokens import (
     DevTokens,
     JwksTokens,
@@ -245,6 +247,30 @@ def _event_bus(
         dead_letters=SqlDeadLetterStore(dead_letter_db),
         clock=clock,
         retry_delays_s=settings.bus_retry_delays_s,
+    )
+
+
+def request_budgets(settings: Settings) -> tuple[RequestBudget, RequestBudget]:
+    """The (per client address, per token subject) budgets: shared through Redis when the cache
+    is Redis, else this process's own.
+
+    Shared budgets are per role: a request through the gateway is checked there and again by the
+    service behind it, and one bucket for both would spend the caller's budget twice.
+    """
+
+    def budget(per_minute: int) -> RequestBudget:
+        if settings.cache_url.startswith("redis"):
+            return RedisRateLimiter(
+                settings.cache_url,
+                per_minute,
+                prefix=f"{settings.rate_limit_prefix}{settings.role}:",
+                timeout_s=settings.rate_limit_timeout_s,
+            )
+        return RateLimiter(per_minute)
+
+    return (
+        budget(settings.rate_limit_client_per_minute),
+        budget(settings.rate_limit_subject_per_minute),
     )
 
 

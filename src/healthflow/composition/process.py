@@ -21,6 +21,7 @@ from healthflow.composition.adapters import (
     browser_connect_origins,
     build_verifier,
     dev_tokens,
+    request_budgets,
 )
 from healthflow.composition.platform import _report_crash
 from healthflow.http import (
@@ -33,7 +34,6 @@ from healthflow.http import (
 from healthflow.observability import health
 from healthflow.security.audit import SqlAuditTrail
 from healthflow.security.live import live_access
-from healthflow.security.ratelimit import RateLimiter
 from healthflow.security.rbac import PERMISSIONS, Guard, Rule, document_security, guard
 from healthflow.security.tokens import ServiceCredentials
 from healthflow.settings import Settings
@@ -95,12 +95,13 @@ def _guard(
     """The access guard of one process; a process without an audit trail (gateway, worker)
     serves no route that reads or changes patient data."""
     verifier = security.verifier if security else build_verifier(settings)
+    per_client, per_subject = request_budgets(settings)
     return Guard(
         verifier,
         audit,
         ward_of,
-        per_client=RateLimiter(settings.rate_limit_client_per_minute),
-        per_subject=RateLimiter(settings.rate_limit_subject_per_minute),
+        per_client=per_client,
+        per_subject=per_subject,
         permissions=permissions,
     )
 
@@ -144,6 +145,7 @@ def _role_http_app(
             yield
         finally:
             await life.stop()
+            await guard_.close()
             log.info("healthflow_stopped", role=settings.role)
 
     app = FastAPI(

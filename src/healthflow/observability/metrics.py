@@ -69,3 +69,10 @@ METRICS_FEED_SOURCE_FAILURES = Counter(
 HUB_BACKPLANE_ERRORS = Counter(
     "healthflow_hub_backplane_errors_total", "Backplane reads or publishes that failed", ["op"]
 )
+
+# Request budgets (security/redis_ratelimit.py)
+RATE_LIMIT_FALLBACKS = Counter(
+    "healthflow_rate_limit_fallbacks_total",
+    "Request budget checks this process decided alone because Redis did not answer in time",
+    ["reason"],
+)

@@ -1,8 +1,17 @@
-"""Per-caller request budgets (token buckets), per subject and per client address, in memory.
+"""Per-caller request budgets (token buckets), per subject and per client address.
 
-Each process keeps its own buckets: with N replicas a caller gets up to N times the budget.
-A shared limiter (Redis) is the step after; the in-memory one already stops a runaway script or
-a password-spraying client from reaching the database.
+Two adapters of one port (`healthflow.ports.RequestBudget`), picked by the composition root:
+
+- `RateLimiter` (here): in-process buckets, the embedded default (`cache_url` memory://). Each
+  process keeps its own, so with N replicas a caller gets up to N times the budget; it still
+  stops a runaway script or a password-spraying client before it reaches the database.
+- `RedisRateLimiter` (`security/redis_ratelimit.py`): one bucket per key in Redis, shared by every
+  process of the deployment (`cache_url` redis://). When Redis cannot answer in time it falls
+  back to a `RateLimiter` of its own for that request.
+
+Both give `per_minute` requests per key, bursting up to that many, refilled continuously
+(per_minute / 60 a second), and refuse with `TooManyRequests(retry_after_s)`: http.py turns that
+into a 429 problem with `Retry-After`.
 """
 
 from __future__ import annotations
@@ -55,3 +64,10 @@ class RateLimiter:
         if bucket.tokens < 1.0:
             raise TooManyRequests((1.0 - bucket.tokens) / self._rate)
         bucket.tokens -= 1.0
+
+    async def spend(self, key: str) -> None:
+        """The port's form of `take`: nothing to wait for in process."""
+        self.take(key)
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.requests import HTTPConnection
 
 from healthflow.http import extend_openapi, route_template
+from healthflow.ports import RequestBudget
 from healthflow.security.audit import (
     DENIED,
     FAILURE,
@@ -30,7 +31,6 @@ from healthflow.security.audit import (
     acting_as,
 )
 from healthflow.security.errors import Forbidden, Unauthenticated
-from healthflow.security.ratelimit import RateLimiter
 from healthflow.security.tokens import InvalidToken, Principal, TokenVerifier
 
 log = structlog.get_logger(__name__)
@@ -146,9 +146,15 @@ class Guard:
     verifier: TokenVerifier
     audit: SqlAuditTrail | None  # None in a process without the patient database
     ward_of: WardOf
-    per_client: RateLimiter | None = None
-    per_subject: RateLimiter | None = None
+    per_client: RequestBudget | None = None
+    per_subject: RequestBudget | None = None
     permissions: Mapping[tuple[str, str], Rule] = field(default_factory=lambda: PERMISSIONS)
+
+    async def close(self) -> None:
+        """Release the request budgets' connections (Redis), when the process stops."""
+        for budget in (self.per_client, self.per_subject):
+            if budget is not None:
+                await budget.close()
 
     async def refusal(
         self, rule: Rule, principal: Principal, connection: HTTPConnection
@@ -252,7 +258,7 @@ async def guard(connection: HTTPConnection) -> AsyncIterator[Principal | None]:
         return
     client = connection.client.host if connection.client else None
     if gate.per_client is not None:
-        gate.per_client.take(f"client:{client}")
+        await gate.per_client.spend(f"client:{client}")
     token = _bearer(connection, rule)
     if token is None:
         raise Unauthenticated("a bearer token is required")
@@ -261,7 +267,7 @@ async def guard(connection: HTTPConnection) -> AsyncIterator[Principal | None]:
     except InvalidToken as exc:
         raise Unauthenticated("the token is not valid") from exc
     if gate.per_subject is not None:
-        gate.per_subject.take(f"subject:{principal.subject}")
+        await gate.per_subject.spend(f"subject:{principal.subject}")
     actor = Actor(
         subject=principal.subject,
         role=_role_label(principal),

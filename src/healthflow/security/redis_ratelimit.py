@@ -1,0 +1,133 @@
+"""Request budgets shared by every process of a deployment: one token bucket per key in Redis.
+
+Why a Lua script and not the `limits` library: `limits` (maintained, with a redis-py asyncio
+storage) offers fixed, moving and sliding windows but no token bucket, so its budgets would
+refill differently from the in-process limiter that stands in when Redis is down; its `hit()`
+answers only yes or no, and a `Retry-After` needs a second, non-atomic round trip
+(`get_window_stats`). The script below reads, refills, spends and stores a bucket atomically in
+one round trip (EVALSHA through redis-py's registered script, loaded again after a server
+restart) and answers the wait itself.
+
+Resilience: every call is bounded by `timeout_s`. When Redis does not answer (refused, reset,
+timed out) the request is decided by an in-process `RateLimiter` with the same budget, never
+failed: one warning per outage (no keys: they carry subjects and addresses), a metric per
+request so decided, and Redis is asked again only after `retry_after_outage_s`, so an outage
+costs at most one timeout per interval, not one per request. During an outage the budgets are
+per process again (N replicas, up to N times the budget), as without Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
+from redis.retry import Retry
+
+from healthflow.observability import metrics
+from healthflow.security.ratelimit import RateLimiter, TooManyRequests
+
+log = structlog.get_logger(__name__)
+
+# KEYS[1] the bucket; ARGV: capacity, refill per second, now in seconds ("" = the server's TIME,
+# one clock for every process). Answers {1} when spent, {0, seconds to wait} when refused. The
+# key expires once the bucket would be full again: an absent key means a full bucket, so no
+# state is lost and idle callers leave nothing behind.
+_TAKE = """
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or capacity
+local at = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+local spent = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  spent = 1
+end
+local left, stamp = string.format('%.6f', tokens), string.format('%.6f', now)
+redis.call('HSET', KEYS[1], 'tokens', left, 'at', stamp)
+redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
+if spent == 1 then
+  return {1}
+end
+return {0, string.format('%.6f', (1 - tokens) / rate)}
+"""
+
+
+class RedisRateLimiter:
+    """`per_minute` requests per key, shared by every process using the Redis at `url`, `prefix`."""
+
+    def __init__(
+        self,
+        url: str,
+        per_minute: int,
+        *,
+        prefix: str,
+        timeout_s: float,
+        retry_after_outage_s: float = 1.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        # no retries inside redis-py: one bounded attempt, then the in-process fallback
+        self._redis = Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._take = self._redis.register_script(_TAKE)
+        self._prefix = prefix
+        self._capacity = per_minute
+        self._rate = per_minute / 60.0
+        self._timeout_s = timeout_s
+        self._retry_after_outage_s = retry_after_outage_s
+        self._clock = clock  # tests only: None means Redis's own clock
+        self._fallback = RateLimiter(per_minute)
+        self._outage_until: float | None = None  # monotonic time to ask Redis again
+
+    async def spend(self, key: str) -> None:
+        """Spend one request of `key`'s shared budget; raises TooManyRequests when there is none."""
+        if self._outage_until is not None and time.monotonic() < self._outage_until:
+            metrics.RATE_LIMIT_FALLBACKS.labels(reason="outage").inc()
+            self._fallback.take(key)
+            return
+        now = "" if self._clock is None else repr(self._clock())
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                answer = await self._take(
+                    keys=[self._prefix + key], args=[self._capacity, repr(self._rate), now]
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._outage(exc)
+            self._fallback.take(key)
+            return
+        if self._outage_until is not None:
+            self._outage_until = None
+            log.info("rate_limit_redis_recovered")
+        if int(answer[0]) != 1:
+            raise TooManyRequests(float(answer[1]))
+
+    def _outage(self, exc: BaseException) -> None:
+        # the socket timeout and asyncio's are the same length: either may fire first
+        reason = "timeout" if isinstance(exc, TimeoutError | RedisTimeout) else "error"
+        metrics.RATE_LIMIT_FALLBACKS.labels(reason=reason).inc()
+        if self._outage_until is None:
+            log.warning(
+                "rate_limit_redis_unreachable",
+                error=type(exc).__name__,
+                fallback="in-process budgets until Redis answers",
+            )
+        self._outage_until = time.monotonic() + self._retry_after_outage_s
+
+    async def close(self) -> None:
+        await self._redis.aclose()
