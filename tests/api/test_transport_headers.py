@@ -83,6 +83,24 @@ async def test_a_subject_over_its_budget_gets_429_with_retry_after(
             assert (await http.get("/health")).status_code == 200  # probes are never limited
 
 
+async def test_the_services_own_calls_are_not_held_to_a_subjects_budget(
+    make_settings: Callable[..., Settings],
+) -> None:
+    app = build_app(make_settings(rate_limit_subject_per_minute=2))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+
+            async def post_as(role: str) -> int:
+                headers = {"Authorization": f"Bearer {mint_token(app, role)}"}
+                response = await http.post("/api/analytics/events", json={}, headers=headers)
+                return response.status_code
+
+            # past the guard, the empty body is refused: 422, never 429
+            assert [await post_as("service") for _ in range(4)] == [422] * 4
+            assert [await post_as("clinician") for _ in range(3)] == [403, 403, 429]
+
+
 async def test_a_client_address_over_its_budget_gets_429_even_without_a_token(
     make_settings: Callable[..., Settings],
 ) -> None:

@@ -266,7 +266,10 @@ async def guard(connection: HTTPConnection) -> AsyncIterator[Principal | None]:
         principal = await gate.verifier.verify(token)
     except InvalidToken as exc:
         raise Unauthenticated("the token is not valid") from exc
-    if gate.per_subject is not None:
+    if gate.per_subject is not None and Role.SERVICE not in principal.roles:
+        # HealthFlow's own calls between services (a worker's events, a critical flip) carry
+        # the platform's service token; their rate is the pipeline's, bounded by its queues and
+        # backpressure, not a caller's budget (shared by every replica, it would throttle them)
         await gate.per_subject.spend(f"subject:{principal.subject}")
     actor = Actor(
         subject=principal.subject,
