@@ -12,6 +12,7 @@ import psutil
 
 from healthflow.bench import PHASES
 from healthflow.bench.fleet import Fleet
+from healthflow.bench.keepalive import KeepAlivePool
 from healthflow.bench.server import Backend, ServerProcess
 
 
@@ -82,6 +83,8 @@ class Context:
     backend: Backend
     server: ServerProcess
     http: httpx.AsyncClient
+    # the request loads' connections (telemetry): httpx costs ~10 ms of CPU a request under load
+    requests: KeepAlivePool
     progress: Progress
     fleet: Fleet | None = None
     results: dict[str, Any] = field(default_factory=dict)

@@ -118,7 +118,7 @@ async def _one_pass(ctx: Context, name: str, rate: float, deteriorating: int) ->
     alerts_before = await _alerts_raised(ctx)
     window = ctx.server.window()
     cpu = ClientCpu()
-    load = HttpLoad(ctx.http, fleet, batch, record_latency=True, step_ms=step_ms)
+    load = HttpLoad(ctx.requests, fleet, batch, record_latency=True, step_ms=step_ms)
     registrations = _Registrations(ctx)
     ctx.progress.phase(f"latency {name}", p.duration_s)
     started = time.perf_counter()

@@ -24,6 +24,7 @@ import httpx
 from healthflow.bench import baselines, counters
 from healthflow.bench.context import Context, Params, Progress
 from healthflow.bench.dashboard import dashboard
+from healthflow.bench.keepalive import KeepAlivePool
 from healthflow.bench.latency import latency
 from healthflow.bench.machine import load_average, machine, versions
 from healthflow.bench.registrations import registrations
@@ -89,7 +90,9 @@ async def _serve_phases(
         async with httpx.AsyncClient(
             base_url=server.url, headers=server.auth, timeout=120, limits=limits
         ) as http:
-            ctx = Context(params, found, server, http, progress)
+            ctx = Context(
+                params, found, server, http, KeepAlivePool("127.0.0.1", server.port), progress
+            )
             start = await counters.read(http)
             phases: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
                 ("registrations", lambda: registrations(ctx)),
@@ -111,6 +114,7 @@ async def _serve_phases(
                 outcome["load_average_1m"] = {"start": before, "end": load_average()}
                 result["phases"][name] = outcome
                 checkpoint(result)
+            await ctx.requests.close()
             processed = (await counters.read(http)).minus(start).processed
             result["server"] = {
                 "peak_rss_mb": round(server.peak_rss_mb, 1),

@@ -173,7 +173,7 @@ def http_window(ctx: Context) -> int:
 async def vitals_http(ctx: Context) -> dict[str, Any]:
     p = ctx.params
     fleet = await ensure_fleet(ctx)
-    load = HttpLoad(ctx.http, fleet, p.batch, lag_ms=PAST_MS)
+    load = HttpLoad(ctx.requests, fleet, p.batch, lag_ms=PAST_MS)
     window = http_window(ctx)
 
     async def drive() -> float:
@@ -239,7 +239,7 @@ async def overload(ctx: Context, sustainable_per_s: float) -> dict[str, Any]:
     """
     p = ctx.params
     fleet = await ensure_fleet(ctx)
-    load = HttpLoad(ctx.http, fleet, p.batch, lag_ms=PAST_MS)
+    load = HttpLoad(ctx.requests, fleet, p.batch, lag_ms=PAST_MS)
     offered = sustainable_per_s * p.overload_factor
 
     async def drive() -> float:
