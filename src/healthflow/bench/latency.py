@@ -66,14 +66,17 @@ class _Pass:
 
 
 async def latency(ctx: Context, sustainable_per_s: float | None) -> dict[str, Any]:
-    """The issue's rate (`latency_rate`) first; when the vitals-http phase measured less than
-    that, a second pass at half the measured sustainable rate shows the latency without the
-    queueing an overloaded pipeline adds."""
+    """The issue's rate (`latency_rate`) first; when the pipeline could not keep up with it, a
+    second pass at half the sustainable rate shows the latency without the queueing an
+    overloaded pipeline adds.
+
+    Sustainable means for these requests: what the first pass processed per second while it
+    was saturated (a monitor's few readings a request cost several times more per reading than
+    the vitals-http phase's 1,000-reading batches, so half of that phase's rate still saturates
+    the server). Without a saturated first pass, half the vitals-http rate stands in.
+    """
     p = ctx.params
     fleet = await ensure_fleet(ctx)
-    rates = [("target", p.latency_rate)]
-    if sustainable_per_s and sustainable_per_s < p.latency_rate:
-        rates.append(("half-sustainable", round(sustainable_per_s / 2, 1)))
     patients = [(d.patient_id, d.ward) for d in fleet.devices]
     topics = client_topics(p.clients, p.wards, patients)
     count = p.deteriorate if p.deteriorate is not None else max(1, len(fleet.devices) // 50)
@@ -83,12 +86,17 @@ async def latency(ctx: Context, sustainable_per_s: float | None) -> dict[str, An
             f"latency: {p.clients} WebSocket clients connected in {dashboards.connect_s:.1f} s "
             f"({p.client_procs} processes)"
         )
-        for i, (name, rate) in enumerate(rates):
+        name, rate = "target", p.latency_rate
+        for i in range(2):
             # each pass its own deteriorating patients: an alert is raised once per episode
             deteriorating = fleet.deteriorate(
                 count, ramp_s=max(1.0, p.duration_s * 0.5), first=i * count
             )
             passes.append(await _one_pass(ctx, name, rate, len(deteriorating)))
+            sustainable = _sustained(passes[-1]) or sustainable_per_s
+            if i > 0 or not sustainable or sustainable >= p.latency_rate:
+                break
+            name, rate = "half-sustainable", round(sustainable / 2, 1)
         report = await dashboards.report()
     # a receipt of another pass is that pass's, not unmatched
     known = {key for ps in passes for key in ps.load.tally.accepted_at}
@@ -155,6 +163,16 @@ async def _one_pass(ctx: Context, name: str, rate: float, deteriorating: int) ->
         "load_generator": cpu.result(),
     }
     return done
+
+
+def _sustained(one: _Pass) -> float | None:
+    """Readings/s the pass processed, if the intake pushed back (the pipeline was saturated)."""
+    result = one.result
+    drain_s = result["drain_after_load_s"]
+    if not one.load.tally.pushed_back or drain_s is None:
+        return None
+    # the backlog left at the end is processed at the same pace while the pass drains
+    return float(result["processed"]) / (float(result["load_s"]) + float(drain_s))
 
 
 async def _tick(ctx: Context, load: HttpLoad, started: float) -> None:
