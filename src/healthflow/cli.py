@@ -95,6 +95,9 @@ def serve(
         port=settings.port,
         log_level="warning",
         access_log=False,  # request lines carry query strings (WebSocket tokens): never logged
+        # the client address (request budgets, audit) is the rightmost X-Forwarded-For entry
+        # not added by one of these proxies; from anyone else the header is ignored
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=int(settings.worker_shutdown_grace_s) + 5,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,

@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     rate_limit_client_per_minute: int = Field(
         12000, ge=1, description="Requests per minute one client address may make (429 beyond)."
     )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description=(
+            "Proxies whose X-Forwarded-For is believed (comma-separated addresses or networks, "
+            "'*' for any): the gateway's, so a service sees each caller's own address."
+        ),
+    )
     rate_limit_prefix: str = Field(
         "healthflow:ratelimit:",
         min_length=1,
