@@ -3,56 +3,24 @@ X-Forwarded-For of the proxies in HEALTHFLOW_FORWARDED_ALLOW_IPS, and no one els
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.e2e.live import serve_process
 
 
-@contextmanager
-def serving(tmp_path: Path, forwarded_allow_ips: str) -> Iterator[str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "HEALTHFLOW_DATA_DIR": str(tmp_path / forwarded_allow_ips.replace("*", "any")),
-        "HEALTHFLOW_PORT": str(port),
-        "HEALTHFLOW_RATE_LIMIT_CLIENT_PER_MINUTE": "2",
-        "HEALTHFLOW_FORWARDED_ALLOW_IPS": forwarded_allow_ips,
-        "HEALTHFLOW_MQTT_URL": "",
-    }
-    command = subprocess.Popen(
-        [sys.executable, "-m", "healthflow", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def serving(tmp_path: Path, forwarded_allow_ips: str) -> AbstractContextManager[str]:
+    """A real `healthflow serve` (uvicorn's proxy-header handling is the point), two requests
+    a minute per client address."""
+    return serve_process(
+        tmp_path / forwarded_allow_ips.replace("*", "any").replace("/", "-"),
+        HEALTHFLOW_RATE_LIMIT_CLIENT_PER_MINUTE="2",
+        HEALTHFLOW_FORWARDED_ALLOW_IPS=forwarded_allow_ips,
+        HEALTHFLOW_MQTT_URL="",
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            assert command.poll() is None, "healthflow serve exited early"
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        command.terminate()
-        command.wait(timeout=30)
 
 
 def statuses(url: str, forwarded_for: str, count: int) -> list[int]:
