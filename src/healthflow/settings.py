@@ -188,6 +188,13 @@ class Settings(BaseSettings):
     broker_prefetch: int = Field(
         64, ge=1, le=10_000, description="RabbitMQ deliveries a consumer holds unacked at once."
     )
+    broker_batch_events: int = Field(
+        100,
+        ge=1,
+        le=1_000,
+        description="Most events of one type published together that travel as one RabbitMQ "
+        "message (CloudEvents batch format); 1 sends each event alone.",
+    )
     cache_prefix: str = Field(
         "healthflow:", description="Prefix of every Redis key the cache writes."
     )

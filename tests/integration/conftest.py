@@ -117,6 +117,7 @@ class Rabbit:
         retry_delays_s: Sequence[float] = (0.05, 0.1),
         prefetch: int = 20,
         connection_name: str | None = None,
+        batch_events: int = 100,
     ) -> RabbitBus:
         self.groups.extend(groups)
         return RabbitBus(
@@ -127,6 +128,7 @@ class Rabbit:
             prefetch=prefetch,
             declare_groups=groups,
             connection_name=connection_name or self.exchange,
+            batch_events=batch_events,
         )
 
 

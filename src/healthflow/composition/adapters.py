@@ -236,6 +236,7 @@ def _event_bus(
             exchange=settings.broker_exchange,
             retry_delays_s=settings.bus_retry_delays_s,
             prefetch=settings.broker_prefetch,
+            batch_events=settings.broker_batch_events,
             declare_groups=declare_groups,
             group_types=GROUP_TYPES,
             live_groups=live_groups,

@@ -1,7 +1,10 @@
-"""CloudEvents 1.0 envelopes (structured JSON mode), the one shape every event travels in."""
+"""CloudEvents 1.0 envelopes, the one shape every event travels in: structured JSON mode (one
+event a message) and batched JSON mode (an array of them, for a broker that would otherwise pay
+per message for each)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -10,6 +13,8 @@ import orjson
 
 SPEC_VERSION = "1.0"
 JSON = "application/json"
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
 
 
 class MalformedEvent(ValueError):
@@ -79,3 +84,24 @@ class CloudEvent:
         if not isinstance(raw, dict):
             raise MalformedEvent("a CloudEvent is a JSON object")
         return cls.from_dict(raw)
+
+
+def batch_to_json(events: Sequence[CloudEvent]) -> bytes:
+    """Events in the CloudEvents JSON batch format: a JSON array of structured events."""
+    return orjson.dumps([e.to_dict() for e in events])
+
+
+def batch_from_json(payload: bytes | str) -> list[CloudEvent]:
+    """The events of a JSON batch; MalformedEvent if it or any event in it is not one."""
+    try:
+        raw = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedEvent(f"not JSON: {exc}") from exc
+    if not isinstance(raw, list) or not raw:
+        raise MalformedEvent("a CloudEvents batch is a non-empty JSON array")
+    events = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise MalformedEvent("a CloudEvent is a JSON object")
+        events.append(CloudEvent.from_dict(item))
+    return events

@@ -9,10 +9,16 @@ Topology, all names derived from one prefix (the exchange name) so test runs nev
     {prefix}.dlx               durable fanout dead-letter exchange
     {prefix}.dead-letters      durable classic queue bound to the DLX: the DLQ
 
-A failed delivery is republished (publisher-confirmed) into the next delay queue with its attempt
-count in the `x-attempt` header and only then acked; after the last delay it goes to the DLX with
-`x-error`, `x-attempts`, `x-group` and `x-failed-at` headers. A crash between the republish and the
-ack delivers the event twice, which consumers absorb by deduplicating on the event id.
+Consecutive events of one type published together travel as one message in the CloudEvents JSON
+batch format (`application/cloudevents-batch+json`, at most `batch_events` a message): the broker
+routes, stores, confirms and delivers them once, not once each, and they arrive in order. A
+message is acked once every event in it is settled.
+
+A failed delivery is republished alone (publisher-confirmed) into the next delay queue with its
+attempt count in the `x-attempt` header and only then counted settled; after the last delay it
+goes to the DLX with `x-error`, `x-attempts`, `x-group` and `x-failed-at` headers. A crash between
+the republish and the ack delivers the event (and the rest of its batch) twice, which consumers
+absorb by deduplicating on the event id.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -42,7 +49,14 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from healthflow.messaging.events import CloudEvent, MalformedEvent
+from healthflow.messaging.events import (
+    BATCH,
+    STRUCTURED,
+    CloudEvent,
+    MalformedEvent,
+    batch_from_json,
+    batch_to_json,
+)
 from healthflow.observability import metrics
 from healthflow.ports import Check, Clock, DeadLetter, Sink
 
@@ -55,14 +69,38 @@ REQUEUE_PAUSE_S = 1.0
 LIVE_QUEUE_MAX = 10_000
 # how old a group's queue depth may be when `waiting` answers from what it counted before
 WAITING_RECOUNT_S = 0.5
+# the events per message of a type are averaged over its last SIZES_KEPT messages published
+SIZES_KEPT = 64
+
+
+class _Message:
+    """One AMQP message and the events it carries: acked once every event is settled (handled,
+    or moved on to a delay queue or the DLQ), or handed back whole if one could not be moved on,
+    its handled events then absorbed by the consumers' dedupe by event id."""
+
+    def __init__(self, message: AbstractIncomingMessage, events: int) -> None:
+        self.amqp = message
+        raw = (message.headers or {}).get(ATTEMPT, 1)
+        self.attempt = raw if isinstance(raw, int) and raw >= 1 else 1
+        self._unsettled = events
+        self._requeue = False
+
+    async def settled(self, *, requeue: bool = False) -> None:
+        self._requeue = self._requeue or requeue
+        self._unsettled -= 1
+        if self._unsettled == 0:
+            if self._requeue:
+                await RabbitBus._quietly(self.amqp.nack(requeue=True))
+            else:
+                await RabbitBus._quietly(self.amqp.ack())
 
 
 class _RabbitDelivery:
-    """One AMQP message handed to a sink; settles it exactly once."""
+    """One event of an AMQP message handed to a sink; settles it exactly once."""
 
-    def __init__(
-        self, bus: RabbitBus, group: str, message: AbstractIncomingMessage, event: CloudEvent
-    ) -> None:
+    __slots__ = ("_bus", "_event", "_group", "_message", "_settled")
+
+    def __init__(self, bus: RabbitBus, group: str, message: _Message, event: CloudEvent) -> None:
         self._bus = bus
         self._group = group
         self._message = message
@@ -75,20 +113,22 @@ class _RabbitDelivery:
 
     @property
     def attempt(self) -> int:
-        raw = (self._message.headers or {}).get(ATTEMPT, 1)
-        return raw if isinstance(raw, int) and raw >= 1 else 1
+        return self._message.attempt
 
     async def ack(self) -> None:
         if self._settled:
             return
         self._settled = True
-        await self._bus._settle(self._message)
+        await self._message.settled()
 
     async def reject(self, error: str) -> None:
         if self._settled:
             return
         self._settled = True
-        await self._bus._retry_or_dead_letter(self._group, self._message, self._event, error)
+        moved_on = await self._bus._retry_or_dead_letter(
+            self._group, self._event, self._message.attempt, error
+        )
+        await self._message.settled(requeue=not moved_on)
 
 
 class RabbitBus:
@@ -114,8 +154,14 @@ class RabbitBus:
         live_groups: Sequence[str] = (),
         connection_name: str = "healthflow",
         connect_timeout_s: float = 30.0,
+        batch_events: int = 100,
     ) -> None:
         self._url = url
+        # events of one type published together travel as one message (CloudEvents batch mode)
+        self._batch_events = batch_events
+        # how many events the messages published lately carried, per type: a queue depth in
+        # messages becomes an estimate in events (`waiting`)
+        self._sizes: dict[str, deque[int]] = {}
         self._clock = clock
         self._prefix = exchange
         self._retry_delays = tuple(retry_delays_s)
@@ -214,14 +260,33 @@ class RabbitBus:
 
     async def publish(self, events: Sequence[CloudEvent]) -> None:
         exchange = self._require(self._exchange)
+        messages = []
+        for batch in self._batches(events):
+            if len(batch) == 1:
+                messages.append((self._message(batch[0], {ATTEMPT: 1}), batch[0].type))
+            else:
+                messages.append((self._batch_message(batch), batch[0].type))
+            self._sizes.setdefault(batch[0].type, deque(maxlen=SIZES_KEPT)).append(len(batch))
         # concurrent publishes on one confirming channel: each await returns on the broker's ack
         await asyncio.gather(
-            *(
-                exchange.publish(self._message(e, {ATTEMPT: 1}), routing_key=e.type, mandatory=True)
-                for e in events
-            )
+            *(exchange.publish(m, routing_key=key, mandatory=True) for m, key in messages)
         )
         metrics.EVENTS_PUBLISHED.labels(bus="rabbitmq").inc(len(events))
+
+    def _batches(self, events: Sequence[CloudEvent]) -> list[Sequence[CloudEvent]]:
+        """Runs of consecutive events of one type (one routing key), at most `batch_events`
+        each: the broker routes, queues and confirms each run as one message, in order."""
+        batches: list[Sequence[CloudEvent]] = []
+        start = 0
+        for i in range(1, len(events) + 1):
+            if (
+                i == len(events)
+                or events[i].type != events[start].type
+                or i - start == self._batch_events
+            ):
+                batches.append(events[start:i])
+                start = i
+        return batches
 
     async def dead_letters(self, *, group: str | None, limit: int) -> list[DeadLetter]:
         """The newest dead letters, read without removing any: unacked gets go back in place."""
@@ -234,23 +299,27 @@ class RabbitBus:
                 message = await queue.get(no_ack=False, fail=False)
                 if message is None:
                     break
-                letter = self._letter(message)
-                if letter is not None and (group is None or letter.group == group):
-                    letters.append(letter)
+                letters.extend(
+                    letter
+                    for letter in self._letters(message)
+                    if group is None or letter.group == group
+                )
         finally:
             # closing the channel hands every unacked message back to the queue, order kept
             await channel.close()
         return list(reversed(letters))[:limit]
 
     async def waiting(self, group: str) -> int:
-        """Messages ready in the group's queue, from a passive declare at most every
-        WAITING_RECOUNT_S (the intake asks on every request); 0 while the queue does not exist,
-        since then nothing is routed to it (mandatory publishes keep such events in the outbox)."""
+        """Events ready in the group's queue: its messages, from a passive declare at most every
+        WAITING_RECOUNT_S (the intake asks on every request), times the events a message of the
+        group's types carried lately; 0 while the queue does not exist, since then nothing is
+        routed to it (mandatory publishes keep such events in the outbox)."""
         counted_at, count = self._waiting.get(group, (-math.inf, 0))
         if time.monotonic() - counted_at < WAITING_RECOUNT_S:
             return count
         try:
-            count = await self._ready_in(self._queue(group))
+            messages = await self._ready_in(self._queue(group))
+            count = math.ceil(messages * self._events_per_message(group))
         except Exception as exc:
             # a broker that cannot be asked must not stop the intake, which keeps accepting
             # into its outbox: the last count stands until the broker answers again
@@ -258,6 +327,13 @@ class RabbitBus:
             log.warning("bus_queue_depth_unknown", group=group, error=repr(exc))
         self._waiting[group] = (time.monotonic(), count)
         return count
+
+    def _events_per_message(self, group: str) -> float:
+        """How many events a message of the group's types carried lately (1 if none was sent
+        from this process): batches are fuller the busier the publisher, so this follows load."""
+        keys = self._routing_keys.get(group)
+        ratios = [sum(n) / len(n) for t, n in self._sizes.items() if keys is None or t in keys]
+        return max(ratios, default=1.0)
 
     async def _ready_in(self, queue_name: str) -> int:
         channel = await self._require(self._connection).channel(publisher_confirms=False)
@@ -338,25 +414,35 @@ class RabbitBus:
 
     async def _deliver(self, group: str, sink: Sink, message: AbstractIncomingMessage) -> None:
         try:
-            event = CloudEvent.from_json(message.body)
+            events = self._events_of(message)
         except MalformedEvent as exc:
             log.error("rabbitmq_malformed_message", group=group, error=str(exc))
             metrics.EVENTS_DEAD_LETTERED.labels(group=group).inc()
             await self._quietly(message.reject(requeue=False))  # the queue's DLX takes it
             return
-        try:
-            await sink(_RabbitDelivery(self, group, message, event))
-        except Exception as exc:
-            # e.g. the worker pool is stopping: leave it unacked, the broker redelivers it
-            log.warning("rabbitmq_sink_refused", group=group, event_id=event.id, error=repr(exc))
+        held = _Message(message, len(events))
+        for event in events:
+            try:
+                await sink(_RabbitDelivery(self, group, held, event))
+            except Exception as exc:
+                # e.g. the worker pool is stopping: the message stays unacked (this event and
+                # any after it unsettled) and the broker delivers it again
+                log.warning(
+                    "rabbitmq_sink_refused", group=group, event_id=event.id, error=repr(exc)
+                )
+                return
 
-    async def _settle(self, message: AbstractIncomingMessage) -> None:
-        await self._quietly(message.ack())
+    @staticmethod
+    def _events_of(message: AbstractIncomingMessage) -> list[CloudEvent]:
+        if message.content_type == BATCH:
+            return batch_from_json(message.body)
+        return [CloudEvent.from_json(message.body)]
 
     async def _retry_or_dead_letter(
-        self, group: str, message: AbstractIncomingMessage, event: CloudEvent, error: str
-    ) -> None:
-        attempt = _RabbitDelivery(self, group, message, event).attempt
+        self, group: str, event: CloudEvent, attempt: int, error: str
+    ) -> bool:
+        """Move one failed event on, alone (out of its batch): True once its next home (delay
+        queue or DLQ) confirmed it; False if that failed and its message must go back whole."""
         try:
             if attempt <= len(self._retry_delays):
                 delay_queue = self.queue_names(group)[attempt]
@@ -387,36 +473,39 @@ class RabbitBus:
                     error=error,
                 )
         except Exception as exc:
-            # not moved on: hand the original back (after a pause, so a broker that refuses the
+            # not moved on: the original goes back (after a pause, so a broker that refuses the
             # republish is not hammered) and the broker delivers it again, same attempt count
             log.error(
                 "rabbitmq_retry_publish_failed", group=group, event_id=event.id, error=repr(exc)
             )
             await asyncio.sleep(REQUEUE_PAUSE_S)
-            await self._quietly(message.nack(requeue=True))
-            return
-        # acked only once its next home (delay queue or DLQ) confirmed it
-        await self._quietly(message.ack())
+            return False
+        return True
 
-    def _letter(self, message: AbstractIncomingMessage) -> DeadLetter | None:
+    def _letters(self, message: AbstractIncomingMessage) -> list[DeadLetter]:
+        """A handler's failure arrives alone; a batch the broker itself dead-lettered is every
+        event in it; a message that is no CloudEvent at all is none (it stays in the queue)."""
         headers: dict[str, Any] = dict(message.headers or {})
         try:
-            event = CloudEvent.from_json(message.body)
+            events = self._events_of(message)
         except MalformedEvent:
-            return None
+            return []
         group = headers.get("x-group")
         if group is None:  # dead-lettered by the broker itself (x-death), not by a handler
             deaths = headers.get("x-death") or [{}]
             queue = str(deaths[0].get("queue", "")) if isinstance(deaths, list) else ""
             group = queue.removeprefix(f"{self._prefix}.")
         failed_at = headers.get("x-failed-at")
-        return DeadLetter(
-            group=str(group),
-            event=event,
-            error=str(headers.get("x-error", "rejected by the broker")),
-            attempts=int(headers.get("x-attempts", 0)),
-            failed_at=datetime.fromisoformat(failed_at) if failed_at else self._clock.now(),
-        )
+        return [
+            DeadLetter(
+                group=str(group),
+                event=event,
+                error=str(headers.get("x-error", "rejected by the broker")),
+                attempts=int(headers.get("x-attempts", 0)),
+                failed_at=datetime.fromisoformat(failed_at) if failed_at else self._clock.now(),
+            )
+            for event in events
+        ]
 
     @staticmethod
     def _message(event: CloudEvent, headers: dict[str, Any]) -> aio_pika.Message:
@@ -424,9 +513,20 @@ class RabbitBus:
             event.to_json(),
             message_id=event.id,
             type=event.type,
-            content_type="application/cloudevents+json",
+            content_type=STRUCTURED,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             headers=headers,
+        )
+
+    @staticmethod
+    def _batch_message(events: Sequence[CloudEvent]) -> aio_pika.Message:
+        return aio_pika.Message(
+            batch_to_json(events),
+            message_id=events[0].id,
+            type=events[0].type,
+            content_type=BATCH,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers={ATTEMPT: 1},
         )
 
     @staticmethod
