@@ -130,3 +130,67 @@ async def test_bad_events_are_refused_and_change_nothing(
     assert response.headers["content-type"] == "application/problem+json"
     assert (await client.get(f"/api/patients/{patient_id}/vitals")).json()["items"] == []
     assert (await client.get("/api/alerts")).json()["items"] == []
+
+
+def later_event(patient_id: str, second: int, **reading: Any) -> dict[str, Any]:
+    body = event(patient_id)
+    body["data"]["reading"] = {"ts": at(second), **(reading or CRITICAL)}
+    return body
+
+
+async def test_a_batch_is_handled_in_order_as_its_events_one_by_one(
+    client: httpx.AsyncClient,
+) -> None:
+    patient_id = (await client.post("/api/patients", json=patient_body())).json()["id"]
+    first, update = later_event(patient_id, 0), later_event(patient_id, 1)
+
+    answer = await client.post(
+        "/api/analytics/vitals/batch", json={"events": [first, first, update]}
+    )
+    assert answer.status_code == 200
+    results = answer.json()["results"]
+    again = await client.post("/api/analytics/vitals/batch", json={"events": [update]})
+
+    assert [r["reading_id"] for r in results] == [first["id"], first["id"], update["id"]]
+    # the repeat inside the batch is the same reading: one row, one alert, one critical move
+    assert results[0]["critical"] == {
+        "alert_id": results[0]["alert"]["id"],
+        "reason": f"NEWS2 {results[0]['news2']['total']} (high risk)",
+    }
+    assert results[2]["critical"] is None  # the same alert, updated by the later reading
+    assert results[2]["alert"]["readings"] == 2
+    assert again.json()["results"][0]["duplicate"] is True
+    stored = (await client.get(f"/api/patients/{patient_id}/vitals")).json()["items"]
+    assert len(stored) == 2
+
+
+@pytest.mark.parametrize(
+    ("events", "status"),
+    [
+        ("none", 422),
+        ("too many", 422),
+        ("one invalid", 422),
+        ("one unknown patient", 404),
+    ],
+)
+async def test_a_bad_batch_is_refused_whole_and_changes_nothing(
+    client: httpx.AsyncClient, events: str, status: int
+) -> None:
+    patient_id = (await client.post("/api/patients", json=patient_body())).json()["id"]
+    good = [later_event(patient_id, n) for n in range(3)]
+    other = str(uuid4())
+    unknown = event(other, subject=other)
+    unknown["data"]["patient_id"] = other
+    batches = {
+        "none": [],
+        "too many": [later_event(patient_id, n) for n in range(1001)],
+        "one invalid": [*good, later_event(patient_id, 9, spo2=101)],
+        "one unknown patient": [*good, unknown],
+    }
+
+    response = await client.post("/api/analytics/vitals/batch", json={"events": batches[events]})
+
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert (await client.get(f"/api/patients/{patient_id}/vitals")).json()["items"] == []
+    assert (await client.get("/api/alerts")).json()["items"] == []

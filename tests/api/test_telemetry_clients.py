@@ -26,12 +26,21 @@ from tests.conftest import auth_headers, patient_body
 from tests.telemetry_support import CRITICAL, NORMAL, admit_with_device, at, wait_for_vitals
 
 
-def caller(app: FastAPI, name: str, role: str = "service") -> ServiceCaller:
-    """How the worker reaches a service: its own (service) token, retries, a breaker."""
+def caller(
+    app: FastAPI, name: str, role: str = "service", sent: list[str] | None = None
+) -> ServiceCaller:
+    """How the worker reaches a service: its own (service) token, retries, a breaker; the path
+    of every request it sends goes into `sent`, if given."""
+
+    async def record(request: httpx.Request) -> None:
+        if sent is not None:
+            sent.append(request.url.path)
+
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://testserver",
         headers=auth_headers(app, role),
+        event_hooks={"request": [record]},
     )
     breaker = CircuitBreaker(name, failures=5, reset_s=60)
     return ServiceCaller(name, client, breaker, attempts=2, max_wait_s=0.01)
@@ -72,6 +81,25 @@ async def test_the_assessor_answers_with_the_critical_move_once_and_again_on_a_r
     assert first.critical.reason.endswith("(high risk)")
     assert again.critical == first.critical
     assert later.critical is None  # the same alert, updated: no second move
+
+
+async def test_the_assessor_hands_in_what_the_worker_took_in_few_calls_and_answers_in_order(
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    patient_id = (await client.post("/api/patients", json=patient_body())).json()["id"]
+    calls: list[str] = []
+    analytics = caller(app, "analytics", sent=calls)
+    monkeypatch.setattr("healthflow.vitals.clients.ASSESS_CHUNK", 2)
+    readings = [reading(patient_id, n) for n in range(5)]
+
+    assessed = await HttpAssessor(analytics).assess_many([*readings, readings[0]])
+
+    assert calls == ["/api/analytics/vitals/batch"] * 3  # 6 readings in calls of at most 2
+    assert [a.first for a in assessed] == [True] * 5 + [False]
+    assert assessed[0].critical is not None  # raised as critical by the first reading
+    assert [a.critical for a in assessed[1:5]] == [None] * 4  # then updated, no second move
+    assert assessed[5].critical == assessed[0].critical  # a repeat asks again
+    await wait_for_vitals(client, patient_id, 5)
 
 
 async def test_the_assessor_does_not_take_a_refusal_as_done(

@@ -116,6 +116,7 @@ PERMISSIONS: dict[tuple[str, str], Rule] = {
     ("GET", "/api/alerts"): allow(C, N, ward_scoped=True),
     ("POST", "/api/alerts/{alert_id}/ack"): allow(C, N, audit=ACTION, resource="alert"),
     ("POST", "/api/analytics/vitals"): allow(S),
+    ("POST", "/api/analytics/vitals/batch"): allow(S),
 }
 
 # The gateway (multi-process topology) proxies to the services, which enforce PERMISSIONS

@@ -31,6 +31,7 @@ from healthflow.vitals.domain import (
     TelemetryBusy,
 )
 from healthflow.vitals.monitor import NoAssessment, VitalsMonitor, critical_call
+from healthflow.vitals.ports import Outcome
 from healthflow.vitals.schemas import (
     AckIn,
     AlertList,
@@ -46,6 +47,8 @@ from healthflow.vitals.schemas import (
     QuarantineOut,
     QuarantinePage,
     RegisteredOut,
+    VitalsBatchRecordedOut,
+    VitalSignsBatchIn,
     VitalSignsEventIn,
     VitalsList,
     VitalsOut,
@@ -188,9 +191,27 @@ async def record_vitals(body: VitalSignsEventIn, monitor: Monitor) -> VitalsReco
     """A worker hands in a VitalSignsRecorded event: stored, scored and alerted on once; the
     answer says whether the worker must now move the patient to critical."""
     outcome, first = await monitor.record(body.to_recorded())
+    return _recorded_out(body.id, outcome, first)
+
+
+@monitor_router.post("/api/analytics/vitals/batch", response_model=VitalsBatchRecordedOut)
+async def record_vitals_batch(body: VitalSignsBatchIn, monitor: Monitor) -> VitalsBatchRecordedOut:
+    """What a worker's queue held, in order, in one transaction: each event as if handed in
+    alone, at the cost of one call. If one cannot be recorded none is, and the problem names it
+    (the worker then hands them in one at a time, so only that one is retried)."""
+    results = await monitor.record_many([e.to_recorded() for e in body.events])
+    return VitalsBatchRecordedOut(
+        results=[
+            _recorded_out(event.id, outcome, first)
+            for event, (outcome, first) in zip(body.events, results, strict=True)
+        ]
+    )
+
+
+def _recorded_out(reading_id: str, outcome: Outcome, first: bool) -> VitalsRecordedOut:
     call = critical_call(outcome)
     return VitalsRecordedOut(
-        reading_id=body.id,
+        reading_id=reading_id,
         duplicate=not first,
         news2=outcome.assessment.to_dict() if outcome.assessment else None,
         alert=AlertOut.of(outcome.alert) if outcome.alert else None,

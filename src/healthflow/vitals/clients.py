@@ -1,6 +1,7 @@
 """The telemetry ports over HTTP: how the worker process reaches the services that own the data.
 
-- `HttpAssessor` → analytics `POST /api/analytics/vitals` (the vitals series, NEWS2, alerts);
+- `HttpAssessor` → analytics `POST /api/analytics/vitals/batch` (the vitals series, NEWS2,
+  alerts), one call for what a worker took from its queue;
 - `HttpCriticalStatus` → patients `POST /api/patients/{id}/critical` (once per alert);
 - `HttpDeviceMessages` → patients `POST /api/devices/{id}/telemetry` (the MQTT subscriber's
   messages into the durable intake).
@@ -31,6 +32,8 @@ from healthflow.vitals.ports import (
 )
 
 JSON = {"content-type": "application/json"}
+# most readings handed to the analytics service in one call: 500 events are about 400 KB
+ASSESS_CHUNK = 500
 
 
 class HttpAssessor:
@@ -40,21 +43,28 @@ class HttpAssessor:
         self._analytics = analytics
 
     async def assess_many(self, batch: Sequence[RecordedReading]) -> list[Assessed]:
-        # one call per reading, in order (the pool hands this port one delivery at a time)
-        return [await self._assess(recorded) for recorded in batch]
+        # in order, in calls of at most ASSESS_CHUNK events (well inside the body size limit)
+        assessed: list[Assessed] = []
+        for start in range(0, len(batch), ASSESS_CHUNK):
+            assessed.extend(await self._assess(batch[start : start + ASSESS_CHUNK]))
+        return assessed
 
-    async def _assess(self, recorded: RecordedReading) -> Assessed:
-        event = vital_signs_recorded(recorded)
+    async def _assess(self, chunk: Sequence[RecordedReading]) -> list[Assessed]:
+        body = b'{"events":[' + b",".join(vital_signs_recorded(r).to_json() for r in chunk) + b"]}"
         response = await self._analytics.send(
-            "POST", "/api/analytics/vitals", content=event.to_json(), headers=JSON
+            "POST", "/api/analytics/vitals/batch", content=body, headers=JSON
         )
         if response.status_code != 200:
-            # e.g. 404 for a patient the projection has not seen yet: the bus retries it later
+            # e.g. 404 for a patient the projection has not seen yet: the worker pool retries
+            # the readings one by one, and the bus retries the one refused
             raise ServiceRefused(self._analytics.name, response)
-        body = response.json()
-        critical = body.get("critical")
-        call = CriticalCall(UUID(critical["alert_id"]), critical["reason"]) if critical else None
-        return Assessed(not body["duplicate"], call)
+        return [_assessed(result) for result in response.json()["results"]]
+
+
+def _assessed(result: dict[str, Any]) -> Assessed:
+    critical = result.get("critical")
+    call = CriticalCall(UUID(critical["alert_id"]), critical["reason"]) if critical else None
+    return Assessed(not result["duplicate"], call)
 
 
 # problems of POST /api/patients/{id}/critical that no retry can change

@@ -1,9 +1,9 @@
 """The bedside monitor: each accepted reading → stored → NEWS2 → alert → live push.
 
-Runs where the vitals series lives (the analytics database): in process for `--role all`, behind
-`POST /api/analytics/vitals` in the analytics role. The reading, the patient's NEWS2 state and
-the alert change commit together, deduplicated by (device, ts); the live pushes follow the
-commit. Whether the patient must become critical is part of the answer: the caller
+Runs where the vitals series lives (the analytics database): in process for `--role all`,
+behind `POST /api/analytics/vitals[/batch]` in the analytics role. The reading, the patient's
+NEWS2 state and the alert change commit together, deduplicated by (device, ts); the live pushes
+follow the commit. Whether the patient must become critical is part of the answer: the caller
 (vitals/escalation.py) makes that move, so it can run in another process.
 """
 

@@ -212,6 +212,7 @@ class DeviceMessages(Protocol):
 
 class Assessor(Protocol):
     """Stores, scores and alerts on readings, in order: the VitalsMonitor in process (one
-    transaction per batch), or `POST /api/analytics/vitals` per reading from a worker process."""
+    transaction per batch), or `POST /api/analytics/vitals/batch` from a worker process (one
+    call, and transaction, per batch)."""
 
     async def assess_many(self, batch: Sequence[RecordedReading]) -> list[Assessed]: ...

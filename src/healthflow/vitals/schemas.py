@@ -139,6 +139,12 @@ class VitalSignsEventIn(_Body):
         )
 
 
+class VitalSignsBatchIn(_Body):
+    """VitalSignsRecorded events in the order a worker took them: recorded in one transaction."""
+
+    events: Annotated[list[VitalSignsEventIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
 class CriticalCallOut(BaseModel):
     """The caller must now move the patient to critical, keyed by this alert (once per alert)."""
 
@@ -152,6 +158,12 @@ class VitalsRecordedOut(BaseModel):
     news2: dict[str, Any] | None
     alert: AlertOut | None
     critical: CriticalCallOut | None
+
+
+class VitalsBatchRecordedOut(BaseModel):
+    """One result per event, in the order they were handed in."""
+
+    results: list[VitalsRecordedOut]
 
 
 class Rejection(BaseModel):

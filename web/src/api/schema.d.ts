@@ -93,6 +93,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/analytics/vitals/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Record Vitals Batch
+         * @description What a worker's queue held, in order, in one transaction: each event as if handed in
+         *     alone, at the cost of one call. If one cannot be recorded none is, and the problem names it
+         *     (the worker then hands them in one at a time, so only that one is retried).
+         */
+        post: operations["record_vitals_batch_api_analytics_vitals_batch_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/audit": {
         parameters: {
             query?: never;
@@ -1110,6 +1132,14 @@ export interface components {
             /** Error Type */
             type: string;
         };
+        /**
+         * VitalSignsBatchIn
+         * @description VitalSignsRecorded events in the order a worker took them: recorded in one transaction.
+         */
+        VitalSignsBatchIn: {
+            /** Events */
+            events: components["schemas"]["VitalSignsEventIn"][];
+        };
         /** VitalSignsData */
         VitalSignsData: {
             /** Device Id */
@@ -1158,6 +1188,14 @@ export interface components {
              * @constant
              */
             type: "VitalSignsRecorded";
+        };
+        /**
+         * VitalsBatchRecordedOut
+         * @description One result per event, in the order they were handed in.
+         */
+        VitalsBatchRecordedOut: {
+            /** Results */
+            results: components["schemas"]["VitalsRecordedOut"][];
         };
         /** VitalsList */
         VitalsList: {
@@ -1414,6 +1452,53 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["VitalsRecordedOut"];
+                };
+            };
+            /** @description No valid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    record_vitals_batch_api_analytics_vitals_batch_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VitalSignsBatchIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VitalsBatchRecordedOut"];
                 };
             };
             /** @description No valid bearer token */
