@@ -8,11 +8,15 @@ from uuid import uuid4
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
+from healthflow.analytics.client import HttpAnalyticsSink
+from healthflow.circuit_breaker import CircuitBreaker
+from healthflow.messaging.events import CloudEvent
 from healthflow.patients import events
 from healthflow.patients.domain import NewPatient, Patient, Sex
 from tests.api.test_patients_api import assert_problem
-from tests.conftest import eventually, patient_body
+from tests.conftest import auth_headers, eventually, patient_body
 from tests.telemetry_support import CRITICAL, WORRYING, admit_with_device, at, post_readings
 
 
@@ -55,6 +59,73 @@ async def test_events_that_are_not_patient_cloudevents_are_refused(
     assert_problem(response, 422)
     summary = (await client.get("/api/analytics/dashboard")).json()
     assert summary["events_processed_total"] == 0
+
+
+async def test_a_batch_records_its_events_in_order_each_once(client: httpx.AsyncClient) -> None:
+    before, first, second = created_event(), created_event(), created_event()
+    await client.post("/api/analytics/events", json=before)
+
+    answer = await client.post(
+        "/api/analytics/events/batch", json={"events": [first, before, second, first]}
+    )
+
+    assert answer.status_code == 200
+    assert answer.json()["results"] == [
+        {"event_id": first["id"], "duplicate": False},
+        {"event_id": before["id"], "duplicate": True},  # recorded before the batch
+        {"event_id": second["id"], "duplicate": False},
+        {"event_id": first["id"], "duplicate": True},  # repeated within the batch
+    ]
+    summary = (await client.get("/api/analytics/dashboard")).json()
+    assert summary["patients_total"] == 3 and summary["events_processed_total"] == 3
+
+
+@pytest.mark.parametrize("batch", ["empty", "too many", "one not a patient event", "not a list"])
+async def test_a_bad_batch_is_refused_whole_and_records_nothing(
+    client: httpx.AsyncClient, batch: str
+) -> None:
+    bodies: dict[str, Any] = {
+        "empty": {"events": []},
+        "too many": {"events": [created_event() for _ in range(1001)]},
+        "one not a patient event": {"events": [created_event(), {**created_event(), "id": ""}]},
+        "not a list": {"events": created_event()},
+    }
+
+    response = await client.post("/api/analytics/events/batch", json=bodies[batch])
+
+    assert_problem(response, 422)
+    summary = (await client.get("/api/analytics/dashboard")).json()
+    assert summary["events_processed_total"] == 0
+
+
+async def test_the_worker_sink_hands_a_batch_in_few_calls_and_answers_in_order(
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[str] = []
+
+    async def record(request: httpx.Request) -> None:
+        sent.append(request.url.path)
+
+    sink = HttpAnalyticsSink(
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://testserver",
+            headers=auth_headers(app, "service"),
+            event_hooks={"request": [record]},
+        ),
+        CircuitBreaker("analytics", failures=5, reset_s=60),
+        attempts=2,
+        max_wait_s=0.01,
+    )
+    monkeypatch.setattr("healthflow.analytics.client.RECORD_CHUNK", 2)
+    batch = [CloudEvent.from_dict(created_event()) for _ in range(3)]
+
+    firsts = await sink.record_many([*batch, batch[0]])
+
+    assert sent == ["/api/analytics/events/batch"] * 2  # 4 events in calls of at most 2
+    assert firsts == [True, True, True, False]
+    summary = (await client.get("/api/analytics/dashboard")).json()
+    assert summary["events_processed_total"] == 3
 
 
 async def test_dashboard_has_every_promised_figure(client: httpx.AsyncClient) -> None:

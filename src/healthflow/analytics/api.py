@@ -63,10 +63,41 @@ class Recorded(BaseModel):
     duplicate: bool
 
 
+# most events one batch may carry: what a worker takes from its queue (HEALTHFLOW_WORKER_BATCH_SIZE)
+# fits, in calls the worker splits to at most this many
+MAX_EVENTS_BATCH = 1000
+
+
+class PatientEventsIn(BaseModel):
+    """Patient events in the order a worker took them: recorded in one transaction."""
+
+    model_config = ConfigDict(extra="forbid")
+    events: Annotated[list[PatientEventIn], Field(min_length=1, max_length=MAX_EVENTS_BATCH)]
+
+
+class RecordedBatch(BaseModel):
+    """One result per event, in the order they were handed in."""
+
+    results: list[Recorded]
+
+
 @router.post("/events", response_model=Recorded)
 async def record_event(body: PatientEventIn, service: Service) -> Recorded:
     first = await service.record(body.to_event())
     return Recorded(event_id=body.id, duplicate=not first)
+
+
+@router.post("/events/batch", response_model=RecordedBatch)
+async def record_events(body: PatientEventsIn, service: Service) -> RecordedBatch:
+    """What a worker's queue held, in order, in one transaction, each event as if handed in
+    alone (an event repeated, within the batch or from before, is a duplicate)."""
+    firsts = await service.record_many([e.to_event() for e in body.events])
+    return RecordedBatch(
+        results=[
+            Recorded(event_id=e.id, duplicate=not first)
+            for e, first in zip(body.events, firsts, strict=True)
+        ]
+    )
 
 
 class DayCount(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 
 import orjson
 import structlog
@@ -215,19 +216,29 @@ def _worker_role(settings: Settings, clock: Clock) -> FastAPI:
     async def handle(event: CloudEvent) -> None:
         await sink.record(event)
 
+    async def handle_batch(batch: Sequence[CloudEvent]) -> None:
+        await sink.record_many(batch)
+
+    escalation = Escalation(HttpAssessor(analytics), HttpCriticalStatus(patients))
     pools = [
+        # patient events: recorded on analytics, one call for what a worker took from its queue
         WorkerPool(
             ANALYTICS_GROUP,
             handle,
             workers=settings.worker_count,
             capacity=settings.worker_queue_size,
+            batch_handler=handle_batch,
+            max_batch=settings.worker_batch_size,
         ),
-        # readings: scored on analytics, then (once per critical alert) the patient marked
+        # readings: scored on analytics (one call for what a worker took from its queue), then
+        # (once per critical alert) the patient marked
         WorkerPool(
             VITALS_GROUP,
-            Escalation(HttpAssessor(analytics), HttpCriticalStatus(patients)).handle,
+            escalation.handle,
             workers=settings.worker_count,
             capacity=settings.worker_queue_size,
+            batch_handler=escalation.handle_batch,
+            max_batch=settings.worker_batch_size,
         ),
     ]
     for pool in pools:

@@ -92,6 +92,7 @@ PERMISSIONS: dict[tuple[str, str], Rule] = {
     ("POST", "/api/patients/{patient_id}/critical"): allow(C, N, S, audit=WRITE, **PATIENT),
     ("GET", "/api/patients/{patient_id}/events"): allow(C, N, audit=READ, **PATIENT),
     ("POST", "/api/analytics/events"): allow(S),
+    ("POST", "/api/analytics/events/batch"): allow(S),
     ("GET", "/api/analytics/dashboard"): allow(C, N, AN),
     ("GET", "/api/audit"): allow(audit=ACTION, resource="audit"),
     ("GET", "/ws"): allow(C, N, S, query_token=True),

@@ -72,6 +72,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/analytics/events/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Record Events
+         * @description What a worker's queue held, in order, in one transaction, each event as if handed in
+         *     alone (an event repeated, within the batch or from before, is a duplicate).
+         */
+        post: operations["record_events_api_analytics_events_batch_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/analytics/vitals": {
         parameters: {
             query?: never;
@@ -852,6 +873,14 @@ export interface components {
              */
             type: "PatientCreated" | "PatientStatusUpdated" | "PatientCritical";
         };
+        /**
+         * PatientEventsIn
+         * @description Patient events in the order a worker took them: recorded in one transaction.
+         */
+        PatientEventsIn: {
+            /** Events */
+            events: components["schemas"]["PatientEventIn"][];
+        };
         /** PatientIn */
         PatientIn: {
             /** Bed */
@@ -1013,6 +1042,14 @@ export interface components {
             duplicate: boolean;
             /** Event Id */
             event_id: string;
+        };
+        /**
+         * RecordedBatch
+         * @description One result per event, in the order they were handed in.
+         */
+        RecordedBatch: {
+            /** Results */
+            results: components["schemas"]["Recorded"][];
         };
         /** RegisteredOut */
         RegisteredOut: {
@@ -1405,6 +1442,53 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Recorded"];
+                };
+            };
+            /** @description No valid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    record_events_api_analytics_events_batch_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PatientEventsIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordedBatch"];
                 };
             };
             /** @description No valid bearer token */
