@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import aio_pika
@@ -13,8 +15,9 @@ import pytest
 
 from healthflow.ids import uuid7
 from healthflow.messaging.events import BATCH, CloudEvent
+from healthflow.messaging.rabbitmq import RabbitBus
 from healthflow.ports import Delivery
-from tests.conftest import eventually
+from tests.conftest import SteppingClock, eventually
 from tests.integration.conftest import Rabbit
 
 pytestmark = pytest.mark.integration
@@ -225,6 +228,40 @@ async def test_a_message_holds_at_most_batch_events_of_one_type_in_a_row(rabbit:
         assert await ready(rabbit, f"{rabbit.exchange}.audit") == 4
     finally:
         await bus.close()
+
+
+@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="rabbitmqctl is not installed")
+async def test_a_live_queue_is_bounded_in_bytes_too_since_a_message_may_be_a_batch(
+    rabbit: Rabbit,
+) -> None:
+    bus = RabbitBus(
+        rabbit.url,
+        clock=SteppingClock(),
+        exchange=rabbit.exchange,
+        retry_delays_s=(0.05,),
+        prefetch=10,
+        live_groups=["live-test"],
+    )
+    bus.subscribe("live-test", Sink())
+    await bus.start()
+    try:
+        listed = await asyncio.to_thread(
+            subprocess.run,
+            ["rabbitmqctl", "-q", "list_queues", "--no-table-headers", "name", "arguments"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        await bus.close()
+    [arguments] = [
+        line.split("\t", 1)[1]
+        for line in listed.stdout.splitlines()
+        if line.startswith(f"{rabbit.exchange}.live-test\t")
+    ]
+    assert '{"x-max-length",10000}' in arguments
+    assert '{"x-max-length-bytes",67108864}' in arguments
+    assert '{"x-overflow","drop-head"}' in arguments
 
 
 async def _count_is(count: object, expected: int) -> bool:

@@ -67,6 +67,8 @@ ATTEMPT = "x-attempt"
 MAX_DEAD_LETTER_SCAN = 10_000
 REQUEUE_PAUSE_S = 1.0
 LIVE_QUEUE_MAX = 10_000
+# and by bytes: a message may be a batch of events, so a count alone would not bound the memory
+LIVE_QUEUE_MAX_BYTES = 64 * 1024 * 1024
 # how old a group's queue depth may be when `waiting` answers from what it counted before
 WAITING_RECOUNT_S = 0.5
 # the events per message of a type are averaged over its last SIZES_KEPT messages published
@@ -372,7 +374,11 @@ class RabbitBus:
                 names[0],
                 exclusive=True,
                 auto_delete=True,
-                arguments={"x-max-length": LIVE_QUEUE_MAX, "x-overflow": "drop-head"},
+                arguments={
+                    "x-max-length": LIVE_QUEUE_MAX,
+                    "x-max-length-bytes": LIVE_QUEUE_MAX_BYTES,
+                    "x-overflow": "drop-head",
+                },
             )
             for key in self._routing_keys.get(group, ["#"]):
                 await live.bind(exchange, routing_key=key)
