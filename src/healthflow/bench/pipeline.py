@@ -46,6 +46,9 @@ async def run(
     `checkpoint` gets the result so far after every phase, so a long run that fails late keeps
     what it measured; a phase that fails is recorded with its error and the run goes on.
     """
+    if params.topology == "split" and params.backend != "server":
+        # the roles share no in-process bus or SQLite file: they need the broker and PostgreSQL
+        raise ValueError("the split topology needs the server backend")
     result: dict[str, Any] = {
         "command": command,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
