@@ -237,12 +237,24 @@ class BenchBackend(enum.StrEnum):
     SERVER = "server"
 
 
+class BenchTopology(enum.StrEnum):
+    ALL = "all"
+    SPLIT = "split"
+
+
 @app.command()
 def bench(
     backend: Annotated[
         BenchBackend,
         typer.Option(help="embedded (SQLite, in-process) or server (PG+RabbitMQ+Redis)."),
     ] = BenchBackend.EMBEDDED,
+    topology: Annotated[
+        BenchTopology,
+        typer.Option(
+            help="all (one `serve --role all` process) or split (every role of `healthflow "
+            "cluster` its own process; needs --backend server)."
+        ),
+    ] = BenchTopology.ALL,
     duration: Annotated[float, typer.Option(min=1, help="Seconds of load per phase.")] = 60.0,
     clients: Annotated[int, typer.Option(min=1, help="WebSocket clients (latency phase).")] = 1000,
     rate: Annotated[
@@ -286,6 +298,12 @@ def bench(
     from healthflow.bench.pipeline import run
     from healthflow.bench.report import RichProgress, tables
 
+    if topology is BenchTopology.SPLIT and backend is not BenchBackend.SERVER:
+        # the roles share no in-process bus or SQLite file: they need the broker and PostgreSQL
+        raise typer.BadParameter(
+            "--topology split needs --backend server (RabbitMQ, PostgreSQL, Redis)",
+            param_hint="--topology",
+        )
     chosen = tuple(p.strip() for p in phases.split(",") if p.strip())
     unknown = sorted(set(chosen) - set(BENCH_PHASES))
     if unknown:
@@ -296,6 +314,7 @@ def bench(
         raise typer.BadParameter("--rate takes a number of readings/s or `max`") from None
     params = Params(
         backend=backend.value,
+        topology=topology.value,
         duration_s=duration,
         clients=clients,
         rate=offered,

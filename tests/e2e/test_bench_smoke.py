@@ -1,9 +1,11 @@
 """The benchmark keeps working: a few seconds of every phase, checked for shape and for counts
-that add up (accepted == processed, delivered <= expected), never for a timing."""
+that add up (accepted == processed, delivered <= expected), never for a timing. A second short
+run puts the split topology (every role its own process) on the real servers."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from healthflow.bench import PHASES
 from healthflow.bench.context import Params, RecordedProgress
 from healthflow.bench.pipeline import run
+from tests.integration.conftest import PG_HOST, PG_PORT, require_server
 
 pytestmark = pytest.mark.e2e
 
@@ -142,3 +145,89 @@ def test_baselines_ran_beside_and_ratios_follow(result: dict[str, Any]) -> None:
     ws = bare["websocket"]
     assert 0 < ws["deliveries"] <= ws["deliveries_expected"]
     assert "bare_db_batched_rows_per_s_over_http_readings_per_s" in result["ratios"]
+
+
+# --- the split topology on the server backend: the same counts, summed over the roles ---
+
+SPLIT = dataclasses.replace(
+    TINY,
+    backend="server",
+    topology="split",
+    phases=("registrations", "vitals-http", "vitals-mqtt", "overload", "latency", "dashboard"),
+)
+ROLES = {"gateway", "patients", "analytics", "worker"}
+
+
+@pytest.fixture(scope="module")
+def split() -> dict[str, Any]:
+    for name, host, port in (
+        ("PostgreSQL", PG_HOST, PG_PORT),
+        ("RabbitMQ", "127.0.0.1", 5672),
+        ("Redis", "127.0.0.1", 6379),
+    ):
+        require_server(name, host, port)
+    outcome: dict[str, Any] = asyncio.run(
+        run(SPLIT, RecordedProgress(), command="pytest bench smoke split")
+    )
+    return outcome
+
+
+@pytest.mark.integration
+def test_split_runs_every_phase_against_four_processes(split: dict[str, Any]) -> None:
+    assert {k: v["error"] for k, v in split["phases"].items() if "error" in v} == {}
+    assert set(split["phases"]) == set(SPLIT.phases)
+    assert split["backend"]["topology"] == "split"
+    assert split["server"]["topology"] == "split"
+    roles = split["server"]["roles"]
+    assert set(roles) == ROLES
+    assert split["server"]["cpu_s"] == pytest.approx(
+        sum(r["cpu_s"] for r in roles.values()), abs=0.3
+    )
+
+
+@pytest.mark.integration
+def test_split_phase_cpu_is_the_sum_of_its_roles(split: dict[str, Any]) -> None:
+    server = split["phases"]["vitals-http"]["server"]
+    assert set(server["roles"]) == ROLES
+    assert server["cpu_s"] == pytest.approx(
+        sum(r["cpu_s"] for r in server["roles"].values()), abs=0.05
+    )
+
+
+@pytest.mark.integration
+def test_split_readings_accepted_on_patients_are_processed_on_analytics(
+    split: dict[str, Any],
+) -> None:
+    phases = split["phases"]
+    accepted_all_processed(phases["vitals-http"])
+    assert phases["vitals-http"]["accepted_by_client"] == phases["vitals-http"]["accepted"]
+    accepted_all_processed(phases["overload"])
+    mqtt = phases["vitals-mqtt"]
+    if "skipped" not in mqtt:
+        accepted_all_processed(mqtt)
+        assert mqtt["offered"]["readings_accepted"] == mqtt["processed"]
+    assert split["consistency"]["equal"] is True
+    assert split["consistency"]["vitals_rows"] > 0
+
+
+@pytest.mark.integration
+def test_split_registrations_are_pushed_through_the_gateway_and_counted_by_the_worker(
+    split: dict[str, Any],
+) -> None:
+    reg = split["phases"]["registrations"]
+    assert reg["count"] > 0
+    assert reg["statuses"] == {"201": reg["count"]}
+    assert reg["push_missing"] == 0
+    assert reg["analytics_counted"] == reg["count"]
+
+
+@pytest.mark.integration
+def test_split_latency_and_dashboard_add_up(split: dict[str, Any]) -> None:
+    lat = split["phases"]["latency"]
+    assert lat["clients"]["connected"] == SPLIT.clients
+    accepted_all_processed(lat)
+    d = lat["deliveries"]
+    assert 0 < d["vitals_updated"] <= d["vitals_updated_ceiling"]
+    assert d["unmatched"] == 0
+    dash = split["phases"]["dashboard"]
+    assert dash["counted_seeded_events"] == SPLIT.seed_events

@@ -8,16 +8,13 @@ HEALTHFLOW_REQUIRE_SERVICES=1 (CI), where it fails them instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import random
 import socket
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -27,6 +24,7 @@ import pytest
 from redis.asyncio import Redis
 
 from healthflow import cluster
+from healthflow.cluster import free_port_block
 from healthflow.composition.roles import cluster_plan
 from healthflow.messaging.rabbitmq import RabbitBus
 from healthflow.security.redis_ratelimit import RedisRateLimiter
@@ -208,38 +206,6 @@ async def redis_limiters(
 
 
 # --- the multi-process topology (tests/integration/test_topology*.py) ---
-
-
-def _ephemeral_ports() -> range:
-    """The ports the kernel hands to outgoing connections (Linux; a usual default elsewhere)."""
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return range(int(low), int(high) + 1)
-    except (OSError, ValueError):
-        return range(32768, 61000)
-
-
-def free_port_block(size: int = 4) -> int:
-    """A base port with `size` consecutive free ports after it (the cluster's layout).
-
-    Taken below the ephemeral range: the first roles' own connections (database, broker) get
-    ephemeral ports, and one of them could otherwise take a port reserved for a later role.
-    """
-    ephemeral = _ephemeral_ports()
-    top = min(ephemeral.start, 65536) - size
-    for _ in range(200):
-        base = random.randrange(10000, top) if top > 10000 else random.randrange(1024, 65536 - size)
-        if any(p in ephemeral for p in range(base, base + size)):
-            continue
-        try:
-            with contextlib.ExitStack() as stack:
-                for port in range(base, base + size):
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no block of free ports")
 
 
 @pytest.fixture

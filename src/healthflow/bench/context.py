@@ -11,6 +11,7 @@ import httpx
 import psutil
 
 from healthflow.bench import PHASES
+from healthflow.bench.counters import Scraper
 from healthflow.bench.fleet import Fleet
 from healthflow.bench.keepalive import KeepAlivePool
 from healthflow.bench.server import Backend, ServerProcess
@@ -21,6 +22,7 @@ class Params:
     """Every knob of a run; all of them go into the JSON next to the results."""
 
     backend: str = "embedded"
+    topology: str = "all"  # `all`: one process; `split`: every role its own (server backend)
     duration_s: float = 60.0
     clients: int = 1000  # WebSocket clients in the latency phase
     rate: float | None = None  # readings/s offered in the vitals phases; None: max
@@ -86,6 +88,7 @@ class Context:
     # the request loads' connections (telemetry): httpx costs ~10 ms of CPU a request under load
     requests: KeepAlivePool
     progress: Progress
+    metrics: Scraper  # every server process's /metrics (counters summed over them)
     fleet: Fleet | None = None
     results: dict[str, Any] = field(default_factory=dict)
 

@@ -6,6 +6,10 @@ older than the patient's last assessment and only stored) after the transaction 
 reading, its NEWS2 state and any alert change committed, and only the first time (a redelivered
 reading is not counted again). At the end of a run the bench also counts the stored rows
 (`vitals` table) to check the counters against the database itself.
+
+In the split topology each figure lives in the process that counts it (readings accepted on
+patients, processed on analytics, events handled on the worker): `Scraper` reads every process's
+`/metrics` into one text, and every reader here sums a counter's samples, so it sums them.
 """
 
 from __future__ import annotations
@@ -75,10 +79,22 @@ def _label(line: str, name: str) -> str:
     return line[start : line.index('"', start)]
 
 
-async def read(http: httpx.AsyncClient) -> Counters:
-    response = await http.get("/metrics")
-    response.raise_for_status()
-    return parse(response.text)
+@dataclass(frozen=True)
+class Scraper:
+    """The server under test's `/metrics`: every one of its processes', as one text."""
+
+    http: httpx.AsyncClient
+    urls: tuple[str, ...]
+
+    async def text(self) -> str:
+        responses = await asyncio.gather(*(self.http.get(f"{url}/metrics") for url in self.urls))
+        for response in responses:
+            response.raise_for_status()
+        return "\n".join(response.text for response in responses)
+
+
+async def read(metrics: Scraper) -> Counters:
+    return parse(await metrics.text())
 
 
 @dataclass(frozen=True)
@@ -90,7 +106,7 @@ class Drain:
 
 
 async def wait_until_processed(
-    http: httpx.AsyncClient,
+    metrics: Scraper,
     before: Counters,
     *,
     started: float,
@@ -105,7 +121,7 @@ async def wait_until_processed(
     """
     deadline = time.perf_counter() + limit_s
     while True:
-        now = await read(http)
+        now = await read(metrics)
         delta = now.minus(before)
         target = delta.accepted_total() if handed_over is None else handed_over
         if delta.processed >= target:

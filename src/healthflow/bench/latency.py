@@ -122,7 +122,7 @@ async def _one_pass(ctx: Context, name: str, rate: float, deteriorating: int) ->
         f"latency ({name}): {rate:g} readings/s as {len(fleet.devices)} monitors posting "
         f"{batch} readings every {p.latency_interval_s:g} s"
     )
-    before = await counters.read(ctx.http)
+    before = await counters.read(ctx.metrics)
     alerts_before = await _alerts_raised(ctx)
     window = ctx.server.window()
     cpu = ClientCpu()
@@ -141,7 +141,7 @@ async def _one_pass(ctx: Context, name: str, rate: float, deteriorating: int) ->
         load_ended = time.perf_counter()
         ctx.progress.update("load over; waiting for the pipeline to process what it accepted")
         drain = await counters.wait_until_processed(
-            ctx.http, before, started=started, load_ended=load_ended, limit_s=p.drain_limit_s
+            ctx.metrics, before, started=started, load_ended=load_ended, limit_s=p.drain_limit_s
         )
         await asyncio.sleep(1.5)  # the last coalesced VitalsUpdated leave ≤ 0.31 s later
     finally:
@@ -186,7 +186,7 @@ async def _tick(ctx: Context, load: HttpLoad, started: float) -> None:
 
 
 async def _alerts_raised(ctx: Context) -> int:
-    text = (await ctx.http.get("/metrics")).text
+    text = await ctx.metrics.text()
     total = 0.0
     for line in text.splitlines():
         if line.startswith("healthflow_alert_changes_total{") and 'change="raised"' in line:

@@ -46,6 +46,9 @@ async def run(
     `checkpoint` gets the result so far after every phase, so a long run that fails late keeps
     what it measured; a phase that fails is recorded with its error and the run goes on.
     """
+    if params.topology == "split" and params.backend != "server":
+        # the roles share no in-process bus or SQLite file: they need the broker and PostgreSQL
+        raise ValueError("the split topology needs the server backend")
     result: dict[str, Any] = {
         "command": command,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -55,10 +58,15 @@ async def run(
     }
     load = {"start": load_average()}
     with tempfile.TemporaryDirectory(prefix="healthflow-bench-") as folder:
-        async with backend(params.backend, Path(folder)) as found:  # type: ignore[arg-type]
+        async with backend(
+            params.backend,  # type: ignore[arg-type]
+            Path(folder),
+            params.topology,  # type: ignore[arg-type]
+        ) as found:
             result["versions"] = await versions(found)
             result["backend"] = {
                 "name": found.name,
+                "topology": params.topology,
                 "settings": {k: v for k, v in found.env.items() if k != "HEALTHFLOW_DATA_DIR"},
             }
             await _serve_phases(params, progress, found, result, checkpoint)
@@ -78,9 +86,11 @@ async def _serve_phases(
     result: dict[str, Any],
     checkpoint: Checkpoint,
 ) -> None:
-    server = ServerProcess(found)
-    progress.note(f"starting healthflow serve ({found.name})")
+    server = ServerProcess(found, topology=params.topology)  # type: ignore[arg-type]
+    progress.note(f"starting healthflow serve ({found.name}, topology {params.topology})")
     await server.start()
+    if len(server.processes) > 1:
+        progress.note("roles: " + ", ".join(f"{p.role} {p.child.url}" for p in server.processes))
     try:
         # idle connections are let go before uvicorn's 5 s keep-alive would close them under a
         # request (a ReadError on a POST that cannot be retried)
@@ -90,10 +100,17 @@ async def _serve_phases(
         async with httpx.AsyncClient(
             base_url=server.url, headers=server.auth, timeout=120, limits=limits
         ) as http:
+            metrics = counters.Scraper(http, server.metrics_urls)
             ctx = Context(
-                params, found, server, http, KeepAlivePool("127.0.0.1", server.port), progress
+                params,
+                found,
+                server,
+                http,
+                KeepAlivePool("127.0.0.1", server.port),
+                progress,
+                metrics,
             )
-            start = await counters.read(http)
+            start = await counters.read(metrics)
             phases: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
                 ("registrations", lambda: registrations(ctx)),
                 ("vitals-http", lambda: vitals_http(ctx)),
@@ -115,12 +132,15 @@ async def _serve_phases(
                 result["phases"][name] = outcome
                 checkpoint(result)
             await ctx.requests.close()
-            processed = (await counters.read(http)).minus(start).processed
+            processed = (await counters.read(metrics)).minus(start).processed
             result["server"] = {
+                "topology": params.topology,
                 "peak_rss_mb": round(server.peak_rss_mb, 1),
                 "cpu_s": round(server.cpu_seconds, 1),
                 "log_tail": server.log_tail()[-2000:],  # warnings and errors only
             }
+            if len(server.processes) > 1:
+                result["server"]["roles"] = server.by_role()
     finally:
         await server.stop()
     result["consistency"] = await _stored_readings(found, int(processed))

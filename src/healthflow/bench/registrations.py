@@ -82,7 +82,7 @@ async def registrations(ctx: Context) -> dict[str, Any]:
     returned: dict[str, float] = {}
     statuses: dict[int, int] = {}
     transport_errors: dict[str, int] = {}
-    metrics_before = (await ctx.http.get("/metrics")).text
+    metrics_before = await ctx.metrics.text()
     window = ctx.server.window()
     cpu = ClientCpu()
     body = orjson.dumps(PATIENT_BODY)
@@ -164,7 +164,7 @@ async def _wait_counted(
     base = counters.total(before, EVENTS_PROCESSED, **labels)
     deadline = time.perf_counter() + limit_s
     while True:
-        text = (await ctx.http.get("/metrics")).text
+        text = await ctx.metrics.text()
         counted = int(counters.total(text, EVENTS_PROCESSED, **labels) - base)
         if counted >= expected:
             return counted, time.perf_counter()

@@ -68,6 +68,10 @@ def _n(value: Any) -> str:
     return str(value)
 
 
+def _by_role(roles: dict[str, dict[str, float]], figure: str) -> str:
+    return ", ".join(f"{role} {_n(one.get(figure))}" for role, one in roles.items())
+
+
 def tables(result: dict[str, Any]) -> list[Table]:
     """One table per phase that ran, then the baselines and the ratios."""
     phases = {k: v for k, v in result["phases"].items() if "error" not in v}
@@ -84,11 +88,26 @@ def tables(result: dict[str, Any]) -> list[Table]:
     def server_rows(r: dict[str, Any]) -> list[tuple[str, Any]]:
         s = r.get("server", {})
         g = r.get("load_generator", {})
-        return [
+        rows: list[tuple[str, Any]] = [
             ("server peak RSS (MB)", s.get("peak_rss_mb")),
             ("server CPU (cores)", s.get("cpu_cores")),
-            ("load generator CPU (cores)", g.get("cpu_cores")),
         ]
+        if roles := s.get("roles"):
+            rows.append(("  by role (cores)", _by_role(roles, "cpu_cores")))
+            rows.append(("  by role, peak RSS (MB)", _by_role(roles, "peak_rss_mb")))
+        return [*rows, ("load generator CPU (cores)", g.get("cpu_cores"))]
+
+    if server := result.get("server"):
+        rows: list[tuple[str, Any]] = [
+            ("backend", result.get("backend", {}).get("name")),
+            ("topology", server.get("topology", "all")),
+            ("peak RSS, whole run (MB)", server.get("peak_rss_mb")),
+            ("CPU, whole run (s)", server.get("cpu_s")),
+        ]
+        if roles := server.get("roles"):
+            rows.append(("  by role (s)", _by_role(roles, "cpu_s")))
+            rows.append(("  by role, peak RSS (MB)", _by_role(roles, "peak_rss_mb")))
+        table("server under test", rows)
 
     if r := phases.get("registrations"):
         table(
@@ -105,7 +124,7 @@ def tables(result: dict[str, Any]) -> list[Table]:
         r = phases.get(name)
         if not r or r.get("skipped"):
             continue
-        rows: list[tuple[str, Any]] = [
+        rows = [
             ("mode", r.get("mode", f"{r.get('offered_per_s')} readings/s offered")),
             ("readings/s stored and scored", r["readings_per_s"]),
             ("  per second while busy: median", r["per_second_while_busy"]["median"]),

@@ -1,9 +1,12 @@
-"""The server under test: a `healthflow serve` subprocess on the embedded default or the servers.
+"""The server under test: `healthflow serve` processes on the embedded default or the servers.
 
 `backend()` prepares what a run needs and removes it afterwards: for `server` a fresh PostgreSQL
-database, its own RabbitMQ exchange and queue names, a Redis key prefix; for both, an MQTT topic
-prefix and subscriber id on the local Mosquitto. Everything is set through HEALTHFLOW_* settings,
-exactly as an operator would.
+database (two for the split topology: each service owns its store), its own RabbitMQ exchange
+and queue names, a Redis key prefix; for both, an MQTT topic prefix and subscriber id on the
+local Mosquitto. Everything is set through HEALTHFLOW_* settings, exactly as an operator would.
+
+`ServerProcess` runs either one `--role all` process or every role of `cluster_plan` as its own
+process (`--topology split`), started and stopped by the same supervisor as `healthflow cluster`.
 """
 
 from __future__ import annotations
@@ -11,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -21,13 +22,18 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg  # type: ignore[import-untyped]
-import httpx
 import psutil
 
+from healthflow import cluster
+
+if TYPE_CHECKING:
+    from healthflow.settings import Settings
+
 BackendName = Literal["embedded", "server"]
+Topology = Literal["all", "split"]
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 RABBIT_URL = os.environ.get("HEALTHFLOW_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("HEALTHFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -44,8 +50,10 @@ class Backend:
     run_id: str
     data_dir: Path
     env: dict[str, str]
-    postgres_dsn: str | None = None  # asyncpg DSN of the bench database (server backend)
+    # asyncpg DSN of the database holding the analytics store (vitals rows, seeded events)
+    postgres_dsn: str | None = None
     mqtt_url: str | None = None  # None: Mosquitto is not reachable, the MQTT phase is skipped
+    databases: list[str] = field(default_factory=list)  # created for the run, dropped after
 
     @property
     def mqtt_prefix(self) -> str:
@@ -65,7 +73,9 @@ def reachable(host: str, port: int) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def backend(name: BackendName, data_dir: Path) -> AsyncIterator[Backend]:
+async def backend(
+    name: BackendName, data_dir: Path, topology: Topology = "all"
+) -> AsyncIterator[Backend]:
     """A fresh namespace on every server the run uses, removed afterwards whatever happens."""
     run_id = f"hf_bench_{uuid.uuid4().hex[:10]}"
     env = {"HEALTHFLOW_DATA_DIR": str(data_dir)}
@@ -79,7 +89,7 @@ async def backend(name: BackendName, data_dir: Path) -> AsyncIterator[Backend]:
     found = Backend(name, run_id, data_dir, env, mqtt_url=mqtt_url)
     try:
         if name == "server":
-            await _prepare_servers(found)
+            await _prepare_servers(found, separate_stores=topology == "split")
         yield found
     finally:
         if name == "server":
@@ -88,7 +98,7 @@ async def backend(name: BackendName, data_dir: Path) -> AsyncIterator[Backend]:
             await _clear_mqtt_session(mqtt_url, run_id)
 
 
-async def _prepare_servers(found: Backend) -> None:
+async def _prepare_servers(found: Backend, *, separate_stores: bool) -> None:
     for server, host, port in (
         ("PostgreSQL", PG_HOST, PG_PORT),
         ("RabbitMQ", "127.0.0.1", 5672),
@@ -97,22 +107,29 @@ async def _prepare_servers(found: Backend) -> None:
         if not reachable(host, port):
             raise RuntimeError(f"--backend server needs {server} on {host}:{port}")
 
+    # one database for both schemas under `--role all`, as the integration tests run them; the
+    # split services each their own, as the topology tests and a real deployment do
+    found.databases = [found.run_id]
+    if separate_stores:
+        found.databases.append(f"{found.run_id}_analytics")
     admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database="postgres")
     try:
-        await admin.execute(f'CREATE DATABASE "{found.run_id}"')
+        for database in found.databases:
+            await admin.execute(f'CREATE DATABASE "{database}"')
     finally:
         await admin.close()
-    found.postgres_dsn = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{found.run_id}"
-    url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{found.run_id}"
+    patients_db, analytics_db = found.databases[0], found.databases[-1]
+    found.postgres_dsn = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{analytics_db}"
+    server = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}"
     found.env |= {
-        # both schemas in one database, as the integration tests run them
-        "HEALTHFLOW_DATABASE_URL": url,
-        "HEALTHFLOW_ANALYTICS_URL": url,
+        "HEALTHFLOW_DATABASE_URL": f"{server}/{patients_db}",
+        "HEALTHFLOW_ANALYTICS_URL": f"{server}/{analytics_db}",
         "HEALTHFLOW_BROKER_URL": RABBIT_URL,
         "HEALTHFLOW_BROKER_EXCHANGE": found.run_id,
         "HEALTHFLOW_CACHE_URL": REDIS_URL,
         "HEALTHFLOW_CACHE_PREFIX": f"{found.run_id}:",
         "HEALTHFLOW_HUB_REDIS_PREFIX": f"{found.run_id}:hub",
+        "HEALTHFLOW_RATE_LIMIT_PREFIX": f"{found.run_id}:ratelimit:",
     }
     # the deploy step: `serve` migrates only SQLite by itself
     migrate = await asyncio.create_subprocess_exec(
@@ -142,7 +159,8 @@ async def _remove_servers(found: Backend) -> None:
             host=PG_HOST, port=PG_PORT, user="postgres", database="postgres"
         )
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{found.run_id}" WITH (FORCE)')
+            for database in found.databases:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         finally:
             await admin.close()
     with contextlib.suppress(Exception):
@@ -194,25 +212,54 @@ async def _clear_mqtt_session(url: str, client_id: str) -> None:
 
 @dataclass
 class Window:
-    """CPU and peak RSS of the server between two moments (one phase)."""
+    """CPU and peak RSS of the server's processes between two moments (one phase)."""
 
-    cpu_start: float
+    cpu_start: dict[str, float]  # by role
     started: float
+    peak_rss_mb: float = 0.0  # the processes' RSS summed at one moment, its peak
+    role_peaks_mb: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RoleProcess:
+    """One process of the server under test, sampled for CPU and RSS."""
+
+    child: cluster.Child
+    rss_mb: float = 0.0
     peak_rss_mb: float = 0.0
+    cpu_seconds: float = 0.0
+    _proc: psutil.Process | None = field(default=None, repr=False)
+
+    @property
+    def role(self) -> str:
+        return self.child.role
+
+    def sample(self) -> None:
+        with contextlib.suppress(psutil.Error):
+            if self._proc is None:
+                self._proc = psutil.Process(self.child.process.pid)
+            self.rss_mb = self._proc.memory_info().rss / 2**20
+            times = self._proc.cpu_times()
+            self.cpu_seconds = times.user + times.system
+            self.peak_rss_mb = max(self.peak_rss_mb, self.rss_mb)
 
 
 @dataclass
 class ServerProcess:
-    """A `healthflow serve` subprocess on a free port, sampled for CPU and RSS."""
+    """The server under test: one `--role all` process, or every role of the cluster plan.
+
+    Clients reach it where a deployment's would: `url`/`port` are the `all` process's or the
+    gateway's; `metrics_urls` lists every process, whose counters a reader sums. CPU and RSS are
+    the sum over the processes, with per-role figures beside them when there are several.
+    """
 
     backend: Backend
     extra_env: dict[str, str] = field(default_factory=dict)
+    topology: Topology = "all"
     port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-    peak_rss_mb: float = 0.0
-    rss_mb: float = 0.0
-    cpu_seconds: float = 0.0
     token: str = ""
+    processes: list[RoleProcess] = field(default_factory=list)
+    peak_rss_mb: float = 0.0  # summed over the processes at one moment
     _windows: list[Window] = field(default_factory=list, repr=False)
     _sampler: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -229,6 +276,18 @@ class ServerProcess:
         return {"Authorization": f"Bearer {self.token}"}
 
     @property
+    def metrics_urls(self) -> tuple[str, ...]:
+        return tuple(p.child.url for p in self.processes)
+
+    @property
+    def rss_mb(self) -> float:
+        return sum(p.rss_mb for p in self.processes)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(p.cpu_seconds for p in self.processes)
+
+    @property
     def env(self) -> dict[str, str]:
         # a load generator is one subject from one address: the per-caller limits would measure
         # themselves, so the bench lifts them unless told otherwise
@@ -241,66 +300,95 @@ class ServerProcess:
             **self.extra_env,
         }
 
+    def plan(self) -> list[tuple[str, dict[str, str]]]:
+        """Each process's role and environment, in start order (the entry point last)."""
+        if self.topology == "all":
+            port = cluster.free_port_block(1)
+            entry = {"HEALTHFLOW_ROLE": "all", "HEALTHFLOW_HOST": "127.0.0.1"}
+            return [("all", {**self.env, **entry, cluster.ROLE_PORT_ENV: str(port)})]
+        from healthflow.composition.roles import cluster_plan
+
+        settings = _settings(self.env, host="127.0.0.1", port=cluster.free_port_block(4))
+        return cluster_plan(settings)
+
     async def start(self) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        log = (self.backend.data_dir / f"serve-{self.port}.log").open("ab")
-        # Popen returns at once (no wait), and the command is our own interpreter and module
-        self.process = subprocess.Popen(  # noqa: ASYNC220, S603
-            [sys.executable, "-m", "healthflow", "serve", "--port", str(self.port)],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-        log.close()
-        async with httpx.AsyncClient() as http:
-            for _ in range(600):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(f"{self.url}/health")).status_code == 200:
-                        break
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"healthflow serve exited: see {self.log_tail()}")
-                await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError("healthflow serve did not start")
+        plan = self.plan()
+        try:
+            children = await asyncio.to_thread(
+                cluster.start,
+                plan,
+                ready_timeout_s=120.0,
+                say=lambda _: None,
+                ready_path="/health/ready",
+                logs=self.backend.data_dir,
+            )
+        except (RuntimeError, TimeoutError) as exc:
+            tails = (self._tail(role, int(env[cluster.ROLE_PORT_ENV])) for role, env in plan)
+            raise RuntimeError(f"healthflow serve did not start: {exc}\n{''.join(tails)}") from exc
+        self.processes = [RoleProcess(child) for child in children]
+        self.port = children[-1].port
         self.token = admin_token(self.env)
         self._sampler = asyncio.create_task(self._sample(), name="bench-server-sampler")
 
     def log_tail(self) -> str:
-        path = self.backend.data_dir / f"serve-{self.port}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+        return "".join(self._tail(p.role, p.child.port) for p in self.processes)[-3000:]
+
+    def _tail(self, role: str, port: int) -> str:
+        path = cluster.log_path(self.backend.data_dir, role, port)
+        text = path.read_text(errors="replace")[-3000:] if path.exists() else ""
+        return f"[{role}]\n{text}" if text and self.topology != "all" else text
 
     def window(self) -> Window:
         """Start measuring CPU and peak RSS from now (for one phase)."""
-        found = Window(self.cpu_seconds, time.perf_counter(), self.rss_mb)
+        found = Window(
+            {p.role: p.cpu_seconds for p in self.processes},
+            time.perf_counter(),
+            self.rss_mb,
+            {p.role: p.rss_mb for p in self.processes},
+        )
         self._windows.append(found)
         return found
 
-    def close_window(self, window: Window) -> dict[str, float]:
+    def close_window(self, window: Window) -> dict[str, Any]:
         self._sample_once()
         with contextlib.suppress(ValueError):
             self._windows.remove(window)
         elapsed = time.perf_counter() - window.started
-        cpu = self.cpu_seconds - window.cpu_start
+
+        def figures(cpu: float, peak_mb: float) -> dict[str, float]:
+            return {
+                "peak_rss_mb": round(peak_mb, 1),
+                "cpu_s": round(cpu, 2),
+                "cpu_cores": round(cpu / elapsed, 2) if elapsed > 0 else 0.0,
+            }
+
+        cpu = {p.role: p.cpu_seconds - window.cpu_start.get(p.role, 0.0) for p in self.processes}
+        found: dict[str, Any] = figures(sum(cpu.values()), window.peak_rss_mb)
+        found["wall_s"] = round(elapsed, 2)
+        if len(self.processes) > 1:
+            found["roles"] = {
+                role: figures(used, window.role_peaks_mb.get(role, 0.0))
+                for role, used in cpu.items()
+            }
+        return found
+
+    def by_role(self) -> dict[str, dict[str, float]]:
+        """Peak RSS and CPU seconds of each process over the whole run."""
         return {
-            "peak_rss_mb": round(window.peak_rss_mb, 1),
-            "cpu_s": round(cpu, 2),
-            "cpu_cores": round(cpu / elapsed, 2) if elapsed > 0 else 0.0,
-            "wall_s": round(elapsed, 2),
+            p.role: {"peak_rss_mb": round(p.peak_rss_mb, 1), "cpu_s": round(p.cpu_seconds, 1)}
+            for p in self.processes
         }
 
     def _sample_once(self) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(psutil.Error):
-            proc = psutil.Process(self.process.pid)
-            self.rss_mb = proc.memory_info().rss / 2**20
-            times = proc.cpu_times()
-            self.cpu_seconds = times.user + times.system
-            self.peak_rss_mb = max(self.peak_rss_mb, self.rss_mb)
-            for window in self._windows:
-                window.peak_rss_mb = max(window.peak_rss_mb, self.rss_mb)
+        for process in self.processes:
+            process.sample()
+        total = self.rss_mb
+        self.peak_rss_mb = max(self.peak_rss_mb, total)
+        for window in self._windows:
+            window.peak_rss_mb = max(window.peak_rss_mb, total)
+            for process in self.processes:
+                peak = window.role_peaks_mb.get(process.role, 0.0)
+                window.role_peaks_mb[process.role] = max(peak, process.rss_mb)
 
     async def _sample(self) -> None:
         while True:
@@ -312,25 +400,23 @@ class ServerProcess:
             self._sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sampler
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            for _ in range(600):
-                if self.process.poll() is not None:
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                self.process.kill()
-                self.process.wait()
+        children = [p.child for p in self.processes]
+        await asyncio.to_thread(cluster.stop, children, 60.0)
+
+
+def _settings(env: dict[str, str], **overrides: Any) -> Settings:
+    """The server's Settings as its processes would read them from `env`."""
+    from healthflow.settings import Settings
+
+    with _environment({k: v for k, v in env.items() if k.startswith("HEALTHFLOW_")}):
+        return Settings(**overrides)
 
 
 def admin_token(env: dict[str, str]) -> str:
     """A development admin token signed with the server's own secret (in its data dir)."""
     from healthflow.app import dev_tokens
-    from healthflow.settings import Settings
 
-    overrides = {k: v for k, v in env.items() if k.startswith("HEALTHFLOW_")}
-    with _environment(overrides):
-        minter = dev_tokens(Settings())  # type: ignore[call-arg]
+    minter = dev_tokens(_settings(env))
     if minter is None:
         raise RuntimeError("the bench needs development tokens: unset HEALTHFLOW_AUTH_JWKS_URL")
     return minter.mint("bench", "admin", now=datetime.now(UTC), ttl=timedelta(hours=8))

@@ -45,7 +45,7 @@ async def _ticker(
     while True:
         await asyncio.sleep(1.0)
         with contextlib.suppress(Exception):
-            delta = (await counters.read(ctx.http)).minus(before)
+            delta = (await counters.read(ctx.metrics)).minus(before)
             elapsed = time.perf_counter() - started
             samples.append((elapsed, delta.processed))
             ctx.progress.update(
@@ -65,7 +65,7 @@ async def _measure(
 ) -> dict[str, Any]:
     """Run the load, then wait for the pipeline to catch up; the shared shape of a result."""
     p = ctx.params
-    before = await counters.read(ctx.http)
+    before = await counters.read(ctx.metrics)
     window = ctx.server.window()
     cpu = ClientCpu()
     ctx.progress.phase(name, p.duration_s)
@@ -77,7 +77,7 @@ async def _measure(
         load_ended = time.perf_counter()
         ctx.progress.update("load over; waiting for the pipeline to process what it accepted")
         drain = await counters.wait_until_processed(
-            ctx.http,
+            ctx.metrics,
             before,
             started=started,
             load_ended=load_ended,
@@ -142,11 +142,11 @@ class ProcessedWatch:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> ProcessedWatch:
-        base = await counters.read(self._ctx.http)
+        base = await counters.read(self._ctx.metrics)
 
         async def watch() -> None:
             while True:
-                self.processed = (await counters.read(self._ctx.http)).minus(base).processed
+                self.processed = (await counters.read(self._ctx.metrics)).minus(base).processed
                 # a scrape of /metrics costs the server a few ms (more with every label seen):
                 # at 20 a second the benchmark took a fifth of the CPU of what it measured
                 await asyncio.sleep(0.25)

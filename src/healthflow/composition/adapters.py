@@ -314,6 +314,9 @@ async def migrate_databases(settings: Settings) -> dict[str, str]:
     return done
 
 
+SERVICE_KEEPALIVE_S = 2.0
+
+
 def _service_client(
     base_url: str, settings: Settings, auth: httpx.Auth | None = None
 ) -> httpx.AsyncClient:
@@ -324,6 +327,10 @@ def _service_client(
         limits=httpx.Limits(
             max_connections=settings.service_max_connections,
             max_keepalive_connections=settings.service_max_connections,
+            # let idle connections go before the service's uvicorn closes them (its keep-alive
+            # is 5 s, httpx's default too): a request sent on a connection as it is being closed
+            # fails with a ReadError, and a proxied POST cannot be retried
+            keepalive_expiry=SERVICE_KEEPALIVE_S,
         ),
     )
 
