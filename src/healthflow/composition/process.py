@@ -24,13 +24,8 @@ from healthflow.composition.adapters import (
     request_budgets,
 )
 from healthflow.composition.platform import _report_crash
-from healthflow.http import (
-    BodyLimit,
-    RequestContext,
-    RequestTimeout,
-    SecurityHeaders,
-    install_error_handlers,
-)
+from healthflow.http import install_error_handlers
+from healthflow.http_edge import HttpEdge
 from healthflow.observability import health
 from healthflow.security.audit import SqlAuditTrail
 from healthflow.security.live import live_access
@@ -119,11 +114,13 @@ def _service_credentials(settings: Settings) -> httpx.Auth | None:
 def install_middleware(app: FastAPI, settings: Settings, *, browser_facing: bool) -> None:
     """The middleware of every process; the one browsers talk to (`all`, gateway) also lets the
     dashboard's scripts reach the OIDC issuer and answers CORS for the configured origins."""
-    app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContext)
     origins = browser_connect_origins(settings) if browser_facing else ()
-    app.add_middleware(SecurityHeaders, connect_origins=origins)
+    app.add_middleware(
+        HttpEdge,
+        timeout_s=settings.request_timeout_s,
+        max_body_bytes=settings.max_body_bytes,
+        connect_origins=origins,
+    )
     if browser_facing and settings.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -153,7 +150,7 @@ def _role_http_app(
         version=__version__,
         lifespan=lifespan,
         description=f"HealthFlow {settings.role} service.",
-        dependencies=[Depends(guard, scope="function")],
+        dependencies=[Depends(guard)],
     )
     app.state.guard = guard_
     app.state.live_access = live_access
