@@ -13,6 +13,7 @@ import httpx
 import structlog
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.telemetry import TelemetryConfig
 
 from healthflow import __version__
 from healthflow.composition.adapters import (
@@ -35,6 +36,11 @@ from healthflow.settings import Settings
 from healthflow.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
+
+# HealthFlow's metrics are Prometheus and its logs structlog, and it configures no OpenTelemetry
+# SDK: FastAPI's built-in OpenTelemetry bridge would only look, on every request, for providers
+# that are never there (BENCHMARKS.md, "Per-request cost of the HTTP stack").
+WITHOUT_OPENTELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 @dataclass
@@ -151,6 +157,7 @@ def _role_http_app(
         lifespan=lifespan,
         description=f"HealthFlow {settings.role} service.",
         dependencies=[Depends(guard)],
+        telemetry=WITHOUT_OPENTELEMETRY,
     )
     app.state.guard = guard_
     app.state.live_access = live_access
