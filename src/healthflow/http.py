@@ -1,12 +1,10 @@
-"""The one way HTTP fails (RFC 9457 problem details) and the middleware every request passes."""
+"""The one way HTTP fails (RFC 9457 problem details); the middleware every request passes is in
+http_edge.py."""
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -15,10 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from healthflow.observability import metrics
 from healthflow.patients.domain import (
     DomainError,
     MrnTaken,
@@ -33,7 +29,6 @@ from healthflow.security.tokens import IdentityProviderUnavailable
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger(__name__)
-access_log = structlog.get_logger("healthflow.access")
 
 
 class BadRequest(Exception):
@@ -208,185 +203,6 @@ class BodyTooLarge(StarletteHTTPException):
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, f"Request bodies are limited to {max_bytes} bytes.")
-
-
-class BodyLimit:
-    """Refuse bodies over `max_bytes` with 413, by Content-Length or while streaming."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                await self._refuse(scope, receive, send)
-                return
-        seen = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(
-            413,
-            "Request body too large",
-            f"Request bodies are limited to {self.max_bytes} bytes.",
-            slug="body-too-large",
-        )
-        await response(scope, receive, send)
-
-
-class RequestContext:
-    """Request id in and out (X-Request-ID), bound to every log line; access metrics by route."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = next(
-            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None
-        )
-        if not request_id or len(request_id) > 128:
-            request_id = uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-request-id", request_id.encode("latin-1")),
-                ]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            route = route_template(scope) or "unmatched"
-            elapsed = time.perf_counter() - started
-            metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
-            metrics.HTTP_SECONDS.labels(scope["method"], route).observe(elapsed)
-            # the route template, never the raw path or query string: those can carry identifiers
-            access_log.info(
-                "http_request",
-                method=scope["method"],
-                route=route,
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-            )
-            structlog.contextvars.unbind_contextvars("request_id")
-
-
-# /docs and /redoc load Swagger UI / ReDoc from a CDN: they get every header but the CSP.
-_CSP = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
-_DOC_PATHS = ("/docs", "/redoc")
-
-
-class SecurityHeaders:
-    """HSTS, no sniffing, no framing, no referrer, a CSP, and `no-store` on API answers (PHI
-    must not sit in browser or proxy caches)."""
-
-    def __init__(self, app: ASGIApp, connect_origins: Sequence[str] = ()) -> None:
-        self.app = app
-        # scripts may also call these origins (the OIDC issuer, for the browser's code flow)
-        self.csp = _CSP.replace(
-            "connect-src 'self'", " ".join(["connect-src 'self'", *connect_origins])
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        extra = [
-            (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
-            (b"x-content-type-options", b"nosniff"),
-            (b"x-frame-options", b"DENY"),
-            (b"referrer-policy", b"no-referrer"),
-        ]
-        if not path.startswith(_DOC_PATHS):
-            extra.append((b"content-security-policy", self.csp.encode()))
-        if path.startswith("/api/"):
-            extra.append((b"cache-control", b"no-store"))
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                added = [(name, value) for name, value in extra if name not in present]
-                message["headers"] = [*message.get("headers", []), *added]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class RequestTimeout:
-    """Answer 504 when a request has produced no response within `timeout_s`, and cancel it.
-
-    Only the time to the first byte is limited: a stream (SSE) that has started runs on.
-    """
-
-    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
-        self.app = app
-        self.timeout_s = timeout_s
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-        try:
-            async with asyncio.timeout(self.timeout_s) as deadline:
-
-                async def send_tracking(message: Message) -> None:
-                    nonlocal started
-                    if message["type"] == "http.response.start":
-                        started = True
-                        deadline.reschedule(None)
-                    await send(message)
-
-                await self.app(scope, receive, send_tracking)
-        except TimeoutError:
-            if started or not deadline.expired():
-                raise  # a timeout of the app's own making, or one after the answer began
-            log.warning("request_timed_out", timeout_s=self.timeout_s)
-            response = problem(
-                504,
-                "Request timed out",
-                f"No answer within {self.timeout_s} s; the request was cancelled.",
-                slug="request-timeout",
-            )
-            await response(scope, receive, send)
 
 
 def extend_openapi(app: FastAPI, extend: Callable[[dict[str, Any]], None]) -> None:

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from healthflow.cli import app as cli
-from healthflow.security.audit import AuditEntry, SqlAuditTrail
+from healthflow.security.audit import SYSTEM, AuditEntry, SqlAuditTrail, current_actor
 from healthflow.settings import Settings
 from tests.conftest import patient_body
 
@@ -90,6 +90,24 @@ async def test_reads_refusals_and_failures_are_recorded(
         ("GET /api/patients/{patient_id}", "nina", "denied"),
         ("PUT /api/patients/{patient_id}/status", "test-admin", "failure"),
     ]
+
+
+async def test_the_callers_actor_ends_with_the_request_whatever_its_outcome(
+    client: httpx.AsyncClient, make_client: Callable[..., httpx.AsyncClient]
+) -> None:
+    # the in-process transport runs the app in this task: an actor left set would show here
+    patient_id = (await client.post("/api/patients", json=patient_body(ward="A"))).json()["id"]
+    assert current_actor() == SYSTEM
+    assert (await client.get(f"/api/patients/{patient_id}")).status_code == 200
+    assert current_actor() == SYSTEM
+    nurse = make_client("nurse", sub="nina", ward="B")
+    assert (await nurse.get(f"/api/patients/{patient_id}")).status_code == 403
+    assert current_actor() == SYSTEM
+    refused = await client.put(f"/api/patients/{patient_id}/status", json={"status": "stable"})
+    assert refused.status_code == 409
+    assert current_actor() == SYSTEM
+    assert (await client.get("/api/analytics/dashboard")).status_code == 200
+    assert current_actor() == SYSTEM
 
 
 async def test_a_status_change_is_recorded_once_in_its_own_transaction(

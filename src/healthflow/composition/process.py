@@ -13,6 +13,7 @@ import httpx
 import structlog
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.telemetry import TelemetryConfig
 
 from healthflow import __version__
 from healthflow.composition.adapters import (
@@ -24,13 +25,8 @@ from healthflow.composition.adapters import (
     request_budgets,
 )
 from healthflow.composition.platform import _report_crash
-from healthflow.http import (
-    BodyLimit,
-    RequestContext,
-    RequestTimeout,
-    SecurityHeaders,
-    install_error_handlers,
-)
+from healthflow.http import install_error_handlers
+from healthflow.http_edge import HttpEdge
 from healthflow.observability import health
 from healthflow.security.audit import SqlAuditTrail
 from healthflow.security.live import live_access
@@ -40,6 +36,11 @@ from healthflow.settings import Settings
 from healthflow.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
+
+# HealthFlow's metrics are Prometheus and its logs structlog, and it configures no OpenTelemetry
+# SDK: FastAPI's built-in OpenTelemetry bridge would only look, on every request, for providers
+# that are never there (BENCHMARKS.md, "Per-request cost of the HTTP stack").
+WITHOUT_OPENTELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 @dataclass
@@ -119,11 +120,13 @@ def _service_credentials(settings: Settings) -> httpx.Auth | None:
 def install_middleware(app: FastAPI, settings: Settings, *, browser_facing: bool) -> None:
     """The middleware of every process; the one browsers talk to (`all`, gateway) also lets the
     dashboard's scripts reach the OIDC issuer and answers CORS for the configured origins."""
-    app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContext)
     origins = browser_connect_origins(settings) if browser_facing else ()
-    app.add_middleware(SecurityHeaders, connect_origins=origins)
+    app.add_middleware(
+        HttpEdge,
+        timeout_s=settings.request_timeout_s,
+        max_body_bytes=settings.max_body_bytes,
+        connect_origins=origins,
+    )
     if browser_facing and settings.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -153,7 +156,8 @@ def _role_http_app(
         version=__version__,
         lifespan=lifespan,
         description=f"HealthFlow {settings.role} service.",
-        dependencies=[Depends(guard, scope="function")],
+        dependencies=[Depends(guard)],
+        telemetry=WITHOUT_OPENTELEMETRY,
     )
     app.state.guard = guard_
     app.state.live_access = live_access

@@ -131,7 +131,9 @@ class KeyRing:
 
     def _fresh(self) -> _Ring:
         try:
-            mtime = self._path.stat().st_mtime
+            # os.stat, not Path.stat: this runs for every field encrypted (six a registration),
+            # and pathlib's wrapping costs more than the system call
+            mtime = os.stat(self._path).st_mtime
         except FileNotFoundError:
             return self._ring
         if mtime != self._mtime:

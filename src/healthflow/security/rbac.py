@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -20,6 +21,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.requests import HTTPConnection
 
 from healthflow.http import extend_openapi, route_template
+from healthflow.http_edge import REQUEST_ID
 from healthflow.ports import RequestBudget
 from healthflow.security.audit import (
     DENIED,
@@ -28,7 +30,8 @@ from healthflow.security.audit import (
     Actor,
     AuditEntry,
     SqlAuditTrail,
-    acting_as,
+    start_acting,
+    stop_acting,
 )
 from healthflow.security.errors import Forbidden, Unauthenticated
 from healthflow.security.tokens import InvalidToken, Principal, TokenVerifier
@@ -222,9 +225,17 @@ def declared_routes(app: FastAPI | APIRouter) -> dict[tuple[str, str], str]:
     return found
 
 
+_ROLE_LABELS: dict[frozenset[str], str] = {}
+
+
 def _role_label(principal: Principal) -> str:
-    known = sorted(r for r in principal.roles if r in Role.__members__.values())
-    return ",".join(known) or "none"
+    label = _ROLE_LABELS.get(principal.roles)
+    if label is None:
+        known = sorted(r for r in principal.roles if r in Role.__members__.values())
+        label = ",".join(known) or "none"
+        if len(_ROLE_LABELS) < 1024:  # a token can carry any role names: keep this bounded
+            _ROLE_LABELS[principal.roles] = label
+    return label
 
 
 def _bearer(connection: HTTPConnection, rule: Rule) -> str | None:
@@ -246,19 +257,33 @@ def _entry(
     return AuditEntry(f"{method} {path}", rule.resource or "api", resource_id, outcome)
 
 
-async def guard(connection: HTTPConnection) -> AsyncIterator[Principal | None]:
-    """Authenticate, authorise and audit one request (or WebSocket) by the permission table."""
+# Where FastAPI keeps the exit stack that closes right after the route function returned (or
+# raised) and before the answer is sent: the stack a `Depends(..., scope="function")` generator
+# would be exited on.
+_FUNCTION_EXIT_STACK = "fastapi_function_astack"
+
+
+async def guard(connection: HTTPConnection) -> Principal | None:
+    """Authenticate, authorise and audit one request (or WebSocket) by the permission table.
+
+    A plain coroutine rather than a `yield` dependency: FastAPI's machinery for those (a context
+    manager, a cancel scope and a shielded exit per request) cost more than the whole check did
+    (BENCHMARKS.md, "Per-request cost of the HTTP stack"). What has to happen after the route
+    (its outcome audited, the caller's actor unset) goes on the same function-scope exit stack a
+    generator would have used, and only when there is something to do there.
+    """
     gate: Guard = connection.app.state.guard
-    method = "GET" if connection.scope["type"] == "websocket" else connection.scope["method"]
-    path = route_template(connection.scope) or connection.url.path
+    scope = connection.scope
+    method = "GET" if scope["type"] == "websocket" else scope["method"]
+    path = route_template(scope) or connection.url.path
     rule = gate.permissions.get((method, path))
     if rule is None:
         log.error("route_without_permission_entry", method=method, route=path)
         raise Forbidden("this route has no permission entry: refused for everyone")
     if rule.public:
-        yield None
-        return
-    client = connection.client.host if connection.client else None
+        return None
+    client_address = scope.get("client")
+    client = client_address[0] if client_address else None
     if gate.per_client is not None:
         await gate.per_client.spend(f"client:{client}")
     token = _bearer(connection, rule)
@@ -277,24 +302,39 @@ async def guard(connection: HTTPConnection) -> AsyncIterator[Principal | None]:
         subject=principal.subject,
         role=_role_label(principal),
         client=client,
-        request_id=structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex,
+        request_id=REQUEST_ID.get() or uuid.uuid4().hex,
     )
-    with acting_as(actor):
+    exit_stack: AsyncExitStack = scope[_FUNCTION_EXIT_STACK]
+    audit = gate.audit if rule.audit is not Audit.NONE else None
+    acting = start_acting(actor)
+    try:
         refused = await gate.refusal(rule, principal, connection)
-        audit = gate.audit if rule.audit is not Audit.NONE else None
         if refused:
             if audit is not None:
                 await audit.record(_entry(rule, method, path, connection, DENIED))
             raise Forbidden(refused)
-        connection.state.principal = principal  # for per-connection decisions, e.g. live topics
+    except BaseException:
+        stop_acting(acting)
+        raise
+    connection.state.principal = principal  # for per-connection decisions, e.g. live topics
+    if audit is None:
+        exit_stack.callback(stop_acting, acting)
+        return principal
+
+    async def record_outcome(
+        exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> bool:
         try:
-            yield principal
-        except Exception:
-            if audit is not None:
+            if isinstance(exc, Exception):
                 await audit.record(_entry(rule, method, path, connection, FAILURE))
-            raise
-        if audit is not None and rule.audit in (Audit.READ, Audit.ACTION):
-            await audit.record(_entry(rule, method, path, connection, SUCCESS))
+            elif exc is None and rule.audit in (Audit.READ, Audit.ACTION):
+                await audit.record(_entry(rule, method, path, connection, SUCCESS))
+        finally:
+            stop_acting(acting)
+        return False  # the route's exception, if any, goes on to its problem answer
+
+    exit_stack.push_async_exit(record_outcome)
+    return principal
 
 
 def permission_rows(
