@@ -90,7 +90,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         description="Real-time patient flow and bedside monitoring.",
         # every route passes the access guard; it audits a route's outcome right after the route
         # function (before the response leaves), so no PHI is served unrecorded
-        dependencies=[Depends(guard)],
+        dependencies=[Depends(guard, scope="function")],
         telemetry=WITHOUT_OPENTELEMETRY,
     )
     app.state.platform = platform

@@ -156,7 +156,7 @@ def _role_http_app(
         version=__version__,
         lifespan=lifespan,
         description=f"HealthFlow {settings.role} service.",
-        dependencies=[Depends(guard)],
+        dependencies=[Depends(guard, scope="function")],
         telemetry=WITHOUT_OPENTELEMETRY,
     )
     app.state.guard = guard_

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -104,16 +104,6 @@ def acting_as(actor: Actor) -> Iterator[None]:
         yield
     finally:
         _actor.reset(token)
-
-
-def start_acting(actor: Actor) -> Token[Actor]:
-    """`acting_as` for code whose end is elsewhere (the access guard's after-route step); hand
-    the token to `stop_acting` in the same context."""
-    return _actor.set(actor)
-
-
-def stop_acting(token: Token[Actor]) -> None:
-    _actor.reset(token)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -30,8 +29,7 @@ from healthflow.security.audit import (
     Actor,
     AuditEntry,
     SqlAuditTrail,
-    start_acting,
-    stop_acting,
+    acting_as,
 )
 from healthflow.security.errors import Forbidden, Unauthenticated
 from healthflow.security.tokens import InvalidToken, Principal, TokenVerifier
@@ -257,32 +255,19 @@ def _entry(
     return AuditEntry(f"{method} {path}", rule.resource or "api", resource_id, outcome)
 
 
-# Where FastAPI keeps the exit stack that closes right after the route function returned (or
-# raised) and before the answer is sent: the stack a `Depends(..., scope="function")` generator
-# would be exited on.
-_FUNCTION_EXIT_STACK = "fastapi_function_astack"
-
-
-async def guard(connection: HTTPConnection) -> Principal | None:
-    """Authenticate, authorise and audit one request (or WebSocket) by the permission table.
-
-    A plain coroutine rather than a `yield` dependency: FastAPI's machinery for those (a context
-    manager, a cancel scope and a shielded exit per request) cost more than the whole check did
-    (BENCHMARKS.md, "Per-request cost of the HTTP stack"). What has to happen after the route
-    (its outcome audited, the caller's actor unset) goes on the same function-scope exit stack a
-    generator would have used, and only when there is something to do there.
-    """
+async def guard(connection: HTTPConnection) -> AsyncIterator[Principal | None]:
+    """Authenticate, authorise and audit one request (or WebSocket) by the permission table."""
     gate: Guard = connection.app.state.guard
-    scope = connection.scope
-    method = "GET" if scope["type"] == "websocket" else scope["method"]
-    path = route_template(scope) or connection.url.path
+    method = "GET" if connection.scope["type"] == "websocket" else connection.scope["method"]
+    path = route_template(connection.scope) or connection.url.path
     rule = gate.permissions.get((method, path))
     if rule is None:
         log.error("route_without_permission_entry", method=method, route=path)
         raise Forbidden("this route has no permission entry: refused for everyone")
     if rule.public:
-        return None
-    client_address = scope.get("client")
+        yield None
+        return
+    client_address = connection.scope.get("client")
     client = client_address[0] if client_address else None
     if gate.per_client is not None:
         await gate.per_client.spend(f"client:{client}")
@@ -304,37 +289,22 @@ async def guard(connection: HTTPConnection) -> Principal | None:
         client=client,
         request_id=REQUEST_ID.get() or uuid.uuid4().hex,
     )
-    exit_stack: AsyncExitStack = scope[_FUNCTION_EXIT_STACK]
-    audit = gate.audit if rule.audit is not Audit.NONE else None
-    acting = start_acting(actor)
-    try:
+    with acting_as(actor):
         refused = await gate.refusal(rule, principal, connection)
+        audit = gate.audit if rule.audit is not Audit.NONE else None
         if refused:
             if audit is not None:
                 await audit.record(_entry(rule, method, path, connection, DENIED))
             raise Forbidden(refused)
-    except BaseException:
-        stop_acting(acting)
-        raise
-    connection.state.principal = principal  # for per-connection decisions, e.g. live topics
-    if audit is None:
-        exit_stack.callback(stop_acting, acting)
-        return principal
-
-    async def record_outcome(
-        exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
-    ) -> bool:
+        connection.state.principal = principal  # for per-connection decisions, e.g. live topics
         try:
-            if isinstance(exc, Exception):
+            yield principal
+        except Exception:
+            if audit is not None:
                 await audit.record(_entry(rule, method, path, connection, FAILURE))
-            elif exc is None and rule.audit in (Audit.READ, Audit.ACTION):
-                await audit.record(_entry(rule, method, path, connection, SUCCESS))
-        finally:
-            stop_acting(acting)
-        return False  # the route's exception, if any, goes on to its problem answer
-
-    exit_stack.push_async_exit(record_outcome)
-    return principal
+            raise
+        if audit is not None and rule.audit in (Audit.READ, Audit.ACTION):
+            await audit.record(_entry(rule, method, path, connection, SUCCESS))
 
 
 def permission_rows(
