@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import httpx
 
 from healthflow.circuit_breaker import CircuitBreaker
-from healthflow.messaging.events import CloudEvent
+from healthflow.messaging.events import CloudEvent, batch_to_json
 from healthflow.ports import Check
 from healthflow.service_calls import ServiceCaller, ServiceUnavailable
 
@@ -54,7 +54,7 @@ class HttpAnalyticsSink:
         firsts: list[bool] = []
         for start in range(0, len(batch), RECORD_CHUNK):
             chunk = batch[start : start + RECORD_CHUNK]
-            body = b'{"events":[' + b",".join(e.to_json() for e in chunk) + b"]}"
+            body = b'{"events":' + batch_to_json(chunk) + b"}"
             response = await self._analytics.send(
                 "POST", "/api/analytics/events/batch", content=body, headers=JSON
             )

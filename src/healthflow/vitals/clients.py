@@ -21,6 +21,7 @@ from uuid import UUID
 import httpx
 import orjson
 
+from healthflow.messaging.events import batch_to_json
 from healthflow.service_calls import ServiceCaller, ServiceRefused, problem_type
 from healthflow.vitals.domain import DeviceAuthFailed, TelemetryBusy
 from healthflow.vitals.events import RecordedReading, vital_signs_recorded
@@ -50,7 +51,7 @@ class HttpAssessor:
         return assessed
 
     async def _assess(self, chunk: Sequence[RecordedReading]) -> list[Assessed]:
-        body = b'{"events":[' + b",".join(vital_signs_recorded(r).to_json() for r in chunk) + b"]}"
+        body = b'{"events":' + batch_to_json([vital_signs_recorded(r) for r in chunk]) + b"}"
         response = await self._analytics.send(
             "POST", "/api/analytics/vitals/batch", content=body, headers=JSON
         )
