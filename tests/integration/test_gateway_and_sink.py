@@ -1,5 +1,7 @@
-"""The gateway proxy and the worker's HTTP analytics client against real sockets that misbehave:
-nothing listening, a server that never answers, a server that answers garbage, a 5xx service."""
+"""The gateway proxy, the services' HTTP transport and the worker's HTTP analytics client against
+real sockets that misbehave: nothing listening, a server that never answers, a server that
+answers garbage or hangs up, a 5xx service. The failing upstreams are reached through
+`service_client`, the transport every role runs with."""
 
 from __future__ import annotations
 
@@ -23,8 +25,13 @@ from healthflow.messaging.events import CloudEvent
 from healthflow.patients import events as patient_events
 from healthflow.patients.domain import NewPatient, Patient, Sex
 from healthflow.ports import Check
+from healthflow.service_calls import service_client
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+def client_of(base_url: str, *, timeout_s: float = 2.0) -> httpx.AsyncClient:
+    return service_client(base_url, timeout_s=timeout_s, max_connections=4, keepalive_s=2.0)
 
 
 def closed_port() -> int:
@@ -133,7 +140,7 @@ async def test_the_gateway_forwards_method_path_query_body_and_headers() -> None
 
 
 async def test_a_service_nobody_listens_on_gives_503_problem() -> None:
-    down = httpx.AsyncClient(base_url=f"http://127.0.0.1:{closed_port()}", timeout=2)
+    down = client_of(f"http://127.0.0.1:{closed_port()}")
     answer = await call(gateway_app(down, down), "GET", "/api/analytics/dashboard")
 
     assert answer.status_code == 503
@@ -144,7 +151,7 @@ async def test_a_service_nobody_listens_on_gives_503_problem() -> None:
 
 
 async def test_a_service_that_never_answers_gives_504_problem(silent_server: str) -> None:
-    silent = httpx.AsyncClient(base_url=silent_server, timeout=0.3)
+    silent = client_of(silent_server, timeout_s=0.3)
     answer = await call(gateway_app(silent, silent), "GET", "/api/patients")
 
     assert answer.status_code == 504
@@ -152,11 +159,122 @@ async def test_a_service_that_never_answers_gives_504_problem(silent_server: str
 
 
 async def test_a_service_that_answers_garbage_gives_502_problem(garbage_server: str) -> None:
-    broken = httpx.AsyncClient(base_url=garbage_server, timeout=2)
+    broken = client_of(garbage_server)
     answer = await call(gateway_app(broken, broken), "GET", "/api/patients/1")
 
     assert answer.status_code == 502
     assert answer.json()["type"] == "/problems/bad-gateway"
+
+
+@pytest.fixture
+async def hang_up_server() -> AsyncIterator[str]:
+    """Reads the request, then closes the connection without a word."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.close()
+
+
+async def test_a_service_that_hangs_up_gives_502_problem(hang_up_server: str) -> None:
+    gone = client_of(hang_up_server)
+    answer = await call(gateway_app(gone, gone), "GET", "/api/patients/1")
+
+    assert answer.status_code == 502
+    assert answer.json()["type"] == "/problems/bad-gateway"
+
+
+@pytest.fixture
+async def http_server() -> AsyncIterator[tuple[str, list[bytes], list[int]]]:
+    """A keep-alive HTTP/1.1 server on a real socket: records each request it reads (head and
+    body) and each connection it accepts, and answers 201 with a JSON body and a header."""
+    requests: list[bytes] = []
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = next(
+                    (
+                        int(line.split(b":", 1)[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                requests.append(head + await reader.readexactly(length))
+                body = b'{"id":"abc"}'
+                writer.write(
+                    b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n"
+                    b"x-service: echo\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+                )
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", requests, connections
+    server.close()
+
+
+async def test_the_service_transport_sends_and_answers_over_one_kept_connection(
+    http_server: tuple[str, list[bytes], list[int]],
+) -> None:
+    url, requests, connections = http_server
+    async with client_of(url) as client:
+        answers = [
+            await client.post(
+                "/api/patients",
+                params={"ward": "ICU"},
+                content=b'{"n":%d}' % n,
+                headers={"x-request-id": f"req-{n}", "content-type": "application/json"},
+            )
+            for n in range(3)
+        ]
+
+    assert [(a.status_code, a.json(), a.headers["x-service"]) for a in answers] == [
+        (201, {"id": "abc"}, "echo")
+    ] * 3
+    assert [r.split(b"\r\n", 1)[0] for r in requests] == [
+        b"POST /api/patients?ward=ICU HTTP/1.1"
+    ] * 3
+    assert [r.rsplit(b"\r\n\r\n", 1)[1] for r in requests] == [b'{"n":0}', b'{"n":1}', b'{"n":2}']
+    assert all(b"x-request-id: req-" in r.lower() for r in requests)
+    assert len(connections) == 1  # kept alive and reused
+
+
+@pytest.mark.parametrize(
+    ("server", "error"),
+    [
+        (None, httpx.ConnectError),
+        ("silent_server", httpx.ReadTimeout),
+        ("garbage_server", httpx.RemoteProtocolError),
+        ("hang_up_server", httpx.RemoteProtocolError),
+    ],
+)
+async def test_the_service_transport_fails_with_the_httpx_error_for_what_went_wrong(
+    silent_server: str,
+    garbage_server: str,
+    hang_up_server: str,
+    server: str | None,
+    error: type[httpx.HTTPError],
+) -> None:
+    urls = {
+        "silent_server": silent_server,
+        "garbage_server": garbage_server,
+        "hang_up_server": hang_up_server,
+        None: f"http://127.0.0.1:{closed_port()}",
+    }
+    url = urls[server]
+    async with client_of(url, timeout_s=0.3) as client:
+        with pytest.raises(error):
+            await client.get("/api/patients")
 
 
 async def test_gateway_readiness_is_the_worst_of_its_services(silent_server: str) -> None:
@@ -169,7 +287,7 @@ async def test_gateway_readiness_is_the_worst_of_its_services(silent_server: str
     degraded = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=healthy_app), base_url="http://a"
     )
-    silent = httpx.AsyncClient(base_url=silent_server, timeout=0.3)
+    silent = client_of(silent_server, timeout_s=0.3)
 
     async def bus_up() -> Check:
         return Check(True, {"backend": "rabbitmq"})

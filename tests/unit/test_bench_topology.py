@@ -77,6 +77,6 @@ def test_service_clients_drop_idle_connections_before_the_service_closes_them(
 ) -> None:
     client = _service_client("http://127.0.0.1:1", settings)
     # a request on a connection the service's uvicorn is closing fails and cannot be retried
-    expiry = client._transport._pool._keepalive_expiry  # type: ignore[attr-defined]
+    expiry = client._transport.limits.keepalive_expiry  # type: ignore[attr-defined]
 
     assert expiry < uvicorn.Config(app=None).timeout_keep_alive

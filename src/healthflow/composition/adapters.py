@@ -32,6 +32,7 @@ from healthflow.security.tokens import (
     TokenVerifier,
     load_or_create_secret,
 )
+from healthflow.service_calls import service_client
 from healthflow.settings import Settings
 from healthflow.storage import migrations
 from healthflow.storage.cache import MemoryCache
@@ -320,18 +321,15 @@ SERVICE_KEEPALIVE_S = 2.0
 def _service_client(
     base_url: str, settings: Settings, auth: httpx.Auth | None = None
 ) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=base_url,
+    # idle connections go before the service's uvicorn closes them (its keep-alive is 5 s): a
+    # request sent on a connection as it is being closed fails, and a proxied POST cannot be
+    # retried
+    return service_client(
+        base_url,
+        timeout_s=settings.service_timeout_s,
+        max_connections=settings.service_max_connections,
+        keepalive_s=SERVICE_KEEPALIVE_S,
         auth=auth,
-        timeout=settings.service_timeout_s,
-        limits=httpx.Limits(
-            max_connections=settings.service_max_connections,
-            max_keepalive_connections=settings.service_max_connections,
-            # let idle connections go before the service's uvicorn closes them (its keep-alive
-            # is 5 s, httpx's default too): a request sent on a connection as it is being closed
-            # fails with a ReadError, and a proxied POST cannot be retried
-            keepalive_expiry=SERVICE_KEEPALIVE_S,
-        ),
     )
 
 
