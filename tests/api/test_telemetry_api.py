@@ -1,5 +1,6 @@
-"""POST /api/devices/{id}/telemetry: what is accepted, what is refused, and that refusals change
-nothing but the quarantine."""
+"""POST /api/devices/{id}/telemetry and the worker's relay of MQTT messages (POST
+/api/telemetry/messages): what is accepted, what is refused, and that refusals change nothing but
+the quarantine."""
 
 from __future__ import annotations
 
@@ -332,3 +333,121 @@ async def test_refusals_are_counted_in_the_metrics(client: httpx.AsyncClient) ->
     )
     exposed = (await client.get("/metrics")).text
     assert 'healthflow_telemetry_quarantined_total{reason="out_of_range"}' in exposed
+
+
+# POST /api/telemetry/messages: the worker's MQTT subscriber relaying what it took from the broker
+
+
+def relayed(device_id: str, key: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    return {"device_id": device_id, "device_key": key, "body": body}
+
+
+async def relay(client: httpx.AsyncClient, *messages: dict[str, Any]) -> httpx.Response:
+    return await client.post("/api/telemetry/messages", json={"messages": list(messages)})
+
+
+async def test_relayed_messages_are_each_checked_by_their_key_and_answered_in_order(
+    client: httpx.AsyncClient,
+) -> None:
+    first, key1 = await admit_with_device(client, "mon-1")
+    second, key2 = await admit_with_device(client, "mon-2")
+
+    answer = await relay(
+        client,
+        relayed("mon-1", key1, {"ts": at(0), **NORMAL}),
+        relayed("mon-2", key2, {"readings": [{"ts": at(0), **NORMAL}, {"ts": at(1), **NORMAL}]}),
+        relayed("mon-1", key2, {"ts": at(1), **NORMAL}),  # another device's key
+        relayed("mon-1", None, {"ts": at(1), **NORMAL}),
+        relayed("ghost", key1, {"ts": at(1), **NORMAL}),
+        relayed("mon-1", key1, {"ts": at(1), "pulse": 70}),
+        relayed("mon-2", key2, {"ts": at(2), "spo2": 101}),
+        relayed("a?b", key1, {"ts": at(1), **NORMAL}),
+        relayed("mon-1", key1, {"ts": at(2), **NORMAL}),
+        relayed("mon-1", key1, {"ts": at(0), **NORMAL}),  # a repeat is stored once
+    )
+
+    assert answer.status_code == 200, answer.text
+    outcomes = [r["outcome"] for r in answer.json()["results"]]
+    assert outcomes == [
+        "stored",
+        "stored",
+        "auth_failed",
+        "auth_failed",
+        "auth_failed",
+        "invalid",
+        "quarantined",
+        "invalid",
+        "stored",
+        "stored",
+    ]
+    assert "pulse" in answer.json()["results"][5]["detail"]
+    assert len(await wait_for_vitals(client, first, 2)) == 2
+    assert len(await wait_for_vitals(client, second, 2)) == 2
+    assert [q["reason"] for q in await quarantine(client)] == ["out_of_range"]
+
+
+async def test_a_full_intake_answers_busy_for_the_message_and_its_devices_later_ones(
+    stalled_app: FastAPI,
+) -> None:
+    transport = httpx.ASGITransport(app=stalled_app, raise_app_exceptions=False)
+    admin = {"Authorization": f"Bearer {mint_token(stalled_app, 'admin')}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers=admin
+    ) as client:
+        _, key = await admit_with_device(client)
+        answer = await relay(
+            client,
+            relayed("mon-1", key, {"readings": [{"ts": at(0), **NORMAL}, {"ts": at(1), **NORMAL}]}),
+            relayed("mon-1", key, {"ts": at(2), **NORMAL}),
+            relayed("mon-1", key, {"ts": at(3), **NORMAL}),
+        )
+
+        assert answer.status_code == 200
+        results = answer.json()["results"]
+        assert [r["outcome"] for r in results] == ["stored", "busy", "busy"]
+        assert all(r["retry_after_s"] > 0 for r in results[1:])
+        assert await backlog(stalled_app) == 2  # the busy ones were not taken
+
+
+@pytest.mark.parametrize("role", ["clinician", "nurse", "analyst", None])
+async def test_only_services_may_relay_device_messages(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_client: Callable[..., httpx.AsyncClient],
+    role: str | None,
+) -> None:
+    patient_id, key = await admit_with_device(client)
+    # the device's own key in the message is no pass: the route wants a service token
+    answer = await relay(make_client(role), relayed("mon-1", key, {"ts": at(0), **NORMAL}))
+
+    assert answer.status_code == (403 if role else 401)
+    assert answer.headers["content-type"] == PROBLEM
+    assert await vitals_count(client, patient_id) == 0
+    assert await backlog(app) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "status"),
+    [
+        (b"{not json", 400),
+        (b'{"messages": []}', 422),
+        (b'{"messages": [{"device_id": "mon-1", "body": []}]}', 422),
+        (b'{"messages": [{"device_id": "mon-1", "body": {}, "extra": 1}]}', 422),
+        (
+            b'{"messages": [' + b",".join([b'{"device_id": "mon-1", "body": {}}'] * 501) + b"]}",
+            422,
+        ),
+    ],
+)
+async def test_a_malformed_relay_gets_a_problem_and_changes_nothing(
+    app: FastAPI, client: httpx.AsyncClient, content: bytes, status: int
+) -> None:
+    patient_id, _ = await admit_with_device(client)
+    answer = await client.post(
+        "/api/telemetry/messages", content=content, headers={"content-type": "application/json"}
+    )
+
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == PROBLEM
+    assert await vitals_count(client, patient_id) == 0
+    assert await backlog(app) == 0

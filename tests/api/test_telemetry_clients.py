@@ -3,6 +3,7 @@ services, here the one-process app over ASGI: what each answer becomes, which ar
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 from uuid import UUID, uuid4
@@ -46,11 +47,23 @@ def caller(
     return ServiceCaller(name, client, breaker, attempts=2, max_wait_s=0.01)
 
 
-def intake(app: FastAPI) -> HttpDeviceMessages:
-    """The MQTT bridge's client: no token of its own, the device's key only."""
-    return HttpDeviceMessages(
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+def intake(
+    app: FastAPI, *, role: str | None = "service", max_body_bytes: int = 1_048_576
+) -> tuple[HttpDeviceMessages, list[tuple[str, int]]]:
+    """The MQTT bridge's client, with the worker's service token, and the path and body size of
+    every call it makes."""
+    sent: list[tuple[str, int]] = []
+
+    async def record(request: httpx.Request) -> None:
+        sent.append((request.url.path, len(request.content)))
+
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://testserver",
+        headers=auth_headers(app, role) if role else {},
+        event_hooks={"request": [record]},
     )
+    return HttpDeviceMessages(client, max_body_bytes=max_body_bytes), sent
 
 
 def reading(patient_id: str, second: int, ward: str | None = "ICU") -> RecordedReading:
@@ -153,8 +166,55 @@ async def test_a_relayed_device_message_is_stored_with_the_devices_own_key(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     patient_id, key = await admit_with_device(client, "mon-1")
-    await intake(app).submit("mon-1", key, {"ts": at(0), **NORMAL})
+    relay, _ = intake(app)
+    await relay.submit("mon-1", key, {"ts": at(0), **NORMAL})
     await wait_for_vitals(client, patient_id, 1)
+
+
+async def test_messages_handed_in_together_are_relayed_in_one_call_each_with_its_outcome(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    devices = [await admit_with_device(client, f"mon-{i}") for i in range(3)]
+    relay, sent = intake(app)
+
+    outcomes = await asyncio.gather(
+        *(
+            relay.submit(f"mon-{i}", key, {"ts": at(0), **NORMAL})
+            for i, (_, key) in enumerate(devices)
+        ),
+        relay.submit("mon-0", "wrong", {"ts": at(1), **NORMAL}),
+        return_exceptions=True,
+    )
+
+    assert outcomes[:3] == [None, None, None]
+    assert isinstance(outcomes[3], DeviceAuthFailed)
+    assert [path for path, _ in sent] == ["/api/telemetry/messages"]
+    for patient_id, _ in devices:
+        await wait_for_vitals(client, patient_id, 1)
+
+
+async def test_messages_beyond_the_body_limit_are_relayed_in_several_calls(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    patient_id, key = await admit_with_device(client, "mon-1")
+    relay, sent = intake(app, max_body_bytes=700)  # two or three messages a call
+
+    await asyncio.gather(*(relay.submit("mon-1", key, {"ts": at(k), **NORMAL}) for k in range(6)))
+
+    assert 2 <= len(sent) < 6
+    assert all(size <= 700 for _, size in sent)
+    assert len(await wait_for_vitals(client, patient_id, 6)) == 6
+
+
+async def test_a_relay_the_intake_refuses_as_a_whole_is_tried_again_not_dropped(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    patient_id, key = await admit_with_device(client, "mon-1")
+    relay, _ = intake(app, role=None)  # no service token: 401 for the call, not the message
+
+    with pytest.raises(IntakeUnavailable):
+        await relay.submit("mon-1", key, {"ts": at(0), **NORMAL})
+    assert (await client.get(f"/api/patients/{patient_id}/vitals")).json()["items"] == []
 
 
 @pytest.mark.parametrize(
@@ -181,8 +241,9 @@ async def test_a_relayed_device_message_that_is_refused_is_a_final_answer(
     names = {"{key}": real_key, "{ts}": at(0)}
     message = {k: names.get(v, v) if isinstance(v, str) else v for k, v in body.items()}
 
+    relay, _ = intake(app)
     with pytest.raises(refusal) as refused:
-        await intake(app).submit(device_id, names.get(key, key) if key else None, message)
+        await relay.submit(device_id, names.get(key, key) if key else None, message)
 
     if reason is not None:
         assert isinstance(refused.value, MessageRefused)
@@ -192,7 +253,7 @@ async def test_a_relayed_device_message_that_is_refused_is_a_final_answer(
 
 async def test_an_intake_that_cannot_be_reached_means_try_again() -> None:
     unreachable = HttpDeviceMessages(
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{closed_port()}")
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{closed_port()}"), max_body_bytes=1_048_576
     )
     with pytest.raises(IntakeUnavailable):
         await unreachable.submit("mon-1", "key", {"ts": at(0), "heart_rate": 70})

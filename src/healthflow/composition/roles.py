@@ -244,8 +244,10 @@ def _worker_role(settings: Settings, clock: Clock) -> FastAPI:
     for pool in pools:
         bus.subscribe(pool.name, pool.submit, types=GROUP_TYPES[pool.name])
     # devices publish to MQTT; their messages go into the patients service's durable intake
-    intake_client = _service_client(settings.patients_service_url, settings)
-    mqtt = mqtt_ingest(settings, HttpDeviceMessages(intake_client))
+    intake_client = _service_client(settings.patients_service_url, settings, auth=credentials)
+    mqtt = mqtt_ingest(
+        settings, HttpDeviceMessages(intake_client, max_body_bytes=settings.max_body_bytes)
+    )
 
     async def start_pools() -> None:
         for pool in pools:

@@ -3,8 +3,8 @@
 - `HttpAssessor` → analytics `POST /api/analytics/vitals/batch` (the vitals series, NEWS2,
   alerts), one call for what a worker took from its queue;
 - `HttpCriticalStatus` → patients `POST /api/patients/{id}/critical` (once per alert);
-- `HttpDeviceMessages` → patients `POST /api/devices/{id}/telemetry` (the MQTT subscriber's
-  messages into the durable intake).
+- `HttpDeviceMessages` → patients `POST /api/telemetry/messages` (the MQTT subscriber's
+  messages into the durable intake; messages handed in together go in one call).
 
 The first two go through a ServiceCaller (retries with jitter, circuit breaker): a failure after
 the last attempt propagates, so the bus retries the delivery and never acks it unprocessed. The
@@ -13,16 +13,17 @@ MQTT subscriber retries by itself (it holds the PUBACK), so the third is a singl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 from uuid import UUID
 
 import httpx
 import orjson
 
 from healthflow.messaging.events import batch_to_json
-from healthflow.service_calls import ServiceCaller, ServiceRefused, problem_type
+from healthflow.service_calls import ServiceCaller, ServiceRefused
+from healthflow.storage.batching import Batch, Batcher
 from healthflow.vitals.domain import DeviceAuthFailed, TelemetryBusy
 from healthflow.vitals.events import RecordedReading, vital_signs_recorded
 from healthflow.vitals.ports import (
@@ -31,6 +32,7 @@ from healthflow.vitals.ports import (
     CriticalRefused,
     MessageRefused,
 )
+from healthflow.vitals.schemas import MAX_RELAYED
 
 JSON = {"content-type": "application/json"}
 # most readings handed to the analytics service in one call: 500 events are about 400 KB
@@ -100,43 +102,85 @@ class IntakeUnavailable(Exception):
     """The patients service's intake could not be reached or failed: try the message again."""
 
 
-class HttpDeviceMessages:
-    """The DeviceMessages port from a worker process: the patients service's HTTP intake."""
+@dataclass(frozen=True)
+class _Message:
+    device_id: str
+    key: str | None
+    body: dict[str, Any]
 
-    def __init__(self, patients: httpx.AsyncClient) -> None:
+
+class HttpDeviceMessages:
+    """The DeviceMessages port from a worker process: the patients service's HTTP intake.
+
+    Messages handed in while a call is in flight (the subscriber hands in one per device at a
+    time, devices side by side) go together in the next call, as many as fit in the service's
+    body limit: one HTTP exchange for a burst of messages instead of one each.
+    """
+
+    def __init__(self, patients: httpx.AsyncClient, *, max_body_bytes: int) -> None:
         self._patients = patients
+        self._max_body_bytes = max_body_bytes
+        self._calls = Batcher[_Message, None](
+            "telemetry.relay", handle=self._relay, max_batch=MAX_RELAYED
+        )
 
     async def submit(self, device_id: str, key: str | None, body: dict[str, Any]) -> None:
-        headers = {**JSON, "x-telemetry-transport": "mqtt"}
-        if key is not None:
-            headers["x-device-key"] = key
+        await self._calls.submit(_Message(device_id, key, body))
+
+    async def _relay(self, batch: Batch[_Message, None]) -> None:
+        encoded = [
+            orjson.dumps({"device_id": m.device_id, "device_key": m.key, "body": m.body})
+            for m, _ in batch
+        ]
+        start, size = 0, 0
+        for end, message in enumerate(encoded):
+            size += len(message) + 1
+            if end > start and size + len(_ENVELOPE) > self._max_body_bytes:
+                await self._post(batch[start:end], encoded[start:end])
+                start, size = end, len(message) + 1
+        await self._post(batch[start:], encoded[start:])
+
+    async def _post(self, batch: Batch[_Message, None], encoded: list[bytes]) -> None:
+        content = b'{"messages":[' + b",".join(encoded) + b"]}"
         try:
-            # the id comes from a topic anyone may publish on: quoted, it stays one path segment
-            path = f"/api/devices/{quote(device_id, safe='')}/telemetry"
-            response = await self._patients.post(path, content=orjson.dumps(body), headers=headers)
+            response = await self._patients.post(RELAY_PATH, content=content, headers=JSON)
         except httpx.HTTPError as exc:
-            raise IntakeUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            failure = f"{type(exc).__name__}: {exc}"
+            return _settle(batch, lambda: IntakeUnavailable(failure))
         status = response.status_code
-        if status == 202:
-            return
-        if status == 401:
-            raise DeviceAuthFailed()
-        if status == 503 and problem_type(response) == "/problems/telemetry-busy":
-            raise TelemetryBusy(_retry_after(response))
-        if 400 <= status < 500:
-            raise MessageRefused(_refusal_reason(response), response.text[:500])
-        raise IntakeUnavailable(f"intake answered {status}")
+        if status == 413 and len(batch) == 1:
+            return _settle(batch, lambda: MessageRefused("too_large", response.text[:500]))
+        if status != 200:
+            # a refused call (a 4xx here is our mistake, not the device's) is tried again too:
+            # the messages stay unacknowledged at the broker until the intake takes them
+            return _settle(batch, lambda: IntakeUnavailable(f"intake answered {status}"))
+        for (_, future), result in zip(batch, response.json()["results"], strict=True):
+            if not future.done():
+                error = _refusal(result)
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+        return None
 
 
-def _refusal_reason(response: httpx.Response) -> str:
-    kind = problem_type(response)
-    if kind in ("/problems/readings-refused", "/problems/device-unbound"):
-        return "quarantined"  # stored in the quarantine, counted by the intake
-    if response.status_code == 413:
-        return "too_large"
-    return "invalid"
+RELAY_PATH = "/api/telemetry/messages"
+_ENVELOPE = b'{"messages":[]}'
 
 
-def _retry_after(response: httpx.Response) -> int:
-    raw = response.headers.get("retry-after", "")
-    return int(raw) if raw.isdigit() else 5
+def _settle(batch: Batch[_Message, None], error: Callable[[], Exception]) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error())
+
+
+def _refusal(result: dict[str, Any]) -> Exception | None:
+    """What the subscriber is told of one message: nothing once stored, else why not."""
+    outcome = result["outcome"]
+    if outcome == "stored":
+        return None
+    if outcome == "auth_failed":
+        return DeviceAuthFailed()
+    if outcome == "busy":
+        return TelemetryBusy(int(result.get("retry_after_s") or 5))
+    return MessageRefused(outcome, str(result.get("detail") or ""))

@@ -1,19 +1,35 @@
-"""`POST /api/devices/{device_id}/telemetry`: a device posts its own readings with its key."""
+"""The HTTP intake: `POST /api/devices/{device_id}/telemetry`, a device posting its own readings
+with its key, and `POST /api/telemetry/messages`, device messages an MQTT subscriber in another
+process (the worker role) relays in one call."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic.json_schema import models_json_schema
 
 from healthflow.http import extend_openapi
-from healthflow.vitals.domain import DEVICE_ID_PATTERN
+from healthflow.vitals.domain import (
+    DEVICE_ID_PATTERN,
+    DeviceAuthFailed,
+    DeviceUnbound,
+    ReadingsRefused,
+    TelemetryBusy,
+)
+from healthflow.vitals.ingest_mqtt import LocalIntake
 from healthflow.vitals.schemas import (
     BatchIn,
     IngestOut,
     ReadingIn,
     Rejection,
+    RelayedMessageIn,
+    RelayedMessagesIn,
+    RelayedMessagesOut,
+    RelayedOutcome,
     parse_readings_json,
 )
 from healthflow.vitals.service import TelemetryService
@@ -87,3 +103,50 @@ async def post_telemetry(
         rejected=len(result.rejected),
         rejections=[Rejection.of(i, p) for i, p in result.rejected],
     )
+
+
+@router.post("/api/telemetry/messages", response_model=RelayedMessagesOut)
+async def post_relayed_messages(
+    body: RelayedMessagesIn, telemetry: Annotated[TelemetryService, Depends(_telemetry)]
+) -> RelayedMessagesOut:
+    """Device messages the worker's MQTT subscriber took from the broker (at most 500), each
+    handled as `POST /api/devices/{id}/telemetry` with its own key would handle it: one device's
+    messages in order, devices side by side, so the intake commits them together. One outcome
+    per message, in order; a message the intake is too busy for, and that device's later ones,
+    come back `busy`. Any other failure fails the call, and the caller sends them all again
+    (a reading stored twice is one reading)."""
+    intake = LocalIntake(telemetry)
+    results: list[RelayedOutcome | None] = [None] * len(body.messages)
+    by_device: dict[str, list[int]] = {}
+    for index, message in enumerate(body.messages):
+        by_device.setdefault(message.device_id, []).append(index)
+
+    async def in_order(indexes: list[int]) -> None:
+        for position, index in enumerate(indexes):
+            results[index] = outcome = await _relay(intake, body.messages[index])
+            if outcome.outcome == "busy":  # the device's later messages must not overtake it
+                for later in indexes[position + 1 :]:
+                    results[later] = outcome
+                return
+
+    await asyncio.gather(*(in_order(indexes) for indexes in by_device.values()))
+    return RelayedMessagesOut(results=[r for r in results if r is not None])
+
+
+_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
+
+
+async def _relay(intake: LocalIntake, message: RelayedMessageIn) -> RelayedOutcome:
+    if not _DEVICE_ID.match(message.device_id):
+        return RelayedOutcome(outcome="invalid", detail=f"device_id must match {DEVICE_ID_PATTERN}")
+    try:
+        await intake.submit(message.device_id, message.device_key, message.body)
+    except DeviceAuthFailed:
+        return RelayedOutcome(outcome="auth_failed")
+    except RequestValidationError as exc:
+        return RelayedOutcome(outcome="invalid", detail=str(exc.errors())[:500])
+    except (DeviceUnbound, ReadingsRefused) as exc:  # stored in the quarantine
+        return RelayedOutcome(outcome="quarantined", detail=str(exc)[:500])
+    except TelemetryBusy as exc:
+        return RelayedOutcome(outcome="busy", retry_after_s=exc.retry_after_s)
+    return RelayedOutcome(outcome="stored")

@@ -184,6 +184,39 @@ class IngestOut(BaseModel):
     rejections: list[Rejection]
 
 
+# most device messages relayed in one call: what the MQTT subscriber takes from the broker at once
+MAX_RELAYED = 500
+
+
+class RelayedMessageIn(_Body):
+    """One MQTT message as the subscriber took it: the device from its topic, its body (one
+    reading or `{"readings": [...]}`) and the key it carried."""
+
+    # checked per message, so one bad topic refuses only its own message
+    device_id: Annotated[str, Field(min_length=1, max_length=1024)]
+    device_key: Annotated[str | None, Field(max_length=200)] = None
+    body: dict[str, Any]
+
+
+class RelayedMessagesIn(_Body):
+    messages: Annotated[list[RelayedMessageIn], Field(min_length=1, max_length=MAX_RELAYED)]
+
+
+class RelayedOutcome(BaseModel):
+    """What became of one relayed message: `stored` (durably, as a 202 would say), refused for
+    good (`auth_failed`, `invalid`, `quarantined`), or `busy`: the intake is full, so this
+    message and that device's later ones were not taken; send them again after
+    `retry_after_s`."""
+
+    outcome: Literal["stored", "auth_failed", "invalid", "quarantined", "busy"]
+    detail: str | None = None
+    retry_after_s: int | None = None
+
+
+class RelayedMessagesOut(BaseModel):
+    results: list[RelayedOutcome]
+
+
 class DeviceIn(_Body):
     device_id: Annotated[str, Field(min_length=1, max_length=128)]
     patient_id: UUID

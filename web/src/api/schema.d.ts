@@ -461,6 +461,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/telemetry/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Post Relayed Messages
+         * @description Device messages the worker's MQTT subscriber took from the broker (at most 500), each
+         *     handled as `POST /api/devices/{id}/telemetry` with its own key would handle it: one device's
+         *     messages in order, devices side by side, so the intake commits them together. One outcome
+         *     per message, in order; a message the intake is too busy for, and that device's later ones,
+         *     come back `busy`. Any other failure fails the call, and the caller sends them all again
+         *     (a reading stored twice is one reading).
+         */
+        post: operations["post_relayed_messages_api_telemetry_messages_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -1075,6 +1100,49 @@ export interface components {
             message: string;
             /** Reason */
             reason: string;
+        };
+        /**
+         * RelayedMessageIn
+         * @description One MQTT message as the subscriber took it: the device from its topic, its body (one
+         *     reading or `{"readings": [...]}`) and the key it carried.
+         */
+        RelayedMessageIn: {
+            /** Body */
+            body: {
+                [key: string]: unknown;
+            };
+            /** Device Id */
+            device_id: string;
+            /** Device Key */
+            device_key?: string | null;
+        };
+        /** RelayedMessagesIn */
+        RelayedMessagesIn: {
+            /** Messages */
+            messages: components["schemas"]["RelayedMessageIn"][];
+        };
+        /** RelayedMessagesOut */
+        RelayedMessagesOut: {
+            /** Results */
+            results: components["schemas"]["RelayedOutcome"][];
+        };
+        /**
+         * RelayedOutcome
+         * @description What became of one relayed message: `stored` (durably, as a 202 would say), refused for
+         *     good (`auth_failed`, `invalid`, `quarantined`), or `busy`: the intake is full, so this
+         *     message and that device's later ones were not taken; send them again after
+         *     `retry_after_s`.
+         */
+        RelayedOutcome: {
+            /** Detail */
+            detail?: string | null;
+            /**
+             * Outcome
+             * @enum {string}
+             */
+            outcome: "stored" | "auth_failed" | "invalid" | "quarantined" | "busy";
+            /** Retry After S */
+            retry_after_s?: number | null;
         };
         /**
          * Risk
@@ -2514,6 +2582,53 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description No valid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Role not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    post_relayed_messages_api_telemetry_messages_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RelayedMessagesIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RelayedMessagesOut"];
+                };
             };
             /** @description No valid bearer token */
             401: {
