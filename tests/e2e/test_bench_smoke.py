@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from healthflow.bench import PHASES
@@ -231,3 +237,44 @@ def test_split_latency_and_dashboard_add_up(split: dict[str, Any]) -> None:
     assert d["unmatched"] == 0
     dash = split["phases"]["dashboard"]
     assert dash["counted_seeded_events"] == SPLIT.seed_events
+
+
+def test_a_terminated_bench_stops_the_servers_it_started(tmp_path: Path) -> None:
+    """`timeout` or a cancelled job sends SIGTERM: the run unwinds and stops its `serve`."""
+    bench = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "healthflow",
+            "bench",
+            "--phases",
+            "vitals-http",
+            "--duration",
+            "60",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        started = time.monotonic()
+        servers: list[psutil.Process] = []
+        while not servers and time.monotonic() - started < 60:
+            servers = [
+                p
+                for p in psutil.Process(bench.pid).children(recursive=True)
+                if "serve" in p.cmdline()
+            ]
+            time.sleep(0.2)
+        assert servers, "the bench never started its server"
+        time.sleep(2)  # well into its start-up or its first phase
+
+        bench.send_signal(signal.SIGTERM)
+        bench.wait(timeout=60)
+
+        gone, alive = psutil.wait_procs(servers, timeout=30)
+        assert alive == []
+        assert len(gone) == len(servers)
+    finally:
+        if bench.poll() is None:
+            bench.kill()

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sqlite3
 import tempfile
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ async def run(
         "phases": {},
     }
     load = {"start": load_average()}
-    with tempfile.TemporaryDirectory(prefix="healthflow-bench-") as folder:
+    with _cancelled_by_sigterm(), tempfile.TemporaryDirectory(prefix="healthflow-bench-") as folder:
         async with backend(
             params.backend,  # type: ignore[arg-type]
             Path(folder),
@@ -77,6 +78,23 @@ async def run(
     result["ratios"] = ratios(result)
     result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     return result
+
+
+@contextlib.contextmanager
+def _cancelled_by_sigterm() -> Iterator[None]:
+    """A SIGTERM (`timeout`, a cancelled CI job) cancels the run instead of killing the process
+    where it stands, so it unwinds: the servers it started are stopped, its scratch databases
+    dropped. Killed outright, it left every `healthflow serve` it had started running."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    if task is None:
+        yield
+        return
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def _serve_phases(
