@@ -267,3 +267,27 @@ async def test_a_live_queue_is_bounded_in_bytes_too_since_a_message_may_be_a_bat
 async def _count_is(count: object, expected: int) -> bool:
     got = await count if asyncio.iscoroutine(count) else count
     return got == expected
+
+
+async def test_a_burst_of_backlog_questions_asks_the_broker_once(rabbit: Rabbit) -> None:
+    # the intake asks on every message: a relayed batch of 500 finding the count stale made 500
+    # channels and passive declares; now they wait for one
+    publisher = rabbit.bus(groups=["analytics"], batch_events=100)
+    await publisher.start()
+    declares: list[str] = []
+    ready_in = publisher._ready_in
+
+    async def counted(queue: str) -> int:
+        declares.append(queue)
+        return await ready_in(queue)
+
+    publisher._ready_in = counted  # type: ignore[method-assign]
+    try:
+        await publisher.publish(events(150))
+
+        answers = await asyncio.gather(*(publisher.waiting("analytics") for _ in range(200)))
+
+        assert answers == [150] * 200
+        assert declares == [f"{rabbit.exchange}.analytics"]
+    finally:
+        await publisher.close()

@@ -24,6 +24,7 @@ absorb by deduplicating on the event id.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import time
 from collections import deque
@@ -183,6 +184,9 @@ class RabbitBus:
         self._consumers: list[tuple[AbstractChannel, AbstractQueue, str]] = []
         self._ordering: dict[str, asyncio.Lock] = {}
         self._waiting: dict[str, tuple[float, int]] = {}
+        # one count per group at a time: a burst of requests finding the count stale (a relayed
+        # batch of MQTT messages asks once per message) waits for one passive declare, not one each
+        self._recounts: dict[str, asyncio.Task[int]] = {}
 
     @property
     def backend(self) -> str:
@@ -313,12 +317,23 @@ class RabbitBus:
 
     async def waiting(self, group: str) -> int:
         """Events ready in the group's queue: its messages, from a passive declare at most every
-        WAITING_RECOUNT_S (the intake asks on every request), times the events a message of the
-        group's types carried lately; 0 while the queue does not exist, since then nothing is
-        routed to it (mandatory publishes keep such events in the outbox)."""
+        WAITING_RECOUNT_S (the intake asks on every request) and one at a time, times the events a
+        message of the group's types carried lately; 0 while the queue does not exist, since then
+        nothing is routed to it (mandatory publishes keep such events in the outbox)."""
         counted_at, count = self._waiting.get(group, (-math.inf, 0))
         if time.monotonic() - counted_at < WAITING_RECOUNT_S:
             return count
+        recount = self._recounts.get(group)
+        if recount is None or recount.done():
+            # its own task: a caller that gives up does not cancel the others' count
+            recount = asyncio.create_task(
+                self._recount(group), name=f"bus.waiting.{group}", context=contextvars.Context()
+            )
+            self._recounts[group] = recount
+        return await asyncio.shield(recount)
+
+    async def _recount(self, group: str) -> int:
+        _, count = self._waiting.get(group, (-math.inf, 0))
         try:
             messages = await self._ready_in(self._queue(group))
             count = math.ceil(messages * self._events_per_message(group))
