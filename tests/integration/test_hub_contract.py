@@ -186,6 +186,44 @@ async def test_an_instance_started_later_can_serve_resume(redis_prefix: str) -> 
         await late.close()
 
 
+@needs_redis
+async def test_a_publishing_only_instance_reaches_the_others_and_reads_nothing_back(
+    redis_prefix: str,
+) -> None:
+    # the patients and analytics roles: they push, the gateway's clients receive
+    def make(*, tail: bool) -> RedisHub:
+        return RedisHub(
+            fanout(),
+            url=REDIS_URL,
+            prefix=redis_prefix,
+            replay_size=100,
+            publish_timeout_s=2,
+            vitals_min_interval_s=0,
+            block_s=0.5,
+            tail=tail,
+        )
+
+    service, gateway = make(tail=False), make(tail=True)
+    await gateway.start()
+    await service.start()
+    try:
+        on_gateway = listen(gateway, "patients")
+        for n in range(5):
+            await service.broadcast("PatientCreated", patient_data("ICU", n=n), now())
+
+        got = await received(on_gateway, 5)
+
+        assert [m["seq"] for m in got] == [1, 2, 3, 4, 5]
+        assert [m["data"]["n"] for m in got] == list(range(5))
+        assert service.fanout.head == 0  # nothing read back into a ring nobody is served from
+        assert [t.get_name() for t in service._tasks if not t.done()].count(
+            "hub-backplane-reader"
+        ) == 0
+    finally:
+        await service.close()
+        await gateway.close()
+
+
 async def test_a_hub_whose_redis_is_down_drops_publishes_but_starts_and_stops() -> None:
     hub = RedisHub(
         fanout(),

@@ -180,7 +180,9 @@ def _hub_backplane_url(settings: Settings) -> str:
     return ""
 
 
-def _build_hub(settings: Settings) -> LiveHub:
+def _build_hub(settings: Settings, *, serves_clients: bool = True) -> LiveHub:
+    """The live hub; one that serves no clients (the patients and analytics roles behind a
+    gateway) only publishes to the backplane and never tails it."""
     fanout = Fanout(
         replay_size=settings.hub_replay_size,
         send_queue_size=settings.hub_send_queue_size,
@@ -206,6 +208,7 @@ def _build_hub(settings: Settings) -> LiveHub:
         vitals_min_interval_s=settings.hub_vitals_min_interval_s,
         heartbeat_s=settings.hub_heartbeat_s,
         idle_timeout_s=settings.hub_idle_timeout_s,
+        tail=serves_clients,
     )
 
 

@@ -60,7 +60,6 @@ from healthflow.patients import events as patient_events
 from healthflow.patients.service import PatientService
 from healthflow.patients.store import SqlOutbox, SqlPatientStore
 from healthflow.ports import Clock, Delivery
-from healthflow.realtime import websocket
 from healthflow.security.audit import SqlAuditTrail
 from healthflow.security.rbac import gateway_permissions
 from healthflow.service_calls import ServiceCaller
@@ -93,7 +92,9 @@ def build_role_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
     life = Lifecycle()
     db = _patients_database(settings)
-    hub = _build_hub(settings)  # with a backplane, the gateway's clients get its pushes
+    # publishes only: with a backplane the gateway's clients get its pushes (the gateway alone
+    # serves /ws and /api/stream, so this process never tails the stream for clients of its own)
+    hub = _build_hub(settings, serves_clients=False)
     life.starts.append(hub.start)
     life.stops.append(hub.close)
     bus = _event_bus(settings, clock, db)
@@ -126,7 +127,6 @@ def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
     app.state.patients = patients
     app.state.devices = devices
     app.state.telemetry = intake
-    app.state.hub = hub
     app.state.readiness = Readiness(
         critical={
             "database": store.check,
@@ -142,14 +142,15 @@ def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
     ingest_http.document_body(app)
     for api_router in SERVICE_ROUTERS["patients"]:
         app.include_router(api_router)
-    app.include_router(websocket.router)
     return app
 
 
 def _analytics_role(settings: Settings, clock: Clock) -> FastAPI:
     life = Lifecycle()
     db = open_database(settings.analytics_url, sqlite_synchronous=settings.sqlite_synchronous)
-    hub = _build_hub(settings)  # with a backplane, the gateway's clients get its pushes
+    # publishes only: with a backplane the gateway's clients get its pushes (the gateway alone
+    # serves /ws and /api/stream, so this process never tails the stream for clients of its own)
+    hub = _build_hub(settings, serves_clients=False)
     life.starts.append(hub.start)
     life.stops.append(hub.close)
     cache = _cache(settings)
@@ -176,7 +177,6 @@ def _analytics_role(settings: Settings, clock: Clock) -> FastAPI:
     app.state.analytics = analytics
     app.state.vitals_monitor = VitalsMonitor(vitals, analytics, hub, clock)
     app.state.audit = audit
-    app.state.hub = hub
     app.state.readiness = Readiness(
         critical={"analytics_store": store.check, **_critical_checks(cache)},
         outbox=None,
@@ -187,7 +187,6 @@ def _analytics_role(settings: Settings, clock: Clock) -> FastAPI:
     vitals_api.install_error_handlers(app)
     for api_router in SERVICE_ROUTERS["analytics"]:
         app.include_router(api_router)
-    app.include_router(websocket.router)
     return app
 
 

@@ -52,6 +52,7 @@ class RedisHub(LiveHub):
         heartbeat_s: float = 15.0,
         idle_timeout_s: float = 45.0,
         block_s: float = 5.0,
+        tail: bool = True,
     ) -> None:
         super().__init__(
             fanout,
@@ -66,19 +67,23 @@ class RedisHub(LiveHub):
         self._redis = Redis.from_url(url, socket_timeout=block_s + 5, socket_connect_timeout=5)
         self._script = self._redis.register_script(_PUBLISH)
         self._last_id: bytes | None = None
+        # False in a process that serves no live clients: it publishes only, and reading every
+        # message back for nobody cost the patients service 6 % of its CPU (BENCHMARKS.md)
+        self._tail = tail
         # publishing is decoupled from the caller (a request that already committed): bounded,
         # one sender keeps this instance's order, and a slow or dead Redis never slows writes
         self._outgoing: asyncio.Queue[tuple[bytes, bytes]] = asyncio.Queue(publish_queue_size)
 
     async def start(self) -> None:
-        try:
-            async with asyncio.timeout(self._publish_timeout):
-                await self._prime()
-        except (RedisError, OSError, TimeoutError) as exc:
-            # the reader keeps trying; live push is best effort, the platform still starts
-            metrics.HUB_BACKPLANE_ERRORS.labels(op="prime").inc()
-            log.warning("hub_backplane_unavailable", error=repr(exc))
-        self._keep(asyncio.create_task(self._read(), name="hub-backplane-reader"))
+        if self._tail:
+            try:
+                async with asyncio.timeout(self._publish_timeout):
+                    await self._prime()
+            except (RedisError, OSError, TimeoutError) as exc:
+                # the reader keeps trying; live push is best effort, the platform still starts
+                metrics.HUB_BACKPLANE_ERRORS.labels(op="prime").inc()
+                log.warning("hub_backplane_unavailable", error=repr(exc))
+            self._keep(asyncio.create_task(self._read(), name="hub-backplane-reader"))
         self._keep(asyncio.create_task(self._send(), name="hub-backplane-sender"))
         await super().start()
 
