@@ -275,30 +275,36 @@ async def stalled_app(make_settings: Callable[..., Settings]) -> AsyncIterator[F
         yield application
 
 
-async def test_a_full_backlog_answers_503_with_retry_after(stalled_app: FastAPI) -> None:
+@pytest.fixture
+async def stalled_client(stalled_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=stalled_app, raise_app_exceptions=False)
     admin = {"Authorization": f"Bearer {mint_token(stalled_app, 'admin')}"}
     async with httpx.AsyncClient(
         transport=transport, base_url="http://testserver", headers=admin
     ) as client:
-        _, key = await admit_with_device(client)
-        ok = await post_readings(
-            client, "mon-1", key, [{"ts": at(0)} | NORMAL, {"ts": at(1)} | NORMAL]
-        )
-        assert ok.status_code == 202
-        busy = await post_readings(client, "mon-1", key, [{"ts": at(2), **NORMAL}])
-        assert busy.status_code == 503
-        assert busy.headers["content-type"] == PROBLEM
-        assert int(busy.headers["retry-after"]) > 0
-        # a full intake refuses before it reads the body: not even a broken one is parsed
-        unread = await client.post(
-            "/api/devices/mon-1/telemetry",
-            content=b"{not json",
-            headers={"X-Device-Key": key, "Content-Type": "application/json"},
-        )
-        assert unread.status_code == 503
-        assert await backlog(stalled_app) == 2
-        assert await quarantine(client) == []
+        yield client
+
+
+async def test_a_full_backlog_answers_503_with_retry_after(
+    stalled_app: FastAPI, stalled_client: httpx.AsyncClient
+) -> None:
+    client = stalled_client
+    _, key = await admit_with_device(client)
+    ok = await post_readings(client, "mon-1", key, [{"ts": at(0)} | NORMAL, {"ts": at(1)} | NORMAL])
+    assert ok.status_code == 202
+    busy = await post_readings(client, "mon-1", key, [{"ts": at(2), **NORMAL}])
+    assert busy.status_code == 503
+    assert busy.headers["content-type"] == PROBLEM
+    assert int(busy.headers["retry-after"]) > 0
+    # a full intake refuses before it reads the body: not even a broken one is parsed
+    unread = await client.post(
+        "/api/devices/mon-1/telemetry",
+        content=b"{not json",
+        headers={"X-Device-Key": key, "Content-Type": "application/json"},
+    )
+    assert unread.status_code == 503
+    assert await backlog(stalled_app) == 2
+    assert await quarantine(client) == []
 
 
 async def test_a_batch_out_of_time_order_is_scored_in_time_order(
@@ -387,26 +393,22 @@ async def test_relayed_messages_are_each_checked_by_their_key_and_answered_in_or
 
 
 async def test_a_full_intake_answers_busy_for_the_message_and_its_devices_later_ones(
-    stalled_app: FastAPI,
+    stalled_app: FastAPI, stalled_client: httpx.AsyncClient
 ) -> None:
-    transport = httpx.ASGITransport(app=stalled_app, raise_app_exceptions=False)
-    admin = {"Authorization": f"Bearer {mint_token(stalled_app, 'admin')}"}
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://testserver", headers=admin
-    ) as client:
-        _, key = await admit_with_device(client)
-        answer = await relay(
-            client,
-            relayed("mon-1", key, {"readings": [{"ts": at(0), **NORMAL}, {"ts": at(1), **NORMAL}]}),
-            relayed("mon-1", key, {"ts": at(2), **NORMAL}),
-            relayed("mon-1", key, {"ts": at(3), **NORMAL}),
-        )
+    client = stalled_client
+    _, key = await admit_with_device(client)
+    answer = await relay(
+        client,
+        relayed("mon-1", key, {"readings": [{"ts": at(0), **NORMAL}, {"ts": at(1), **NORMAL}]}),
+        relayed("mon-1", key, {"ts": at(2), **NORMAL}),
+        relayed("mon-1", key, {"ts": at(3), **NORMAL}),
+    )
 
-        assert answer.status_code == 200
-        results = answer.json()["results"]
-        assert [r["outcome"] for r in results] == ["stored", "busy", "busy"]
-        assert all(r["retry_after_s"] > 0 for r in results[1:])
-        assert await backlog(stalled_app) == 2  # the busy ones were not taken
+    assert answer.status_code == 200
+    results = answer.json()["results"]
+    assert [r["outcome"] for r in results] == ["stored", "busy", "busy"]
+    assert all(r["retry_after_s"] > 0 for r in results[1:])
+    assert await backlog(stalled_app) == 2  # the busy ones were not taken
 
 
 @pytest.mark.parametrize("role", ["clinician", "nurse", "analyst", None])

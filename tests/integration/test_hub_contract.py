@@ -55,6 +55,20 @@ async def make_hub(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIt
         await hub.close()
 
 
+def backplane_hub(prefix: str, *, tail: bool = True) -> RedisHub:
+    """An instance on the test's Redis prefix; `tail=False` publishes only (the services)."""
+    return RedisHub(
+        fanout(),
+        url=REDIS_URL,
+        prefix=prefix,
+        replay_size=100,
+        publish_timeout_s=2,
+        vitals_min_interval_s=0,
+        block_s=0.5,
+        tail=tail,
+    )
+
+
 def listen(hub: LiveHub, *topics: str) -> Connection:
     connection = hub.fanout.connect()
     assert connection is not None
@@ -112,18 +126,7 @@ async def test_a_message_without_any_topic_is_not_numbered(make_hub: MakeHub) ->
 
 @needs_redis
 async def test_two_instances_see_every_message_once_with_the_same_seq(redis_prefix: str) -> None:
-    hubs = [
-        RedisHub(
-            fanout(),
-            url=REDIS_URL,
-            prefix=redis_prefix,
-            replay_size=100,
-            publish_timeout_s=2,
-            vitals_min_interval_s=0,
-            block_s=0.5,
-        )
-        for _ in range(2)
-    ]
+    hubs = [backplane_hub(redis_prefix) for _ in range(2)]
     for hub in hubs:
         await hub.start()
     try:
@@ -152,18 +155,7 @@ async def test_two_instances_see_every_message_once_with_the_same_seq(redis_pref
 
 @needs_redis
 async def test_an_instance_started_later_can_serve_resume(redis_prefix: str) -> None:
-    def make() -> RedisHub:
-        return RedisHub(
-            fanout(),
-            url=REDIS_URL,
-            prefix=redis_prefix,
-            replay_size=100,
-            publish_timeout_s=2,
-            vitals_min_interval_s=0,
-            block_s=0.5,
-        )
-
-    early = make()
+    early = backplane_hub(redis_prefix)
     await early.start()
     for n in range(5):
         await early.broadcast("AlertRaised", patient_data("ICU", n=n), now())
@@ -172,7 +164,7 @@ async def test_an_instance_started_later_can_serve_resume(redis_prefix: str) -> 
         return early.fanout.head == 5
 
     await eventually(published)
-    late = make()
+    late = backplane_hub(redis_prefix)
     await late.start()
     try:
         assert late.fanout.head == 5
@@ -191,19 +183,7 @@ async def test_a_publishing_only_instance_reaches_the_others_and_reads_nothing_b
     redis_prefix: str,
 ) -> None:
     # the patients and analytics roles: they push, the gateway's clients receive
-    def make(*, tail: bool) -> RedisHub:
-        return RedisHub(
-            fanout(),
-            url=REDIS_URL,
-            prefix=redis_prefix,
-            replay_size=100,
-            publish_timeout_s=2,
-            vitals_min_interval_s=0,
-            block_s=0.5,
-            tail=tail,
-        )
-
-    service, gateway = make(tail=False), make(tail=True)
+    service, gateway = backplane_hub(redis_prefix, tail=False), backplane_hub(redis_prefix)
     await gateway.start()
     await service.start()
     try:
@@ -255,15 +235,7 @@ async def test_a_hub_whose_redis_is_down_drops_publishes_but_starts_and_stops() 
 
 @needs_redis
 async def test_entries_an_instance_never_read_make_its_clients_resync(redis_prefix: str) -> None:
-    hub = RedisHub(
-        fanout(),
-        url=REDIS_URL,
-        prefix=redis_prefix,
-        replay_size=100,
-        publish_timeout_s=2,
-        vitals_min_interval_s=0,
-        block_s=0.5,
-    )
+    hub = backplane_hub(redis_prefix)
     await hub.start()
     try:
         watcher = listen(hub, "alerts")
