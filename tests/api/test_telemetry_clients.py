@@ -13,7 +13,12 @@ import pytest
 from fastapi import FastAPI
 
 from healthflow.circuit_breaker import CircuitBreaker
-from healthflow.service_calls import ServiceCaller, ServiceRefused, ServiceUnavailable
+from healthflow.service_calls import (
+    ServiceCaller,
+    ServiceRefused,
+    ServiceUnavailable,
+    service_client,
+)
 from healthflow.vitals.clients import (
     HttpAssessor,
     HttpCriticalStatus,
@@ -271,3 +276,42 @@ async def test_an_unreachable_service_fails_after_its_attempts_and_opens_the_cir
     with pytest.raises(ServiceUnavailable):
         await down.send("POST", "/api/analytics/vitals", content=b"{}")
     assert breaker.state == "open"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b'{"results": []}',  # fewer outcomes than messages
+        b'{"outcomes": [{"outcome": "stored"}]}',
+        b'{"results": [{"outcome": "stored"}, {"outcome": "stored"}]}',
+        b"not json",
+    ],
+)
+async def test_an_answer_the_relay_cannot_read_means_try_again_for_every_message(
+    answer: bytes,
+) -> None:
+    """An intake of another version, on a real socket: 200, but no outcome per message."""
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(answer), answer)
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = service_client(
+        f"http://127.0.0.1:{port}", timeout_s=5, max_connections=2, keepalive_s=2
+    )
+    relay = HttpDeviceMessages(client, max_body_bytes=1_048_576)
+    try:
+        with pytest.raises(IntakeUnavailable):
+            await asyncio.wait_for(relay.submit("mon-1", "key", {"ts": at(0), "heart_rate": 70}), 5)
+    finally:
+        await client.aclose()
+        server.close()

@@ -128,17 +128,21 @@ class HttpDeviceMessages:
         await self._calls.submit(_Message(device_id, key, body))
 
     async def _relay(self, batch: Batch[_Message, None]) -> None:
-        encoded = [
-            orjson.dumps({"device_id": m.device_id, "device_key": m.key, "body": m.body})
-            for m, _ in batch
-        ]
-        start, size = 0, 0
-        for end, message in enumerate(encoded):
-            size += len(message) + 1
-            if end > start and size + len(_ENVELOPE) > self._max_body_bytes:
-                await self._post(batch[start:end], encoded[start:end])
-                start, size = end, len(message) + 1
-        await self._post(batch[start:], encoded[start:])
+        try:
+            encoded = [
+                orjson.dumps({"device_id": m.device_id, "device_key": m.key, "body": m.body})
+                for m, _ in batch
+            ]
+            start, size = 0, 0
+            for end, message in enumerate(encoded):
+                size += len(message) + 1
+                if end > start and size + len(_ENVELOPE) > self._max_body_bytes:
+                    await self._post(batch[start:end], encoded[start:end])
+                    start, size = end, len(message) + 1
+            await self._post(batch[start:], encoded[start:])
+        except Exception as exc:  # whatever went wrong, no message may wait for an answer for ever
+            failure = f"{type(exc).__name__}: {exc}"
+            _settle(batch, lambda: IntakeUnavailable(failure))
 
     async def _post(self, batch: Batch[_Message, None], encoded: list[bytes]) -> None:
         content = b'{"messages":[' + b",".join(encoded) + b"]}"
@@ -154,13 +158,17 @@ class HttpDeviceMessages:
             # a refused call (a 4xx here is our mistake, not the device's) is tried again too:
             # the messages stay unacknowledged at the broker until the intake takes them
             return _settle(batch, lambda: IntakeUnavailable(f"intake answered {status}"))
-        for (_, future), result in zip(batch, response.json()["results"], strict=True):
-            if not future.done():
-                error = _refusal(result)
-                if error is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(error)
+        # an answer without one outcome per message raises here: all are tried again
+        errors = [_refusal(result) for result in response.json()["results"]]
+        if len(errors) != len(batch):
+            raise ValueError(f"{len(errors)} outcomes for {len(batch)} messages")
+        for (_, future), error in zip(batch, errors, strict=True):
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
         return None
 
 
