@@ -239,7 +239,8 @@ def test_split_latency_and_dashboard_add_up(split: dict[str, Any]) -> None:
     assert dash["counted_seeded_events"] == SPLIT.seed_events
 
 
-def test_a_terminated_bench_stops_the_servers_it_started(tmp_path: Path) -> None:
+@pytest.mark.parametrize("after_s", [0.0, 6.0])  # while its server starts; in a phase
+def test_a_terminated_bench_stops_the_servers_it_started(tmp_path: Path, after_s: float) -> None:
     """`timeout` or a cancelled job sends SIGTERM: the run unwinds and stops its `serve`."""
     bench = subprocess.Popen(
         [
@@ -267,7 +268,7 @@ def test_a_terminated_bench_stops_the_servers_it_started(tmp_path: Path) -> None
             ]
             time.sleep(0.2)
         assert servers, "the bench never started its server"
-        time.sleep(2)  # well into its start-up or its first phase
+        time.sleep(after_s)
 
         bench.send_signal(signal.SIGTERM)
         bench.wait(timeout=60)

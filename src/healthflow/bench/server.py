@@ -313,8 +313,8 @@ class ServerProcess:
 
     async def start(self) -> None:
         plan = self.plan()
-        try:
-            children = await asyncio.to_thread(
+        starting = asyncio.ensure_future(
+            asyncio.to_thread(
                 cluster.start,
                 plan,
                 ready_timeout_s=120.0,
@@ -322,6 +322,14 @@ class ServerProcess:
                 ready_path="/health/ready",
                 logs=self.backend.data_dir,
             )
+        )
+        try:
+            children = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # the thread goes on starting them whatever this task does: once it has, stop them
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(cluster.stop, await starting, 60.0)
+            raise
         except (RuntimeError, TimeoutError) as exc:
             tails = (self._tail(role, int(env[cluster.ROLE_PORT_ENV])) for role, env in plan)
             raise RuntimeError(f"healthflow serve did not start: {exc}\n{''.join(tails)}") from exc
