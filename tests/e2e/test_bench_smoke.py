@@ -271,7 +271,7 @@ def test_a_terminated_bench_stops_the_servers_it_started(tmp_path: Path, after_s
         time.sleep(after_s)
 
         bench.send_signal(signal.SIGTERM)
-        bench.wait(timeout=60)
+        bench.wait(timeout=150)  # a start under way is finished, then stopped
 
         gone, alive = psutil.wait_procs(servers, timeout=30)
         assert alive == []
