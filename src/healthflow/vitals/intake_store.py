@@ -309,9 +309,9 @@ class SqlTelemetryOutbox:
         # a reading's event time is when it was received, which is its row's created_at: taken
         # from the event, the column need not be read and parsed again for every row
         entries = []
-        for seq, payload in rows:
-            event = CloudEvent.from_json(payload)
-            entries.append(OutboxEntry(seq, event, event.time))
+        for row in rows:
+            event = CloudEvent.from_json(row.payload)
+            entries.append(OutboxEntry(row.seq, event, event.time))
         return entries
 
     async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:

@@ -410,13 +410,13 @@ class SqlVitalsStore:
 
     async def open_alerts_by_severity(self) -> dict[str, int]:
         query = (
-            select(alerts.c.severity, func.count())
+            select(alerts.c.severity, func.count().label("n"))
             .where(alerts.c.status == AlertStatus.OPEN.value)
             .group_by(alerts.c.severity)
         )
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return {severity.value: 0 for severity in Severity} | {s: int(n) for s, n in rows}
+        return {severity.value: 0 for severity in Severity} | {r.severity: r.n for r in rows}
 
     async def raised_by_day(self, *, first_day: date, last_day: date) -> dict[date, dict[str, int]]:
         """Alerts opened on each UTC day from `first_day` to `last_day`, by severity now (an
