@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
 from healthflow.ports import Check
+from healthflow.storage.sqlite_driver import one_trip_aiosqlite
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -82,8 +83,9 @@ def open_database(
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # SQLite takes one writer at a time: one pooled writer connection serialises writes in
         # process instead of failing them with "database is locked"; WAL lets readers run beside it.
-        writer = create_async_engine(url, pool_size=1, max_overflow=0)
-        reader = create_async_engine(read_url or url, pool_size=4, max_overflow=4)
+        driver = one_trip_aiosqlite()
+        writer = create_async_engine(url, pool_size=1, max_overflow=0, module=driver)
+        reader = create_async_engine(read_url or url, pool_size=4, max_overflow=4, module=driver)
         for engine in (writer, reader):
             _tune_sqlite(engine, sqlite_synchronous)
         return Database(writer, reader, replica=bool(read_url) and read_url != url)

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    bindparam,
     func,
     insert,
     select,
@@ -95,6 +96,22 @@ def _device(row: Any) -> Device:
     return Device(row.device_id, row.kind, row.patient_id, row.registered_at)
 
 
+# the hot statements built once and bound per call: building `in_(...)` over a batch's values
+# anew cost more than running the statement
+_DEVICES_BY_ID = select(devices).where(devices.c.device_id.in_(bindparam("ids", expanding=True)))
+_PENDING = (
+    select(telemetry_outbox.c.seq, telemetry_outbox.c.payload)
+    .where(telemetry_outbox.c.published_at.is_(None), telemetry_outbox.c.seq > bindparam("after"))
+    .order_by(telemetry_outbox.c.seq)
+    .limit(bindparam("limit"))
+)
+_MARK_PUBLISHED = (
+    update(telemetry_outbox)
+    .where(telemetry_outbox.c.seq.in_(bindparam("seqs", expanding=True)))
+    .values(published_at=bindparam("at"))
+)
+
+
 class SqlDeviceRegistry:
     """DeviceRegistry over the patient database."""
 
@@ -124,7 +141,7 @@ class SqlDeviceRegistry:
 
     async def _get_many(self, device_ids: Sequence[str]) -> dict[str, tuple[Device, str]]:
         async with self._db.reader.connect() as conn:
-            rows = await conn.execute(select(devices).where(devices.c.device_id.in_(device_ids)))
+            rows = await conn.execute(_DEVICES_BY_ID, {"ids": list(device_ids)})
             return {row.device_id: (_device(row), row.key_hash) for row in rows}
 
     async def bind(self, device_id: str, patient_id: UUID | None) -> Device:
@@ -297,15 +314,8 @@ class SqlTelemetryOutbox:
         self._db = db
 
     async def pending(self, *, after_seq: int, limit: int) -> list[OutboxEntry]:
-        t = telemetry_outbox
-        query = (
-            select(t.c.seq, t.c.payload)
-            .where(t.c.published_at.is_(None), t.c.seq > after_seq)
-            .order_by(t.c.seq)
-            .limit(limit)
-        )
         async with self._db.reader.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(_PENDING, {"after": after_seq, "limit": limit})).all()
         # a reading's event time is when it was received, which is its row's created_at: taken
         # from the event, the column need not be read and parsed again for every row
         entries = []
@@ -318,11 +328,7 @@ class SqlTelemetryOutbox:
         if not seqs:
             return
         async with self._db.writer.begin() as conn:
-            await conn.execute(
-                update(telemetry_outbox)
-                .where(telemetry_outbox.c.seq.in_(list(seqs)))
-                .values(published_at=at)
-            )
+            await conn.execute(_MARK_PUBLISHED, {"seqs": list(seqs), "at": at})
 
     async def stats(self) -> OutboxStats:
         t = telemetry_outbox

@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     and_,
+    bindparam,
     cast,
     func,
     insert,
@@ -206,6 +207,26 @@ class SqlVitalsStore:
             index_elements=["patient_id"],
             set_={"state": upsert.excluded.state, "ward": upsert.excluded.ward},
         )
+        # the batch's reads too, with the lists bound per call: building `in_(...)` over a
+        # batch's values cost a fifth of a small batch's CPU
+        self._stored_between = select(vitals.c.device_id, vitals.c.ts).where(
+            vitals.c.device_id.in_(bindparam("devices", expanding=True)),
+            vitals.c.ts.between(bindparam("first"), bindparam("last")),
+        )
+        self._states_locked = (
+            select(patient_vitals)
+            .where(patient_vitals.c.patient_id.in_(bindparam("patients", expanding=True)))
+            .order_by(patient_vitals.c.patient_id)
+            .with_for_update()
+        )
+        self._open_alerts = (
+            select(alerts)
+            .where(
+                alerts.c.patient_id.in_(bindparam("patients", expanding=True)),
+                alerts.c.status != AlertStatus.RESOLVED,
+            )
+            .order_by(alerts.c.opened_at)
+        )
 
     async def record_many(
         self, batch: Sequence[RecordedReading], decide: Decide, *, wards: Mapping[UUID, str]
@@ -246,10 +267,12 @@ class SqlVitalsStore:
             return set()
         instants = [r.reading.ts for r in batch]
         rows = await conn.execute(
-            select(vitals.c.device_id, vitals.c.ts).where(
-                vitals.c.device_id.in_({r.device_id for r in batch}),
-                vitals.c.ts.between(min(instants), max(instants)),
-            )
+            self._stored_between,
+            {
+                "devices": list({r.device_id for r in batch}),
+                "first": min(instants),
+                "last": max(instants),
+            },
         )
         return {(row.device_id, row.ts) for row in rows}
 
@@ -274,12 +297,7 @@ class SqlVitalsStore:
         )
         states = {
             row.patient_id: _state_from_json(row.state)
-            for row in await conn.execute(
-                select(patient_vitals)
-                .where(patient_vitals.c.patient_id.in_(patient_ids))
-                .order_by(patient_vitals.c.patient_id)
-                .with_for_update()
-            )
+            for row in await conn.execute(self._states_locked, {"patients": ordered})
             if row.state  # "" marks a row made just now to be locked: no state yet
         }
         loaded = await self._active_alerts(conn, patient_ids)
@@ -336,11 +354,7 @@ class SqlVitalsStore:
         self, conn: AsyncConnection, patient_ids: set[UUID]
     ) -> dict[UUID, Alert]:
         """Each patient's open (not resolved) alert; the newest if, unexpectedly, several."""
-        rows = await conn.execute(
-            select(alerts)
-            .where(alerts.c.patient_id.in_(patient_ids), alerts.c.status != AlertStatus.RESOLVED)
-            .order_by(alerts.c.opened_at)
-        )
+        rows = await conn.execute(self._open_alerts, {"patients": list(patient_ids)})
         return {row.patient_id: _alert(row) for row in rows}
 
     async def _update_alert(self, conn: AsyncConnection, alert: Alert, expected: int) -> None:

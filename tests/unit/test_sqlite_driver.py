@@ -1,0 +1,96 @@
+"""The embedded SQLite driver: one trip to aiosqlite's thread a statement, SQLAlchemy unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from healthflow.storage.engine import Database, open_database
+
+metadata = MetaData()
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(50), nullable=False, unique=True),
+)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = open_database(f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}")
+    await database.create_schema(metadata)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the functions sent to aiosqlite's thread from now on."""
+    sent: list[str] = []
+    original = aiosqlite.Connection._execute
+
+    async def counted(
+        self: aiosqlite.Connection, fn: Callable[..., Any], *a: Any, **kw: Any
+    ) -> Any:
+        sent.append(getattr(fn, "__name__", repr(fn)))
+        return await original(self, fn, *a, **kw)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return sent
+
+
+async def test_a_statement_crosses_to_the_sqlite_thread_once(
+    db: Database, trips: list[str]
+) -> None:
+    async with db.writer.connect() as conn:
+        trips.clear()
+        assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+        # SQLAlchemy's own adapter crosses four times: cursor, execute, fetchall, close
+        assert trips == ["_run"]
+
+
+async def test_writes_reads_and_counts_are_what_sqlite_says(db: Database) -> None:
+    async with db.writer.begin() as conn:
+        result = await conn.execute(insert(items).values(name="a"))
+        assert result.inserted_primary_key == (1,)  # the cursor's lastrowid
+        returned = await conn.execute(insert(items).returning(items.c.id), [{"name": "b"}])
+        assert returned.scalars().all() == [2]
+        await conn.execute(insert(items), [{"name": "c"}, {"name": "d"}])  # executemany
+        changed = await conn.execute(
+            update(items).where(items.c.id > 2).values(name=items.c.name + "!")
+        )
+        assert changed.rowcount == 2
+    async with db.reader.connect() as conn:
+        rows = (await conn.execute(select(items).order_by(items.c.id))).all()
+        assert [(r.id, r.name) for r in rows] == [(1, "a"), (2, "b"), (3, "c!"), (4, "d!")]
+        assert list((await conn.execute(select(items.c.name).limit(0))).keys()) == ["name"]
+        streamed = await conn.stream(select(items.c.name).order_by(items.c.id))  # server side
+        assert [name async for (name,) in streamed] == ["a", "b", "c!", "d!"]
+
+
+async def test_a_failed_statement_raises_sqlalchemys_error_and_its_transaction_rolls_back(
+    db: Database,
+) -> None:
+    async def duplicate() -> None:
+        async with db.writer.begin() as conn:
+            await conn.execute(insert(items), [{"name": "x"}])
+            await conn.execute(insert(items), [{"name": "x"}])  # unique
+
+    async def nonsense() -> None:
+        async with db.writer.connect() as conn:
+            await conn.execute(text("SELECT nonsense FROM nowhere"))
+
+    with pytest.raises(IntegrityError):
+        await duplicate()
+    with pytest.raises(OperationalError):
+        await nonsense()
+    async with db.writer.begin() as conn:  # the one pooled writer is still good
+        await conn.execute(insert(items), [{"name": "y"}])
+        assert (await conn.execute(select(items.c.name))).scalars().all() == ["y"]
