@@ -37,7 +37,10 @@ from healthflow.vitals.schemas import parse_readings_json
 async def main(args: argparse.Namespace) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     sizes = [int(s) for s in args.sizes.split(",")]
-    settings = Settings(data_dir=tempfile.mkdtemp(prefix="healthflow-batches-"))
+    # no backlog limit: the relay does not run here, every reading waits in the outbox
+    settings = Settings(
+        data_dir=tempfile.mkdtemp(prefix="healthflow-batches-"), telemetry_backlog_limit=10**9
+    )
     platform = build_platform(settings)
     await platform.prepare_storage()
     telemetry = platform.telemetry
