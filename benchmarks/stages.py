@@ -35,10 +35,11 @@ import aiomqtt
 import orjson
 import structlog
 
-from healthflow.composition.platform import build_platform
+from healthflow.composition.platform import Platform, build_platform
 from healthflow.patients.domain import NewPatient, Sex
 from healthflow.settings import Settings
 from healthflow.vitals import intake_store
+from healthflow.vitals.domain import Device
 from healthflow.vitals.escalation import Escalation
 from healthflow.vitals.ingest_mqtt import Broker, LocalIntake, MqttIngest
 from healthflow.vitals.schemas import parse_readings_json
@@ -94,18 +95,17 @@ async def timed(
     return out
 
 
-async def one_round(
-    args: argparse.Namespace, results: dict[str, list[tuple[float, float]]]
-) -> None:
-    folder = tempfile.mkdtemp(prefix="healthflow-stages-")
+async def monitored_platform(patients: int) -> tuple[Platform, list[Device], list[str]]:
+    """The embedded platform in a temporary folder with `patients` patients, a monitor each:
+    the platform, the devices and their keys."""
     # no backlog limit: the relay does not run here, every reading waits in the outbox
-    settings = Settings(data_dir=folder, telemetry_backlog_limit=10**9)
-    platform = build_platform(settings)
+    folder = tempfile.mkdtemp(prefix="healthflow-stages-")
+    platform = build_platform(Settings(data_dir=folder, telemetry_backlog_limit=10**9))
     await platform.prepare_storage()
     telemetry = platform.telemetry
     assert telemetry is not None
     devices, keys = [], []
-    for i in range(args.patients):
+    for i in range(patients):
         new = NewPatient(
             given_name="Stage",
             family_name="Bench",
@@ -120,6 +120,16 @@ async def one_round(
         )
         devices.append(registered.device)
         keys.append(registered.key)
+    return platform, devices, keys
+
+
+async def one_round(
+    args: argparse.Namespace, results: dict[str, list[tuple[float, float]]]
+) -> None:
+    platform, devices, keys = await monitored_platform(args.patients)
+    telemetry = platform.telemetry
+    assert telemetry is not None
+    settings = platform.settings
     now = datetime.now(UTC)
     bodies = [batch_body(now, i, args.per_device) for i in range(args.patients)]
     total = args.patients * args.per_device

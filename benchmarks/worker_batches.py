@@ -19,16 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import tempfile
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import structlog
-from stages import batch_body
+from stages import batch_body, monitored_platform
 
-from healthflow.composition.platform import build_platform
-from healthflow.patients.domain import NewPatient, Sex
-from healthflow.settings import Settings
 from healthflow.vitals import intake_store
 from healthflow.vitals.escalation import Escalation
 from healthflow.vitals.schemas import parse_readings_json
@@ -37,30 +33,9 @@ from healthflow.vitals.schemas import parse_readings_json
 async def main(args: argparse.Namespace) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     sizes = [int(s) for s in args.sizes.split(",")]
-    # no backlog limit: the relay does not run here, every reading waits in the outbox
-    settings = Settings(
-        data_dir=tempfile.mkdtemp(prefix="healthflow-batches-"), telemetry_backlog_limit=10**9
-    )
-    platform = build_platform(settings)
-    await platform.prepare_storage()
+    platform, devices, _ = await monitored_platform(args.patients)
     telemetry = platform.telemetry
     assert telemetry is not None
-    devices = []
-    for i in range(args.patients):
-        patient = await platform.patients.register(
-            NewPatient(
-                given_name="Batch",
-                family_name="Bench",
-                birth_date=date(1960, 1, 1),
-                sex=Sex.FEMALE,
-                ward=f"W{i % 5}",
-                bed=None,
-            )
-        )
-        registered = await telemetry.devices.register(
-            f"batch-{i}", patient_id=patient.id, kind="monitor"
-        )
-        devices.append(registered.device)
     # enough readings for every size: at least `--batches` batches, and `--min-readings`
     needed = sum(max(args.min_readings, size * args.batches) for size in sizes)
     per_device = min(1000, -(-needed // args.patients))
