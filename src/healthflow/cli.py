@@ -27,6 +27,7 @@ app = typer.Typer(
     help="HealthFlow: real-time patient flow and bedside monitoring.", no_args_is_help=True
 )
 console = Console(stderr=True)
+GC_THRESHOLDS = (20_000, 50, 100)  # the server's collector: young, middle, full (see `serve`)
 
 
 class Role(enum.StrEnum):
@@ -89,6 +90,11 @@ def serve(
     # What is imported and built by now lives as long as the process: out of the collector's
     # full passes, which otherwise scan it and pause the event loop longer (BENCHMARKS.md).
     gc.freeze()
+    # What is made later and lives long (a live client's coroutines and queues: ~250 objects a
+    # WebSocket) is rescanned by every full pass: with 1,000 clients Python's default thresholds
+    # (700, 10, 10) ran one every ~3 s, each stalling the loop ~150 ms. A young generation of
+    # 20,000 lets the short-lived die young; full passes become rare (BENCHMARKS.md, session 7).
+    gc.set_threshold(*GC_THRESHOLDS)
     uvicorn.run(
         app,
         host=settings.host,
