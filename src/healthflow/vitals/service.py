@@ -10,7 +10,7 @@ from uuid import UUID
 
 import structlog
 
-from healthflow.ids import uuid7
+from healthflow.ids import uuid7, uuid7_texts
 from healthflow.patients.domain import Status
 from healthflow.ports import Check, Clock
 from healthflow.vitals import keys, metrics
@@ -174,6 +174,7 @@ class TelemetryService:
         seen: set[datetime] = set()
         duplicates_in_request = 0
         ward = await self._devices.ward(device.patient_id) if device.patient_id else None
+        ids = uuid7_texts(now, len(readings))
         for index, reading in enumerate(readings):
             problems = (
                 [ReadingProblem("device_id", "device_unbound", "device is bound to no patient")]
@@ -190,7 +191,7 @@ class TelemetryService:
                 patient_id = device.patient_id
                 assert patient_id is not None  # unbound devices were handled above
                 accepted.append(
-                    RecordedReading(str(uuid7(now)), device_id, patient_id, reading, now, ward)
+                    RecordedReading(ids[index], device_id, patient_id, reading, now, ward)
                 )
         # a batch sent out of order is queued in time order, so none of it is scored as late
         accepted.sort(key=lambda r: r.reading.ts)

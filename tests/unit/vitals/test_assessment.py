@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
+
 from healthflow.vitals.assessment import assess
 from healthflow.vitals.domain import Consciousness, Reading
 from healthflow.vitals.news2 import Risk
+from healthflow.vitals.store import _state_from_json, _state_to_json
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 FULL = {
@@ -93,3 +96,24 @@ def test_assessment_survives_a_round_trip_through_a_dict() -> None:
     _, assessment = assess(None, Reading(ts=T0, **FULL))
     assert assessment is not None
     assert type(assessment).from_dict(assessment.to_dict()) == assessment
+
+
+def test_orjson_writes_an_assessment_and_a_state_as_their_dicts() -> None:
+    """The vitals store hands orjson the dataclasses and instants themselves: the JSON must be
+    the bytes `to_dict()` and `isoformat()` give, with and without microseconds, carried and
+    missing parameters, so stored rows read back the same."""
+    state, _ = assess(None, Reading(ts=T0, **FULL))
+    later = T0 + timedelta(minutes=3, microseconds=250)
+    state, assessment = assess(state, Reading(ts=later, heart_rate=131.0, spo2=90.0))
+    state, _ = assess(state, Reading(ts=later + timedelta(minutes=20), resp_rate=26.0))
+    assert state.assessment is not None and state.assessment.missing
+    for a in (assessment, state.assessment):
+        assert a is not None
+        assert orjson.dumps(a) == orjson.dumps(a.to_dict())
+    expected = {
+        "latest": {k: [v, at.isoformat()] for k, (v, at) in state.latest.items()},
+        "spo2_scale": state.spo2_scale,
+        "assessment": state.assessment.to_dict(),
+    }
+    assert _state_to_json(state) == orjson.dumps(expected).decode()
+    assert _state_from_json(_state_to_json(state)) == state
