@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
@@ -15,12 +16,17 @@ from healthflow.patients import store as patient_schema
 from healthflow.patients.domain import NewPatient, Sex
 from healthflow.patients.service import PatientService
 from healthflow.patients.store import SqlOutbox, SqlPatientStore
+from healthflow.ports import OutboxEntry, OutboxStats
 from healthflow.realtime.fanout import Fanout
 from healthflow.realtime.hub import MemoryHub
 from healthflow.storage.engine import Database, open_database
+from healthflow.vitals import intake_store
+from healthflow.vitals.domain import Reading
+from healthflow.vitals.events import RecordedReading
 from tests.conftest import SteppingClock, audit_trail, ephemeral_cipher, eventually
 
 CIPHER = ephemeral_cipher()
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
 class RecordingBus:
@@ -146,3 +152,81 @@ async def test_a_publish_never_confirmed_times_out_and_is_sent_again(db: Databas
         await relay.stop()
         await asyncio.gather(task, return_exceptions=True)
     assert bus.hung and len(bus.published) == 3
+
+
+class CursorSpy:
+    """The telemetry outbox as it is, noting where the relay asks it to read from."""
+
+    def __init__(self, outbox: intake_store.SqlTelemetryOutbox) -> None:
+        self.outbox = outbox
+        self.asked: list[int] = []
+        self.empty = 0
+
+    async def pending(self, *, after_seq: int, limit: int) -> list[OutboxEntry]:
+        self.asked.append(after_seq)
+        entries = await self.outbox.pending(after_seq=after_seq, limit=limit)
+        self.empty += not entries
+        return entries
+
+    async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
+        await self.outbox.mark_published(seqs, at)
+
+    async def stats(self) -> OutboxStats:
+        return await self.outbox.stats()
+
+
+def _readings(first: int, count: int) -> list[RecordedReading]:
+    patient = UUID(int=1)
+    return [
+        RecordedReading(
+            f"r{i}", "mon-1", patient, Reading(ts=T0 + timedelta(seconds=i), heart_rate=70.0), T0
+        )
+        for i in range(first, first + count)
+    ]
+
+
+@pytest.mark.parametrize("rescan", [True, False])
+async def test_an_idle_relay_rescans_from_the_oldest_row_only_when_told_to(
+    tmp_path: Path, rescan: bool
+) -> None:
+    db = open_database(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    await db.create_schema(intake_store.intake_metadata)
+    spy = CursorSpy(intake_store.SqlTelemetryOutbox(db))
+    bus = RecordingBus()
+    relay = OutboxRelay(
+        spy,
+        bus,
+        SteppingClock(),  # type: ignore[arg-type]
+        batch_size=100,
+        poll_interval_s=0.01,
+        max_in_flight=1,
+        rescan_when_idle=rescan,
+    )
+
+    def committed(entries: Sequence[OutboxEntry]) -> None:
+        spy.outbox.remember(entries)
+        relay.wake()
+
+    intake = intake_store.SqlTelemetryIntake(db, on_commit=committed)
+    task = asyncio.create_task(relay.run())
+    try:
+        await intake.accept(_readings(0, 3), [])
+        await eventually(lambda: _true(len(bus.published) == 3 and spy.empty > 0))
+        asked_before = len(spy.asked)
+        await intake.accept(_readings(3, 2), [])
+        await eventually(lambda: _true(len(bus.published) == 5))
+    finally:
+        task.cancel()
+        await relay.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        await db.dispose()
+    assert bus.published == [f"r{i}" for i in range(5)]  # each once, in order, either way
+    idle_reads = spy.asked[asked_before - 1 :]
+    if rescan:
+        assert 0 in idle_reads  # back to the oldest unpublished row
+    else:
+        assert 0 not in idle_reads and min(idle_reads) >= 3  # on from where it was
+
+
+async def _true(value: bool) -> bool:
+    return value

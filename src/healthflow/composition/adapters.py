@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -16,7 +16,16 @@ from healthflow.messaging.memory import MemoryBus
 from healthflow.messaging.outbox import OutboxRelay
 from healthflow.messaging.rabbitmq import RabbitBus
 from healthflow.patients import events as patient_events
-from healthflow.ports import Cache, Check, Clock, DeadLetter, EventBus, Outbox, RequestBudget
+from healthflow.ports import (
+    Cache,
+    Check,
+    Clock,
+    DeadLetter,
+    EventBus,
+    Outbox,
+    OutboxEntry,
+    RequestBudget,
+)
 from healthflow.realtime.fanout import Fanout
 from healthflow.realtime.hub import LiveHub, MemoryHub
 from healthflow.realtime.redis_backplane import RedisHub
@@ -370,20 +379,29 @@ def telemetry_intake(
     settings: Settings, clock: Clock, patients_db: Database, bus: EventBus, patients: Patients
 ) -> tuple[DeviceService, TelemetryService, OutboxRelay]:
     """Devices, the durable intake and its outbox relay: `--role all` and `--role patients`."""
+    outbox = intake_store.SqlTelemetryOutbox(patients_db)
     relay = OutboxRelay(
-        intake_store.SqlTelemetryOutbox(patients_db),
+        outbox,
         bus,
         clock,
         batch_size=settings.outbox_batch_size,
         poll_interval_s=settings.outbox_poll_interval_s,
         max_in_flight=1,  # one batch at a time keeps each patient's readings in order
         publish_timeout_s=settings.outbox_publish_timeout_s,
+        # SQLite has one writer: its rows commit in sequence order, none appears behind the
+        # cursor, and the relay can go on from the intake's own copy of what it committed
+        rescan_when_idle=patients_db.backend != "sqlite",
     )
+
+    def committed(entries: Sequence[OutboxEntry]) -> None:
+        outbox.remember(entries)
+        relay.wake()
+
     devices = DeviceService(intake_store.SqlDeviceRegistry(patients_db), patients, clock)
     intake = TelemetryService(
         devices,
         intake_store.SqlTelemetryIntake(
-            patients_db, on_commit=relay.wake, backlog_limit=settings.telemetry_backlog_limit
+            patients_db, on_commit=committed, backlog_limit=settings.telemetry_backlog_limit
         ),
         clock,
         backlog_limit=settings.telemetry_backlog_limit,

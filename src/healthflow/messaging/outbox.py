@@ -34,6 +34,7 @@ class OutboxRelay:
         poll_interval_s: float,
         max_in_flight: int,
         publish_timeout_s: float = 120.0,
+        rescan_when_idle: bool = True,
     ) -> None:
         self._outbox = outbox
         self._bus = bus
@@ -47,6 +48,9 @@ class OutboxRelay:
         self._inflight: set[asyncio.Task[None]] = set()
         self._failures = 0
         self._rewinds = 0
+        # False only where rows commit in sequence order (one SQLite writer): none can appear
+        # behind the cursor, so an idle relay goes on from it instead of from the oldest row
+        self._rescan_when_idle = rescan_when_idle
 
     def wake(self) -> None:
         """Called after a commit so new rows go out without waiting for the next poll."""
@@ -70,7 +74,7 @@ class OutboxRelay:
                 continue
             if not entries:
                 self._slots.release()
-                if not self._inflight:
+                if not self._inflight and self._rescan_when_idle:
                     # On PostgreSQL sequence numbers are taken before commit, so a row can become
                     # visible behind the cursor; once idle, start over from the oldest unpublished.
                     self._cursor = 0
