@@ -164,6 +164,9 @@ async def test_the_composition_root_shares_budgets_per_role_through_redis(
             cache_url=REDIS_URL,
             rate_limit_prefix=redis_prefix,
             rate_limit_subject_per_minute=1,
+            # a loaded machine can take longer than the default 0.1 s for a first call
+            # (connect, load the script): this test is about sharing, not the fallback
+            rate_limit_timeout_s=2.0,
             role=role,
         )
 
@@ -187,3 +190,46 @@ def test_the_embedded_default_keeps_budgets_in_process(
 ) -> None:
     budgets = request_budgets(make_settings())
     assert all(isinstance(budget, RateLimiter) for budget in budgets)
+
+
+async def _evalsha_calls() -> int:
+    client = Redis.from_url(REDIS_URL)
+    try:
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_spends_arriving_together_share_a_round_trip_and_decide_as_one_by_one(
+    redis_limiters: Callable[..., RedisRateLimiter],
+) -> None:
+    limiter, other = redis_limiters(12), redis_limiters(12)
+    await limiter.spend("subject:warm-up")  # connected, script loaded
+    before = await _evalsha_calls()
+    keys = ["subject:ada"] * 20 + ["subject:grace"] * 5
+    outcomes = await asyncio.gather(*(limiter.spend(k) for k in keys), return_exceptions=True)
+    calls = await _evalsha_calls() - before
+    refused = [k for k, o in zip(keys, outcomes, strict=True) if isinstance(o, TooManyRequests)]
+    # ada's bucket of 12 gives exactly 12 of her 20; grace's five are untouched by hers
+    assert refused == ["subject:ada"] * 8
+    assert all(o is None for o in outcomes if not isinstance(o, TooManyRequests))
+    assert all(0 < o.retry_after_s <= 5.0 for o in outcomes if isinstance(o, TooManyRequests))
+    assert 1 <= calls <= 2  # 25 spends, one or two round trips (not 25)
+    with pytest.raises(TooManyRequests):
+        await other.spend("subject:ada")  # the same shared bucket for another process
+
+
+async def test_a_batch_redis_cannot_decide_is_decided_in_process_spend_by_spend() -> None:
+    limiter = RedisRateLimiter(
+        f"redis://127.0.0.1:{closed_port()}/0", 3, prefix="unused:", timeout_s=0.2
+    )
+    before = fallbacks("error") + fallbacks("timeout")
+    try:
+        outcomes = await asyncio.gather(
+            *(limiter.spend("subject:ada") for _ in range(5)), return_exceptions=True
+        )
+    finally:
+        await limiter.close()
+    assert [isinstance(o, TooManyRequests) for o in outcomes] == [False] * 3 + [True] * 2
+    assert fallbacks("error") + fallbacks("timeout") - before == 5  # one per spend so decided

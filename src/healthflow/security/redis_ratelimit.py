@@ -8,6 +8,14 @@ answers only yes or no, and a `Retry-After` needs a second, non-atomic round tri
 one round trip (EVALSHA through redis-py's registered script, loaded again after a server
 restart) and answers the wait itself.
 
+Spends that arrive while a round trip is in flight go together in the next one
+(`storage.batching.Batcher`, as group commit does for writes): the script takes the keys in
+arrival order, each from its bucket as it stands after the one before, so a batch decides
+exactly what the same spends one after another would. Under load a request's budget check
+costs a fraction of a round trip instead of a whole one (two per request: the client's and the
+subject's). The keys of one call may fall in different hash slots: this is for a single Redis
+server (or a primary with replicas), not Redis Cluster.
+
 Resilience: every call is bounded by `timeout_s`. When Redis does not answer (refused, reset,
 timed out) the request is decided by an in-process `RateLimiter` with the same budget, never
 failed: one warning per outage (no keys: they carry subjects and addresses), a metric per
@@ -31,13 +39,15 @@ from redis.retry import Retry
 
 from healthflow.observability import metrics
 from healthflow.security.ratelimit import RateLimiter, TooManyRequests
+from healthflow.storage.batching import Batch, Batcher
 
 log = structlog.get_logger(__name__)
 
-# KEYS[1] the bucket; ARGV: capacity, refill per second, now in seconds ("" = the server's TIME,
-# one clock for every process). Answers {1} when spent, {0, seconds to wait} when refused. The
-# key expires once the bucket would be full again: an absent key means a full bucket, so no
-# state is lost and idle callers leave nothing behind.
+# KEYS: the buckets, one per spend, in order (a key may repeat); ARGV: capacity, refill per
+# second, now in seconds ("" = the server's TIME, one clock for every process). Answers one
+# item per key: 1 when spent, the seconds to wait (text) when refused. A key expires once its
+# bucket would be full again: an absent key means a full bucket, so no state is lost and idle
+# callers leave nothing behind.
 _TAKE = """
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
@@ -46,23 +56,28 @@ if now == nil then
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or capacity
-local at = tonumber(state[2]) or now
-tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
-local spent = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  spent = 1
+local stamp = string.format('%.6f', now)
+local answers = {}
+for i, key in ipairs(KEYS) do
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(state[1]) or capacity
+  local at = tonumber(state[2]) or now
+  tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+  if tokens >= 1 then
+    tokens = tokens - 1
+    answers[i] = 1
+  else
+    answers[i] = string.format('%.6f', (1 - tokens) / rate)
+  end
+  redis.call('HSET', key, 'tokens', string.format('%.6f', tokens), 'at', stamp)
+  redis.call('PEXPIRE', key, math.ceil((capacity - tokens) / rate * 1000) + 1000)
 end
-local left, stamp = string.format('%.6f', tokens), string.format('%.6f', now)
-redis.call('HSET', KEYS[1], 'tokens', left, 'at', stamp)
-redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
-if spent == 1 then
-  return {1}
-end
-return {0, string.format('%.6f', (1 - tokens) / rate)}
+return answers
 """
+# the most spends one round trip decides
+MAX_BATCH = 256
+# a batch's answer for a spend Redis could not decide: the in-process budget decides it
+_FALLBACK = -1.0
 
 
 class RedisRateLimiter:
@@ -86,6 +101,10 @@ class RedisRateLimiter:
             retry=Retry(NoBackoff(), 0),
         )
         self._take = self._redis.register_script(_TAKE)
+        # per spend: None when spent, the seconds to wait when refused, or _FALLBACK
+        self._batches = Batcher[str, float | None](
+            "rate_limit", handle=self._decide, max_batch=MAX_BATCH
+        )
         self._prefix = prefix
         self._capacity = per_minute
         self._rate = per_minute / 60.0
@@ -101,26 +120,35 @@ class RedisRateLimiter:
             metrics.RATE_LIMIT_FALLBACKS.labels(reason="outage").inc()
             self._fallback.take(key)
             return
+        wait = await self._batches.submit(self._prefix + key)
+        if wait == _FALLBACK:
+            self._fallback.take(key)
+        elif wait is not None:
+            raise TooManyRequests(wait)
+
+    async def _decide(self, batch: Batch[str, float | None]) -> None:
+        """One round trip for the spends that arrived together, in their order."""
         now = "" if self._clock is None else repr(self._clock())
         try:
             async with asyncio.timeout(self._timeout_s):
-                answer = await self._take(
-                    keys=[self._prefix + key], args=[self._capacity, repr(self._rate), now]
+                answers = await self._take(
+                    keys=[key for key, _ in batch], args=[self._capacity, repr(self._rate), now]
                 )
         except (RedisError, OSError, TimeoutError) as exc:
-            self._outage(exc)
-            self._fallback.take(key)
-            return
-        if self._outage_until is not None:
-            self._outage_until = None
-            log.info("rate_limit_redis_recovered")
-        if int(answer[0]) != 1:
-            raise TooManyRequests(float(answer[1]))
+            self._outage(exc, spends=len(batch))
+            answers = [_FALLBACK] * len(batch)
+        else:
+            if self._outage_until is not None:
+                self._outage_until = None
+                log.info("rate_limit_redis_recovered")
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if not future.done():  # the caller gave up waiting
+                future.set_result(None if answer == 1 else float(answer))
 
-    def _outage(self, exc: BaseException) -> None:
+    def _outage(self, exc: BaseException, *, spends: int) -> None:
         # the socket timeout and asyncio's are the same length: either may fire first
         reason = "timeout" if isinstance(exc, TimeoutError | RedisTimeout) else "error"
-        metrics.RATE_LIMIT_FALLBACKS.labels(reason=reason).inc()
+        metrics.RATE_LIMIT_FALLBACKS.labels(reason=reason).inc(spends)
         if self._outage_until is None:
             log.warning(
                 "rate_limit_redis_unreachable",
