@@ -142,6 +142,9 @@ async def test_two_instances_see_every_message_once_with_the_same_seq(redis_pref
         got_a, got_b = await received(on_a, 50), await received(on_b, 50)
         assert got_a == got_b
         assert [m["seq"] for m in got_a] == list(range(1, 51))
+        # each instance's messages keep its publishing order, batched into script calls or not
+        for i in range(2):
+            assert [m["data"]["n"] for m in got_a if m["data"]["by"] == i] == list(range(25))
         # a client that saw seq 20 on A resumes on B with nothing missing or repeated
         moved = b.fanout.connect()
         assert moved is not None

@@ -149,3 +149,13 @@ async def test_a_batch_skips_events_seen_before_and_repeats_within_it(
     assert flags == [False, True, False]
     s = await summary(store)
     assert s["events_processed_total"] == 2 and s["patients_by_status"]["waiting"] == 1
+
+
+def test_a_stored_state_row_carries_every_field_of_the_state() -> None:
+    from healthflow.analytics.projections import PatientState
+    from healthflow.analytics.store import _state_row
+
+    state = PatientState(
+        str(uuid4()), "ICU", "admitted", 3, datetime(2026, 12, 1, tzinfo=UTC), None
+    )
+    assert _state_row(state) == dataclasses.asdict(state)

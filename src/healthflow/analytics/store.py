@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
@@ -19,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -81,6 +81,18 @@ totals = Table(
 )
 
 
+def _state_row(state: PatientState) -> dict[str, Any]:
+    # what dataclasses.asdict gives for these flat fields, without its deep copy of each value
+    return {
+        "patient_id": state.patient_id,
+        "ward": state.ward,
+        "status": state.status,
+        "version": state.version,
+        "registered_at": state.registered_at,
+        "treated_at": state.treated_at,
+    }
+
+
 class SqlAnalyticsStore:
     """AnalyticsStore over SQLAlchemy: SQLite by default, PostgreSQL by URL."""
 
@@ -89,7 +101,14 @@ class SqlAnalyticsStore:
         insert = postgresql.insert if db.backend == "postgresql" else sqlite.insert
         # Statements are built once and take their values as parameters, so SQLAlchemy compiles
         # each a single time instead of once per event.
-        self._insert_event = insert(events).on_conflict_do_nothing(index_elements=["id"])
+        self._insert_event = (
+            insert(events).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
+        )
+        # the batch's states, with its patients bound per call: building `in_(...)` anew per
+        # batch costs more than the query where registrations arrive a few at a time
+        self._states = select(patient_states).where(
+            patient_states.c.patient_id.in_(bindparam("patients", expanding=True))
+        )
         state = insert(patient_states)
         self._upsert_state = state.on_conflict_do_update(
             index_elements=["patient_id"],
@@ -113,7 +132,7 @@ class SqlAnalyticsStore:
         """Store a batch and its rollup changes in one transaction; per event, True if new."""
         async with self._db.writer.begin() as conn:
             inserted = await conn.execute(
-                self._insert_event.returning(events.c.id),
+                self._insert_event,
                 [
                     {
                         "id": e.id,
@@ -139,9 +158,7 @@ class SqlAnalyticsStore:
 
     async def _apply(self, conn: AsyncConnection, fresh: list[CloudEvent]) -> None:
         subjects = {e.subject for e in fresh}
-        rows = await conn.execute(
-            select(patient_states).where(patient_states.c.patient_id.in_(subjects))
-        )
+        rows = await conn.execute(self._states, {"patients": list(subjects)})
         states: dict[str, PatientState | None] = {
             r.patient_id: PatientState(
                 r.patient_id, r.ward, r.status, r.version, r.registered_at, r.treated_at
@@ -173,9 +190,7 @@ class SqlAnalyticsStore:
             if effect.wait is not None:
                 add("daily_waits", {"day": effect.wait[0]}, total_minutes=effect.wait[1], count=1)
         if changed:
-            await conn.execute(
-                self._upsert_state, [dataclasses.asdict(st) for st in changed.values()]
-            )
+            await conn.execute(self._upsert_state, [_state_row(st) for st in changed.values()])
         for table, by_key in adds.items():
             await conn.execute(self._add[table], list(by_key.values()))
 

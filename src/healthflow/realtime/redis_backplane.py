@@ -23,12 +23,16 @@ from healthflow.realtime.hub import LiveHub
 
 log = structlog.get_logger(__name__)
 
-# KEYS[1] stream; ARGV: maxlen, meta json, data json. Returns the new seq.
+# KEYS[1] stream; ARGV: maxlen, then the meta json and data json of each message, in order.
+# Appends them with consecutive seqs after the stream's last; returns the last new seq.
 _PUBLISH = """
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local seq = 1
-if #top > 0 then seq = tonumber(string.match(top[1][1], '^(%d+)')) + 1 end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], seq .. '-0', 'm', ARGV[2], 'd', ARGV[3])
+local seq = 0
+if #top > 0 then seq = tonumber(string.match(top[1][1], '^(%d+)')) end
+for i = 2, #ARGV, 2 do
+  seq = seq + 1
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], seq .. '-0', 'm', ARGV[i], 'd', ARGV[i + 1])
+end
 return seq
 """
 READ_BATCH = 500
@@ -105,19 +109,18 @@ class RedisHub(LiveHub):
         return {**super().stats(), "backplane_queue": self._outgoing.qsize()}
 
     async def _send(self) -> None:
-        """Append queued messages in batches, one pipeline round trip each, in queue order."""
+        """Append queued messages in batches, one script call each (not a call per message in
+        a pipeline), in queue order."""
         while True:
             batch = [await self._outgoing.get()]
             while len(batch) < READ_BATCH and not self._outgoing.empty():
                 batch.append(self._outgoing.get_nowait())
             try:
                 async with asyncio.timeout(self._publish_timeout):
-                    pipe = self._redis.pipeline(transaction=False)
-                    for meta, data in batch:
-                        await self._script(
-                            keys=[self.stream], args=[self._replay_size, meta, data], client=pipe
-                        )
-                    await pipe.execute()
+                    await self._script(
+                        keys=[self.stream],
+                        args=[self._replay_size, *(part for message in batch for part in message)],
+                    )
             except (RedisError, OSError, TimeoutError) as exc:
                 # dropped, not retried: a late live message is worth less than a fresh one
                 metrics.HUB_BACKPLANE_ERRORS.labels(op="publish").inc(len(batch))
