@@ -289,10 +289,13 @@ class SqlVitalsStore:
         # read (in patient order, so two batches never wait on each other crosswise); no two
         # transactions see "no open alert" for one patient or overwrite each other's state
         ordered = sorted(patient_ids)
-        await conn.execute(
-            self._state_if_missing,
-            [{"patient_id": p, "state": "", "ward": wards[p]} for p in ordered],
-        )
+        if self._db.backend != "sqlite":
+            # SQLite has one writer connection, which serialises these transactions whole: there
+            # is nothing to lock, and the insert would be one statement of seven for nothing
+            await conn.execute(
+                self._state_if_missing,
+                [{"patient_id": p, "state": "", "ward": wards[p]} for p in ordered],
+            )
         states = {
             row.patient_id: _state_from_json(row.state)
             for row in await conn.execute(self._states_locked, {"patients": ordered})
