@@ -78,6 +78,11 @@ class Outbox(Protocol):
 
     async def mark_published(self, seqs: Sequence[int], at: datetime) -> None: ...
 
+    def remember(self, entries: Sequence[OutboxEntry]) -> None:
+        """Entries this process just committed, in sequence order: `pending` may hand them out
+        instead of reading them back (messaging.outbox.CommittedCopy)."""
+        ...
+
     async def stats(self) -> OutboxStats: ...
 
 

@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
+from sqlalchemy import event
 
 from healthflow.messaging.events import CloudEvent
 from healthflow.messaging.outbox import OutboxRelay
@@ -174,6 +176,9 @@ class CursorSpy:
     async def stats(self) -> OutboxStats:
         return await self.outbox.stats()
 
+    def remember(self, entries: Sequence[OutboxEntry]) -> None:
+        self.outbox.remember(entries)
+
 
 def _readings(first: int, count: int) -> list[RecordedReading]:
     patient = UUID(int=1)
@@ -203,11 +208,7 @@ async def test_an_idle_relay_rescans_from_the_oldest_row_only_when_told_to(
         rescan_when_idle=rescan,
     )
 
-    def committed(entries: Sequence[OutboxEntry]) -> None:
-        spy.outbox.remember(entries)
-        relay.wake()
-
-    intake = intake_store.SqlTelemetryIntake(db, on_commit=committed)
+    intake = intake_store.SqlTelemetryIntake(db, on_commit=relay.committed)
     task = asyncio.create_task(relay.run())
     try:
         await intake.accept(_readings(0, 3), [])
@@ -230,3 +231,61 @@ async def test_an_idle_relay_rescans_from_the_oldest_row_only_when_told_to(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def _register_with(db: Database, on_commit: Any, n: int) -> None:
+    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db), on_commit=on_commit)
+    service = PatientService(
+        store,
+        MemoryHub(
+            Fanout(replay_size=10, send_queue_size=10, max_clients=1), vitals_min_interval_s=0
+        ),
+        SteppingClock(),
+    )
+    for i in range(n):
+        await service.register(NewPatient(f"P{i}", "X", date(1990, 1, 1), Sex.OTHER, "A"))
+
+
+async def test_the_patient_outbox_hands_the_relay_what_the_store_committed(db: Database) -> None:
+    outbox = SqlOutbox(db, cipher=CIPHER)
+    await _register_with(db, outbox.remember, 3)
+    reads: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "patient_events" in statement:
+            reads.append(statement)
+
+    event.listen(db.reader.sync_engine, "before_cursor_execute", seen)
+    try:
+        copied = await outbox.pending(after_seq=0, limit=100)
+        assert (len(copied), reads) == (3, [])  # nothing read back, nothing decrypted
+        assert await outbox.pending(after_seq=copied[-1].seq, limit=100) == []
+        assert len(reads) == 1  # an empty copy cannot say there is nothing: the table is read
+    finally:
+        event.remove(db.reader.sync_engine, "before_cursor_execute", seen)
+    table = await SqlOutbox(db, cipher=CIPHER).pending(after_seq=0, limit=100)
+    assert [(e.seq, e.event, e.created_at) for e in copied] == [
+        (e.seq, e.event, e.created_at) for e in table
+    ]
+
+
+async def test_a_relay_fed_by_its_store_publishes_every_event_once(db: Database) -> None:
+    bus = RecordingBus(failures=1)  # the first publish fails: the rewind reads the table
+    relay = OutboxRelay(
+        SqlOutbox(db, cipher=CIPHER),
+        bus,
+        SteppingClock(),  # type: ignore[arg-type]
+        batch_size=4,
+        poll_interval_s=0.01,
+        max_in_flight=1,
+        rescan_when_idle=False,
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        await _register_with(db, relay.committed, 10)
+        await eventually(lambda: _pending_is(db, 0), timeout=20)
+    finally:
+        task.cancel()
+        await relay.stop()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(bus.published) == len(set(bus.published)) == 10

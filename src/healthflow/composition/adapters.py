@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -23,7 +23,6 @@ from healthflow.ports import (
     DeadLetter,
     EventBus,
     Outbox,
-    OutboxEntry,
     RequestBudget,
 )
 from healthflow.realtime.fanout import Fanout
@@ -359,16 +358,28 @@ async def dead_letters(settings: Settings, *, group: str | None, limit: int) -> 
         await db.dispose()
 
 
-def outbox_relay(settings: Settings, outbox: Outbox, bus: EventBus, clock: Clock) -> OutboxRelay:
-    """The patient outbox's relay, the same in `--role all` and `--role patients`."""
+def outbox_relay(
+    settings: Settings,
+    outbox: Outbox,
+    bus: EventBus,
+    clock: Clock,
+    db: Database,
+    *,
+    max_in_flight: int | None = None,
+) -> OutboxRelay:
+    """An outbox's relay (patient events, telemetry), the same in `--role all` and `--role
+    patients`; its store's `on_commit` is the relay's `committed`."""
     return OutboxRelay(
         outbox,
         bus,
         clock,
         batch_size=settings.outbox_batch_size,
         poll_interval_s=settings.outbox_poll_interval_s,
-        max_in_flight=settings.outbox_max_in_flight,
+        max_in_flight=max_in_flight or settings.outbox_max_in_flight,
         publish_timeout_s=settings.outbox_publish_timeout_s,
+        # SQLite has one writer: its rows commit in sequence order, none appears behind the
+        # cursor, and an idle relay goes on from it (and from the store's copy of its commits)
+        rescan_when_idle=db.backend != "sqlite",
     )
 
 
@@ -379,29 +390,20 @@ def telemetry_intake(
     settings: Settings, clock: Clock, patients_db: Database, bus: EventBus, patients: Patients
 ) -> tuple[DeviceService, TelemetryService, OutboxRelay]:
     """Devices, the durable intake and its outbox relay: `--role all` and `--role patients`."""
-    outbox = intake_store.SqlTelemetryOutbox(patients_db)
-    relay = OutboxRelay(
-        outbox,
+    # one batch at a time keeps each patient's readings in order
+    relay = outbox_relay(
+        settings,
+        intake_store.SqlTelemetryOutbox(patients_db),
         bus,
         clock,
-        batch_size=settings.outbox_batch_size,
-        poll_interval_s=settings.outbox_poll_interval_s,
-        max_in_flight=1,  # one batch at a time keeps each patient's readings in order
-        publish_timeout_s=settings.outbox_publish_timeout_s,
-        # SQLite has one writer: its rows commit in sequence order, none appears behind the
-        # cursor, and the relay can go on from the intake's own copy of what it committed
-        rescan_when_idle=patients_db.backend != "sqlite",
+        patients_db,
+        max_in_flight=1,
     )
-
-    def committed(entries: Sequence[OutboxEntry]) -> None:
-        outbox.remember(entries)
-        relay.wake()
-
     devices = DeviceService(intake_store.SqlDeviceRegistry(patients_db), patients, clock)
     intake = TelemetryService(
         devices,
         intake_store.SqlTelemetryIntake(
-            patients_db, on_commit=committed, backlog_limit=settings.telemetry_backlog_limit
+            patients_db, on_commit=relay.committed, backlog_limit=settings.telemetry_backlog_limit
         ),
         clock,
         backlog_limit=settings.telemetry_backlog_limit,

@@ -181,9 +181,9 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
     bus = _event_bus(settings, clock, patients_db)
     security = build_security(settings, clock, patients_db)
     outbox = SqlOutbox(patients_db, cipher=security.cipher)
-    relay = outbox_relay(settings, outbox, bus, clock)
+    relay = outbox_relay(settings, outbox, bus, clock, patients_db)
     patient_store = SqlPatientStore(
-        patients_db, cipher=security.cipher, audit=security.audit, on_commit=relay.wake
+        patients_db, cipher=security.cipher, audit=security.audit, on_commit=relay.committed
     )
     patients = PatientService(patient_store, hub, clock)
     analytics_store = SqlAnalyticsStore(analytics_db)

@@ -100,8 +100,10 @@ def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
     bus = _event_bus(settings, clock, db)
     security = build_security(settings, clock, db)
     outbox = SqlOutbox(db, cipher=security.cipher)
-    relay = outbox_relay(settings, outbox, bus, clock)
-    store = SqlPatientStore(db, cipher=security.cipher, audit=security.audit, on_commit=relay.wake)
+    relay = outbox_relay(settings, outbox, bus, clock, db)
+    store = SqlPatientStore(
+        db, cipher=security.cipher, audit=security.audit, on_commit=relay.committed
+    )
     patients = PatientService(store, hub, clock)
     # devices, the telemetry intake and its outbox live in the patients database (issue 4)
     devices, intake, telemetry_relay = telemetry_intake(settings, clock, db, bus, patients)

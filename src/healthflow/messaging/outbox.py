@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
+from collections.abc import Sequence
 
 import structlog
 
@@ -13,6 +15,41 @@ from healthflow.ports import Clock, EventBus, Outbox, OutboxEntry
 from healthflow.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
+
+
+class CommittedCopy:
+    """What this process committed to an outbox, kept for its relay.
+
+    The store hands over each commit's entries (`remember`, in sequence order); while they
+    continue the relay's cursor exactly, the outbox's `pending` returns them (`take`) instead of
+    selecting the rows back and decoding them again. Only a copy: rows are marked published in
+    the table once the bus confirmed them, and whenever the copy does not continue the cursor (a
+    restart, a rewind after a failed publish, a sequence gap, which PostgreSQL leaves for an
+    insert skipped by `ON CONFLICT` or rows another process wrote, more than `keep` waiting),
+    `take` gives nothing and the table is read as before.
+    """
+
+    def __init__(self, *, keep: int = 10_000) -> None:
+        self._keep = keep
+        self._entries: deque[OutboxEntry] = deque()
+
+    def remember(self, entries: Sequence[OutboxEntry]) -> None:
+        """Entries just committed, in sequence order, after the ones remembered before."""
+        if len(self._entries) + len(entries) > self._keep:
+            self._entries.clear()  # the relay is far behind: it reads the table until it catches up
+        self._entries.extend(entries)
+
+    def take(self, *, after_seq: int, limit: int) -> list[OutboxEntry]:
+        """Up to `limit` remembered entries from `after_seq + 1` on, without a gap; else none."""
+        entries = self._entries
+        while entries and entries[0].seq <= after_seq:
+            entries.popleft()  # read from the table meanwhile, or handed out before a rewind
+        if not entries or entries[0].seq != after_seq + 1:
+            return []
+        taken = [entries.popleft()]
+        while entries and len(taken) < limit and entries[0].seq == taken[-1].seq + 1:
+            taken.append(entries.popleft())
+        return taken
 
 
 class OutboxRelay:
@@ -54,6 +91,11 @@ class OutboxRelay:
 
     def wake(self) -> None:
         """Called after a commit so new rows go out without waiting for the next poll."""
+        self._wake.set()
+
+    def committed(self, entries: Sequence[OutboxEntry]) -> None:
+        """A store's `on_commit`: the outbox keeps what was committed for the relay, which wakes."""
+        self._outbox.remember(entries)
         self._wake.set()
 
     async def run(self) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from healthflow.messaging.events import CloudEvent
+from healthflow.messaging.outbox import CommittedCopy
 from healthflow.patients.domain import MrnTaken, Patient, PatientChanged, Sex, Status
 from healthflow.ports import Check, OutboxEntry, OutboxStats
 from healthflow.security.audit import Actor, AuditEntry, SqlAuditTrail, current_actor
@@ -90,7 +91,7 @@ patient_events = Table(
 )
 
 
-_INSERT_EVENT = insert(patient_events)
+_INSERT_EVENT = insert(patient_events).returning(patient_events.c.seq, patient_events.c.id)
 
 
 def _context(column: str, patient_id: UUID) -> str:
@@ -169,22 +170,25 @@ def _open_event(
 
 async def _append_events(
     conn: AsyncConnection, events: Sequence[CloudEvent], cipher: FieldCipher
-) -> None:
-    if events:
-        rows = []
-        for e in events:
-            sealed = _seal_event(cipher, e)
-            rows.append(
-                {
-                    "id": e.id,
-                    "patient_id": UUID(e.subject),
-                    "type": e.type,
-                    "payload": sealed,
-                    "key_id": cipher.key_id(sealed),
-                    "created_at": e.time,
-                }
-            )
-        await conn.execute(_INSERT_EVENT, rows)
+) -> list[OutboxEntry]:
+    """Write the events to the outbox; their entries, in sequence order, for the relay."""
+    if not events:
+        return []
+    rows = []
+    for e in events:
+        sealed = _seal_event(cipher, e)
+        rows.append(
+            {
+                "id": e.id,
+                "patient_id": UUID(e.subject),
+                "type": e.type,
+                "payload": sealed,
+                "key_id": cipher.key_id(sealed),
+                "created_at": e.time,
+            }
+        )
+    seqs = {row.id: row.seq for row in await conn.execute(_INSERT_EVENT, rows)}
+    return sorted((OutboxEntry(seqs[e.id], e, e.time) for e in events), key=lambda e: e.seq)
 
 
 @dataclass(frozen=True)
@@ -209,13 +213,15 @@ class SqlPatientStore:
         *,
         cipher: FieldCipher,
         audit: SqlAuditTrail,
-        on_commit: Callable[[], None] = lambda: None,
+        on_commit: Callable[[Sequence[OutboxEntry]], None] = lambda entries: None,
         max_group_commit: int = 256,
     ) -> None:
         self._db = db
         self._cipher = cipher
         self._audit = audit
-        self._on_commit = on_commit  # wakes the outbox relay: new rows go out without a poll
+        # the outbox relay's `committed`: it keeps the new entries and wakes, so they go out
+        # without a poll and without being read back
+        self._on_commit = on_commit
         self._insert_patient = insert(patients)
         # registrations arriving together commit together: one transaction, one fsync
         self._registrations = GroupCommit[_Registration, None](
@@ -232,9 +238,10 @@ class SqlPatientStore:
     async def _add_many(self, batch: Sequence[_Registration]) -> list[None]:
         async with self._db.writer.begin() as conn:
             await conn.execute(self._insert_patient, [_row(r.patient, self._cipher) for r in batch])
-            await _append_events(conn, [e for r in batch for e in r.events], self._cipher)
+            events = [e for r in batch for e in r.events]
+            entries = await _append_events(conn, events, self._cipher)
             await self._audit.append_many(conn, [(r.audit_entry(), r.actor) for r in batch])
-        self._on_commit()
+        self._on_commit(entries)
         return [None] * len(batch)
 
     async def _add_one(self, registration: _Registration) -> None:
@@ -259,12 +266,12 @@ class SqlPatientStore:
                     select(patients.c.version).where(patients.c.id == patient.id)
                 )
                 raise PatientChanged(patient.id, expected_version, actual or 0)
-            await _append_events(conn, events, self._cipher)
+            entries = await _append_events(conn, events, self._cipher)
             detail = f"version {expected_version}->{patient.version}, status {patient.status}"
             await self._audit.append(
                 conn, AuditEntry("patient.update", "patient", str(patient.id), detail=detail)
             )
-        self._on_commit()
+        self._on_commit(entries)
 
     async def get(self, patient_id: UUID) -> Patient | None:
         # one patient is read where the last change committed, never from a lagging replica:
@@ -389,13 +396,21 @@ class SqlPatientStore:
 
 
 class SqlOutbox:
-    """The Outbox port over the patient_events table."""
+    """The Outbox port over the patient_events table; what the store committed is handed to
+    the relay from a copy while it continues the cursor (`messaging.outbox.CommittedCopy`),
+    instead of being read back and decrypted."""
 
     def __init__(self, db: Database, *, cipher: FieldCipher) -> None:
         self._db = db
         self._cipher = cipher
+        self._copy = CommittedCopy()
+
+    def remember(self, entries: Sequence[OutboxEntry]) -> None:
+        self._copy.remember(entries)
 
     async def pending(self, *, after_seq: int, limit: int) -> list[OutboxEntry]:
+        if entries := self._copy.take(after_seq=after_seq, limit=limit):
+            return entries
         query = (
             select(
                 patient_events.c.seq,

@@ -10,7 +10,6 @@ import asyncio
 import contextvars
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from healthflow.messaging.events import CloudEvent
+from healthflow.messaging.outbox import CommittedCopy
 from healthflow.ports import OutboxEntry, OutboxStats
 from healthflow.storage.engine import Database, UtcDateTime
 from healthflow.storage.group_commit import GroupCommit
@@ -319,33 +319,20 @@ class SqlTelemetryIntake:
 class SqlTelemetryOutbox:
     """The Outbox port over telemetry_outbox, so the core OutboxRelay publishes readings.
 
-    The intake hands over what each commit stored (`remember`): while the relay's cursor is
-    right behind them, `pending` returns those instead of reading the rows back and parsing
-    their JSON again (a tenth of a reading's cost). They are only a copy: a row is published
-    when the bus confirms it and marked in the table either way, and whenever the copy does
-    not continue the cursor exactly (a restart, a rewind after a failed publish, sequence gaps
-    on PostgreSQL, more than `keep` waiting), the table is read as before.
+    The intake hands over what each commit stored (`remember`): while it continues the relay's
+    cursor, `pending` returns that copy instead of reading the rows back and parsing their JSON
+    again (`messaging.outbox.CommittedCopy`).
     """
 
     def __init__(self, db: Database, *, keep: int = 10_000) -> None:
         self._db = db
-        self._keep = keep
-        self._recent: deque[OutboxEntry] = deque()
+        self._copy = CommittedCopy(keep=keep)
 
     def remember(self, entries: Sequence[OutboxEntry]) -> None:
-        """Entries just committed, in sequence order, after the ones remembered before."""
-        if len(self._recent) + len(entries) > self._keep:
-            self._recent.clear()  # the relay is far behind: it reads the table until it catches up
-        self._recent.extend(entries)
+        self._copy.remember(entries)
 
     async def pending(self, *, after_seq: int, limit: int) -> list[OutboxEntry]:
-        recent = self._recent
-        while recent and recent[0].seq <= after_seq:
-            recent.popleft()  # read from the table meanwhile, or handed out before a rewind
-        if recent and recent[0].seq == after_seq + 1:
-            entries = [recent.popleft()]
-            while recent and len(entries) < limit and recent[0].seq == entries[-1].seq + 1:
-                entries.append(recent.popleft())
+        if entries := self._copy.take(after_seq=after_seq, limit=limit):
             return entries
         async with self._db.reader.connect() as conn:
             rows = (await conn.execute(_PENDING, {"after": after_seq, "limit": limit})).all()
