@@ -153,9 +153,9 @@ async def test_a_batch_skips_events_seen_before_and_repeats_within_it(
 
 def test_a_stored_state_row_carries_every_field_of_the_state() -> None:
     from healthflow.analytics.projections import PatientState
-    from healthflow.analytics.store import _state_row
+    from healthflow.analytics.store import state_row
 
     state = PatientState(
         str(uuid4()), "ICU", "admitted", 3, datetime(2026, 12, 1, tzinfo=UTC), None
     )
-    assert _state_row(state) == dataclasses.asdict(state)
+    assert state_row(state) == dataclasses.asdict(state)

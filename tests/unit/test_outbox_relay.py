@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,9 +53,12 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-async def register(db: Database, n: int) -> None:
+async def register(
+    db: Database, n: int, on_commit: Callable[[Sequence[OutboxEntry]], None] = lambda e: None
+) -> None:
+    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db), on_commit=on_commit)
     service = PatientService(
-        SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db)),
+        store,
         MemoryHub(
             Fanout(replay_size=10, send_queue_size=10, max_clients=1), vitals_min_interval_s=0
         ),
@@ -233,22 +236,9 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def _register_with(db: Database, on_commit: Any, n: int) -> None:
-    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db), on_commit=on_commit)
-    service = PatientService(
-        store,
-        MemoryHub(
-            Fanout(replay_size=10, send_queue_size=10, max_clients=1), vitals_min_interval_s=0
-        ),
-        SteppingClock(),
-    )
-    for i in range(n):
-        await service.register(NewPatient(f"P{i}", "X", date(1990, 1, 1), Sex.OTHER, "A"))
-
-
 async def test_the_patient_outbox_hands_the_relay_what_the_store_committed(db: Database) -> None:
     outbox = SqlOutbox(db, cipher=CIPHER)
-    await _register_with(db, outbox.remember, 3)
+    await register(db, 3, outbox.remember)
     reads: list[str] = []
 
     def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -282,7 +272,7 @@ async def test_a_relay_fed_by_its_store_publishes_every_event_once(db: Database)
     )
     task = asyncio.create_task(relay.run())
     try:
-        await _register_with(db, relay.committed, 10)
+        await register(db, 10, relay.committed)
         await eventually(lambda: _pending_is(db, 0), timeout=20)
     finally:
         task.cancel()

@@ -81,8 +81,9 @@ totals = Table(
 )
 
 
-def _state_row(state: PatientState) -> dict[str, Any]:
-    # what dataclasses.asdict gives for these flat fields, without its deep copy of each value
+def state_row(state: PatientState) -> dict[str, Any]:
+    """A patient_states row: what dataclasses.asdict gives for these flat fields, without its
+    deep copy of each value (the bench's seeding writes the same rows)."""
     return {
         "patient_id": state.patient_id,
         "ward": state.ward,
@@ -190,7 +191,7 @@ class SqlAnalyticsStore:
             if effect.wait is not None:
                 add("daily_waits", {"day": effect.wait[0]}, total_minutes=effect.wait[1], count=1)
         if changed:
-            await conn.execute(self._upsert_state, [_state_row(st) for st in changed.values()])
+            await conn.execute(self._upsert_state, [state_row(st) for st in changed.values()])
         for table, by_key in adds.items():
             await conn.execute(self._add[table], list(by_key.values()))
 

@@ -168,17 +168,6 @@ EVENTS_INSERT = (
 _document = store._deidentified
 
 
-def state_row(state: PatientState) -> dict[str, Any]:
-    return {
-        "patient_id": state.patient_id,
-        "ward": state.ward,
-        "status": state.status,
-        "version": state.version,
-        "registered_at": state.registered_at,
-        "treated_at": state.treated_at,
-    }
-
-
 def _rollup_rows(rollups: Rollups) -> dict[Table, list[dict[str, Any]]]:
     return {
         store.totals: [{"name": k, "value": v} for k, v in rollups.totals.items()],
@@ -235,7 +224,7 @@ def seed_sqlite(path: Path, total_events: int, *, progress: Any = None) -> Seede
             sql, convert = inserts[store.patient_states]
             db.executemany(
                 sql.replace("INSERT", "INSERT OR REPLACE", 1),
-                [convert(state_row(s)) for s in changed.values()],
+                [convert(store.state_row(s)) for s in changed.values()],
             )
             db.execute("COMMIT")
             made += len(chunk)
@@ -299,7 +288,7 @@ async def seed_postgres(dsn: str, total_events: int, *, progress: Any = None) ->
                 )
                 await conn.copy_records_to_table(
                     "seed_states",
-                    records=[tuple(state_row(s).values()) for s in changed.values()],
+                    records=[tuple(store.state_row(s).values()) for s in changed.values()],
                     columns=state_columns,
                 )
                 updates = ", ".join(f"{c} = excluded.{c}" for c in state_columns[1:])
