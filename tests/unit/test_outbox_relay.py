@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from healthflow.patients import store as patient_schema
 from healthflow.patients.domain import NewPatient, Sex
 from healthflow.patients.service import PatientService
 from healthflow.patients.store import SqlOutbox, SqlPatientStore
-from healthflow.ports import OutboxEntry, OutboxStats
+from healthflow.ports import Outbox, OutboxEntry, OutboxStats
 from healthflow.realtime.fanout import Fanout
 from healthflow.realtime.hub import MemoryHub
 from healthflow.storage.engine import Database, open_database
@@ -68,23 +69,33 @@ async def register(
         await service.register(NewPatient(f"P{i}", "X", date(1990, 1, 1), Sex.OTHER, "A"))
 
 
-async def run_relay(db: Database, bus: RecordingBus, until: int) -> None:
-    relay = OutboxRelay(
-        SqlOutbox(db, cipher=CIPHER),
-        bus,
+def relay_over(outbox: Outbox, bus: RecordingBus, **options: Any) -> OutboxRelay:
+    """A relay polling every 10 ms; `options` are OutboxRelay's (batch size, in flight, ...)."""
+    return OutboxRelay(
+        outbox,
+        bus,  # type: ignore[arg-type]
         SteppingClock(),  # type: ignore[arg-type]
-        batch_size=7,
         poll_interval_s=0.01,
-        max_in_flight=2,
+        **options,
     )
+
+
+@contextlib.asynccontextmanager
+async def running(relay: OutboxRelay) -> AsyncIterator[None]:
     task = asyncio.create_task(relay.run())
     try:
-        await eventually(lambda: _pending_is(db, 0), timeout=20)
-        assert len(set(bus.published)) == until
+        yield
     finally:
         task.cancel()
         await relay.stop()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def run_relay(db: Database, bus: RecordingBus, until: int) -> None:
+    relay = relay_over(SqlOutbox(db, cipher=CIPHER), bus, batch_size=7, max_in_flight=2)
+    async with running(relay):
+        await eventually(lambda: _pending_is(db, 0), timeout=20)
+        assert len(set(bus.published)) == until
 
 
 async def _pending_is(db: Database, n: int) -> bool:
@@ -140,22 +151,11 @@ class SilentBus(RecordingBus):
 async def test_a_publish_never_confirmed_times_out_and_is_sent_again(db: Database) -> None:
     await register(db, 3)
     bus = SilentBus()
-    relay = OutboxRelay(
-        SqlOutbox(db, cipher=CIPHER),
-        bus,
-        SteppingClock(),  # type: ignore[arg-type]
-        batch_size=10,
-        poll_interval_s=0.01,
-        max_in_flight=1,
-        publish_timeout_s=0.1,
+    relay = relay_over(
+        SqlOutbox(db, cipher=CIPHER), bus, batch_size=10, max_in_flight=1, publish_timeout_s=0.1
     )
-    task = asyncio.create_task(relay.run())
-    try:
+    async with running(relay):
         await eventually(lambda: _pending_is(db, 0), timeout=20)
-    finally:
-        task.cancel()
-        await relay.stop()
-        await asyncio.gather(task, return_exceptions=True)
     assert bus.hung and len(bus.published) == 3
 
 
@@ -201,28 +201,16 @@ async def test_an_idle_relay_rescans_from_the_oldest_row_only_when_told_to(
     await db.create_schema(intake_store.intake_metadata)
     spy = CursorSpy(intake_store.SqlTelemetryOutbox(db))
     bus = RecordingBus()
-    relay = OutboxRelay(
-        spy,
-        bus,
-        SteppingClock(),  # type: ignore[arg-type]
-        batch_size=100,
-        poll_interval_s=0.01,
-        max_in_flight=1,
-        rescan_when_idle=rescan,
-    )
-
+    relay = relay_over(spy, bus, batch_size=100, max_in_flight=1, rescan_when_idle=rescan)
     intake = intake_store.SqlTelemetryIntake(db, on_commit=relay.committed)
-    task = asyncio.create_task(relay.run())
     try:
-        await intake.accept(_readings(0, 3), [])
-        await eventually(lambda: _true(len(bus.published) == 3 and spy.empty > 0))
-        asked_before = len(spy.asked)
-        await intake.accept(_readings(3, 2), [])
-        await eventually(lambda: _true(len(bus.published) == 5))
+        async with running(relay):
+            await intake.accept(_readings(0, 3), [])
+            await eventually(lambda: _true(len(bus.published) == 3 and spy.empty > 0))
+            asked_before = len(spy.asked)
+            await intake.accept(_readings(3, 2), [])
+            await eventually(lambda: _true(len(bus.published) == 5))
     finally:
-        task.cancel()
-        await relay.stop()
-        await asyncio.gather(task, return_exceptions=True)
         await db.dispose()
     assert bus.published == [f"r{i}" for i in range(5)]  # each once, in order, either way
     idle_reads = spy.asked[asked_before - 1 :]
@@ -261,21 +249,10 @@ async def test_the_patient_outbox_hands_the_relay_what_the_store_committed(db: D
 
 async def test_a_relay_fed_by_its_store_publishes_every_event_once(db: Database) -> None:
     bus = RecordingBus(failures=1)  # the first publish fails: the rewind reads the table
-    relay = OutboxRelay(
-        SqlOutbox(db, cipher=CIPHER),
-        bus,
-        SteppingClock(),  # type: ignore[arg-type]
-        batch_size=4,
-        poll_interval_s=0.01,
-        max_in_flight=1,
-        rescan_when_idle=False,
+    relay = relay_over(
+        SqlOutbox(db, cipher=CIPHER), bus, batch_size=4, max_in_flight=1, rescan_when_idle=False
     )
-    task = asyncio.create_task(relay.run())
-    try:
+    async with running(relay):
         await register(db, 10, relay.committed)
         await eventually(lambda: _pending_is(db, 0), timeout=20)
-    finally:
-        task.cancel()
-        await relay.stop()
-        await asyncio.gather(task, return_exceptions=True)
     assert len(bus.published) == len(set(bus.published)) == 10

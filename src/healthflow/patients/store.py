@@ -188,7 +188,7 @@ async def _append_events(
             }
         )
     seqs = {row.id: row.seq for row in await conn.execute(_INSERT_EVENT, rows)}
-    return sorted((OutboxEntry(seqs[e.id], e, e.time) for e in events), key=lambda e: e.seq)
+    return sorted((OutboxEntry(seqs[e.id], e, e.time) for e in events), key=lambda x: x.seq)
 
 
 @dataclass(frozen=True)
