@@ -135,6 +135,33 @@ async def test_a_burst_from_several_devices_is_stored_whole_and_in_each_devices_
             assert all(s["news2"] is not None for s in stored)  # none arrived late
 
 
+async def test_a_burst_larger_than_the_subscribers_queue_is_stored_whole_while_storing_is_slow(
+    mqtt_settings: Settings, forget_session: None
+) -> None:
+    # messages the broker hands over beyond the subscriber's queue (this broker honours the
+    # Receive Maximum for its first window only) were discarded by aiomqtt unacknowledged: the
+    # session stalled until a reconnect, those readings unstored
+    settings = mqtt_settings.model_copy(update={"worker_queue_size": 8})
+    async with running(settings) as (app, client):
+        patient_id, key = await admit_with_device(client)
+        intake = app.state.platform.telemetry.intake._intake
+        accept = intake.accept
+
+        async def slow(*args: Any) -> int:  # a slow disk: messages pile up behind each store
+            await asyncio.sleep(0.05)
+            return int(await accept(*args))
+
+        intake.accept = slow
+        topic = f"{settings.mqtt_topic_prefix}devices/mon-1/messages/events/"
+        async with aiomqtt.Client(*BROKER, identifier=f"hf-test-flood-{uuid.uuid4().hex[:8]}") as c:
+            for second in range(60):
+                body = {"device_key": key, "ts": at(second), **NORMAL}
+                await c.publish(topic, orjson.dumps(body), qos=1)
+        stored = await wait_for_vitals(client, patient_id, 60)
+        assert [s["ts"][:19] for s in stored] == [at(i)[:19] for i in range(60)]
+        assert (await app.state.platform.telemetry.mqtt.check()).detail["most_unacknowledged"] > 8
+
+
 async def test_deterioration_over_mqtt_gives_one_critical_alert_and_recovery_resolves_it(
     mqtt_settings: Settings, forget_session: None
 ) -> None:

@@ -13,6 +13,12 @@ broker keep or deliver it again to the persistent session; the (device, ts) dedu
 repeat. aiomqtt acknowledges on receipt and has no public switch for that,
 so the paho client underneath is put in manual-ack mode.
 
+The subscriber speaks MQTT 5 so that it can tell the broker how many unacknowledged messages it
+takes (Receive Maximum, the subscriber's queue size). Under MQTT 3.1.1 only the broker's own
+configuration bounds that; aiomqtt discards what arrives beyond its queue, and a discarded QoS 1
+message is never acknowledged, which stalled the session until the next reconnect with its
+readings unstored. `_SubscriberClient` never discards a QoS 1 message.
+
 aiomqtt also ignores a connection the broker closes before its CONNACK (a broker restarting
 behind a load balancer, a proxy whose upstream is down): the connect then waits out the whole
 client timeout (10 s) before the reconnect loop may try again. `_SubscriberClient` fails such
@@ -33,7 +39,8 @@ import orjson
 import structlog
 from fastapi.exceptions import RequestValidationError
 from paho.mqtt.client import Client as PahoClient
-from paho.mqtt.client import DisconnectFlags
+from paho.mqtt.client import DisconnectFlags, MQTTMessage
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -52,6 +59,10 @@ from healthflow.vitals.service import TelemetryService
 log = structlog.get_logger(__name__)
 TOPIC = "devices/+/messages/events/#"
 TRANSPORT = "mqtt"
+# the broker keeps the session (and the QoS 1 messages for it) however long the subscriber is
+# away, as a 3.1.1 session without clean_session did
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+MAX_RECEIVE_MAXIMUM = 65_535  # the property is two bytes
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,8 @@ class MqttIngest:
         self._max_batch = max_batch
         self._failures = 0
         self.subscribed = asyncio.Event()
+        # the most messages held unacknowledged at once (queued, or in the batch being stored)
+        self.most_waiting = 0
 
     async def run(self) -> None:
         while True:
@@ -145,19 +158,27 @@ class MqttIngest:
             {
                 "broker": f"{self._broker.hostname}:{self._broker.port}",
                 "reconnects": self._failures,
+                "most_unacknowledged": self.most_waiting,
             },
         )
 
     async def _session(self) -> None:
+        receive_maximum = min(self._queue_size, MAX_RECEIVE_MAXIMUM)
+        connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        connect.SessionExpiryInterval = SESSION_NEVER_EXPIRES
+        connect.ReceiveMaximum = receive_maximum
         client = _SubscriberClient(
             self._broker.hostname,
             self._broker.port,
             username=self._broker.username,
             password=self._broker.password,
             identifier=self._client_id,
-            clean_session=False,  # the broker keeps unacknowledged messages while we are away
-            max_queued_incoming_messages=self._queue_size,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            # the broker keeps unacknowledged messages while we are away and sends them again
+            clean_start=False,
+            properties=connect,
             tls_context=ssl.create_default_context() if self._broker.tls else None,
+            qos0_limit=receive_maximum,
         )
         # aiomqtt has no public manual-ack switch; PUBACK must wait until the reading is stored
         client._client.manual_ack_set(True)
@@ -172,6 +193,7 @@ class MqttIngest:
                 batch = [message]
                 while len(client.messages) and len(batch) < self._max_batch:
                     batch.append(await anext(client.messages))
+                self.most_waiting = max(self.most_waiting, len(batch) + len(client.messages))
                 metrics.MQTT_BATCH.observe(len(batch))
                 await self._store_all(batch)
                 for stored in batch:
@@ -248,7 +270,20 @@ def _payload(raw: object) -> bytes:
 
 
 class _SubscriberClient(aiomqtt.Client):
-    """aiomqtt's client, with a connection closed before CONNACK failing the connect at once."""
+    """aiomqtt's client, keeping every QoS 1 message it is handed and failing a connection the
+    broker closes before CONNACK at once."""
+
+    def __init__(self, *args: Any, qos0_limit: int, **kwargs: Any) -> None:
+        # unbounded: Receive Maximum bounds the QoS 1 messages, which must all be kept and
+        # acknowledged; QoS 0 ones (at most once by definition) are dropped past the limit
+        super().__init__(*args, max_queued_incoming_messages=0, **kwargs)
+        self._qos0_limit = qos0_limit
+
+    def _on_message(self, client: PahoClient, userdata: Any, message: MQTTMessage) -> None:
+        if message.qos == 0 and self._queue.qsize() >= self._qos0_limit:
+            metrics.REFUSED.labels(TRANSPORT, "qos0_overflow").inc()
+            return
+        super()._on_message(client, userdata, message)
 
     def _on_disconnect(
         self,
