@@ -138,8 +138,8 @@ async def test_a_burst_from_several_devices_is_stored_whole_and_in_each_devices_
 async def test_a_burst_larger_than_the_subscribers_queue_is_stored_whole_while_storing_is_slow(
     mqtt_settings: Settings, forget_session: None
 ) -> None:
-    # messages the broker hands over beyond the subscriber's queue (this broker honours the
-    # Receive Maximum for its first window only) were discarded by aiomqtt unacknowledged: the
+    # messages the broker hands over beyond the subscriber's queue (this broker keeps to its
+    # in-flight window for the first window only) were discarded by aiomqtt unacknowledged: the
     # session stalled until a reconnect, those readings unstored
     settings = mqtt_settings.model_copy(update={"worker_queue_size": 8})
     async with running(settings) as (app, client):

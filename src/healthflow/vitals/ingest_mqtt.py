@@ -13,11 +13,10 @@ broker keep or deliver it again to the persistent session; the (device, ts) dedu
 repeat. aiomqtt acknowledges on receipt and has no public switch for that,
 so the paho client underneath is put in manual-ack mode.
 
-The subscriber speaks MQTT 5 so that it can tell the broker how many unacknowledged messages it
-takes (Receive Maximum, the subscriber's queue size). Under MQTT 3.1.1 only the broker's own
-configuration bounds that; aiomqtt discards what arrives beyond its queue, and a discarded QoS 1
-message is never acknowledged, which stalled the session until the next reconnect with its
-readings unstored. `_SubscriberClient` never discards a QoS 1 message.
+aiomqtt discards what arrives beyond its queue, and a discarded QoS 1 message is never
+acknowledged: the broker counts it in flight until the next reconnect, and once its window is full
+of them the session stalls, those readings unstored. `_SubscriberClient` never discards a QoS 1
+message; what it holds is bounded by the broker's in-flight window (docs/telemetry.md).
 
 aiomqtt also ignores a connection the broker closes before its CONNACK (a broker restarting
 behind a load balancer, a proxy whose upstream is down): the connect then waits out the whole
@@ -40,7 +39,6 @@ import structlog
 from fastapi.exceptions import RequestValidationError
 from paho.mqtt.client import Client as PahoClient
 from paho.mqtt.client import DisconnectFlags, MQTTMessage
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -59,10 +57,6 @@ from healthflow.vitals.service import TelemetryService
 log = structlog.get_logger(__name__)
 TOPIC = "devices/+/messages/events/#"
 TRANSPORT = "mqtt"
-# the broker keeps the session (and the QoS 1 messages for it) however long the subscriber is
-# away, as a 3.1.1 session without clean_session did
-SESSION_NEVER_EXPIRES = 0xFFFFFFFF
-MAX_RECEIVE_MAXIMUM = 65_535  # the property is two bytes
 
 
 @dataclass(frozen=True)
@@ -163,22 +157,15 @@ class MqttIngest:
         )
 
     async def _session(self) -> None:
-        receive_maximum = min(self._queue_size, MAX_RECEIVE_MAXIMUM)
-        connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        connect.SessionExpiryInterval = SESSION_NEVER_EXPIRES
-        connect.ReceiveMaximum = receive_maximum
         client = _SubscriberClient(
             self._broker.hostname,
             self._broker.port,
             username=self._broker.username,
             password=self._broker.password,
             identifier=self._client_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            # the broker keeps unacknowledged messages while we are away and sends them again
-            clean_start=False,
-            properties=connect,
+            clean_session=False,  # the broker keeps unacknowledged messages while we are away
             tls_context=ssl.create_default_context() if self._broker.tls else None,
-            qos0_limit=receive_maximum,
+            qos0_limit=self._queue_size,
         )
         # aiomqtt has no public manual-ack switch; PUBACK must wait until the reading is stored
         client._client.manual_ack_set(True)
@@ -274,8 +261,9 @@ class _SubscriberClient(aiomqtt.Client):
     broker closes before CONNACK at once."""
 
     def __init__(self, *args: Any, qos0_limit: int, **kwargs: Any) -> None:
-        # unbounded: Receive Maximum bounds the QoS 1 messages, which must all be kept and
-        # acknowledged; QoS 0 ones (at most once by definition) are dropped past the limit
+        # unbounded for QoS 1 messages, which must all be kept and acknowledged (the broker's
+        # in-flight window bounds them); QoS 0 ones, at most once by definition, are dropped
+        # past the limit
         super().__init__(*args, max_queued_incoming_messages=0, **kwargs)
         self._qos0_limit = qos0_limit
 
