@@ -32,8 +32,9 @@ class Params:
     batch: int = 1000  # readings per HTTP request in the throughput phases
     senders: int = 8  # concurrent HTTP senders in closed loop
     mqtt_batch: int = 1  # readings per MQTT message
-    # readings published but not yet processed (closed loop): below Mosquitto's default queue of
-    # 1,000 per subscriber (an old processed count only makes the sender wait longer)
+    # readings published but not yet processed (closed loop) on a shared broker: below
+    # Mosquitto's default queue of 1,000 per subscriber (the run's own broker queues by size and
+    # takes the HTTP window)
     mqtt_window: int = 600
     latency_rate: float = 10_000.0  # readings/s during the latency phase
     latency_interval_s: float = 5.0  # each monitor posts its buffered readings this often

@@ -126,6 +126,7 @@ def tables(result: dict[str, Any]) -> list[Table]:
             continue
         rows = [
             ("mode", r.get("mode", f"{r.get('offered_per_s')} readings/s offered")),
+            *([("MQTT broker", r["broker"])] if "broker" in r else []),
             ("readings/s stored and scored", r["readings_per_s"]),
             ("  per second while busy: median", r["per_second_while_busy"]["median"]),
             ("accepted / processed", f"{r['accepted']:,} / {r['processed']:,}"),

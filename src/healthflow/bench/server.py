@@ -2,8 +2,10 @@
 
 `backend()` prepares what a run needs and removes it afterwards: for `server` a fresh PostgreSQL
 database (two for the split topology: each service owns its store), its own RabbitMQ exchange
-and queue names, a Redis key prefix; for both, an MQTT topic prefix and subscriber id on the
-local Mosquitto. Everything is set through HEALTHFLOW_* settings, exactly as an operator would.
+and queue names, a Redis key prefix; for both, an MQTT topic prefix and subscriber id on a
+Mosquitto of the run's own, configured as `deploy/mosquitto.conf` ships it (the shared one on
+127.0.0.1:1883 when the `mosquitto` binary is missing, or the broker HEALTHFLOW_BENCH_MQTT_URL
+names). Everything is set through HEALTHFLOW_* settings, exactly as an operator would.
 
 `ServerProcess` runs either one `--role all` process or every role of `cluster_plan` as its own
 process (`--topology split`), started and stopped by the same supervisor as `healthflow cluster`.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import sys
 import time
@@ -37,7 +40,9 @@ Topology = Literal["all", "split"]
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 RABBIT_URL = os.environ.get("HEALTHFLOW_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("HEALTHFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-MQTT_URL = os.environ.get("HEALTHFLOW_BENCH_MQTT_URL", "mqtt://127.0.0.1:1883")
+MQTT_URL = os.environ.get("HEALTHFLOW_BENCH_MQTT_URL")  # a broker to use instead of our own
+SHARED_MQTT_URL = "mqtt://127.0.0.1:1883"
+DEPLOY_MOSQUITTO_CONF = Path(__file__).resolve().parents[3] / "deploy" / "mosquitto.conf"
 # the bus declares one queue family per consumer group of `--role all`
 BUS_GROUPS = ("analytics", "vitals")
 
@@ -53,6 +58,9 @@ class Backend:
     # asyncpg DSN of the database holding the analytics store (vitals rows, seeded events)
     postgres_dsn: str | None = None
     mqtt_url: str | None = None  # None: Mosquitto is not reachable, the MQTT phase is skipped
+    # the run's own broker queues by size (deploy/mosquitto.conf); another may drop what it
+    # queues for a subscriber beyond Mosquitto's default of 1,000 messages
+    mqtt_queue_by_size: bool = False
     databases: list[str] = field(default_factory=list)  # created for the run, dropped after
 
     @property
@@ -79,23 +87,77 @@ async def backend(
     """A fresh namespace on every server the run uses, removed afterwards whatever happens."""
     run_id = f"hf_bench_{uuid.uuid4().hex[:10]}"
     env = {"HEALTHFLOW_DATA_DIR": str(data_dir)}
-    mqtt_url = MQTT_URL if reachable("127.0.0.1", 1883) else None
-    if mqtt_url:
-        env |= {
-            "HEALTHFLOW_MQTT_URL": mqtt_url,
-            "HEALTHFLOW_MQTT_TOPIC_PREFIX": f"{run_id}/",
-            "HEALTHFLOW_MQTT_CLIENT_ID": run_id,
-        }
-    found = Backend(name, run_id, data_dir, env, mqtt_url=mqtt_url)
-    try:
-        if name == "server":
-            await _prepare_servers(found, separate_stores=topology == "split")
-        yield found
-    finally:
-        if name == "server":
-            await _remove_servers(found)
+    async with contextlib.AsyncExitStack() as stack:
+        own = MQTT_URL is None and mosquitto_binary() is not None
+        if own:
+            mqtt_url: str | None = await stack.enter_async_context(own_mosquitto(data_dir))
+        else:
+            mqtt_url = MQTT_URL or (SHARED_MQTT_URL if reachable("127.0.0.1", 1883) else None)
         if mqtt_url:
-            await _clear_mqtt_session(mqtt_url, run_id)
+            env |= {
+                "HEALTHFLOW_MQTT_URL": mqtt_url,
+                "HEALTHFLOW_MQTT_TOPIC_PREFIX": f"{run_id}/",
+                "HEALTHFLOW_MQTT_CLIENT_ID": run_id,
+            }
+        found = Backend(name, run_id, data_dir, env, mqtt_url=mqtt_url, mqtt_queue_by_size=own)
+        try:
+            if name == "server":
+                await _prepare_servers(found, separate_stores=topology == "split")
+            yield found
+        finally:
+            if name == "server":
+                await _remove_servers(found)
+            if mqtt_url and not own:
+                await _clear_mqtt_session(mqtt_url, run_id)
+
+
+def mosquitto_binary() -> str | None:
+    return shutil.which("mosquitto", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+
+
+def mosquitto_conf(template: str, port: int, folder: Path) -> str:
+    """deploy/mosquitto.conf with the run's own listener and persistence folder."""
+    lines = []
+    for line in template.splitlines():
+        if line.startswith("listener "):
+            line = f"listener {port} 127.0.0.1"
+        elif line.startswith("persistence_location "):
+            line = f"persistence_location {folder}/"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.asynccontextmanager
+async def own_mosquitto(data_dir: Path) -> AsyncIterator[str]:
+    """A Mosquitto for this run alone, configured as deploy/mosquitto.conf; its URL.
+
+    The shared broker keeps Mosquitto's defaults, which drop what is queued for a subscriber
+    beyond 1,000 messages: the MQTT phase had to keep its closed loop under that, and measured
+    the window more than the pipeline (BENCHMARKS.md).
+    """
+    binary = mosquitto_binary()
+    assert binary is not None
+    folder = data_dir / "mosquitto"
+    folder.mkdir(parents=True, exist_ok=True)
+    port = cluster.free_port_block(1)
+    conf = folder / "mosquitto.conf"
+    conf.write_text(mosquitto_conf(DEPLOY_MOSQUITTO_CONF.read_text(), port, folder))
+    log = (folder / "mosquitto.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        binary, "-c", str(conf), stdout=log, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not reachable("127.0.0.1", port):
+            if process.returncode is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mosquitto did not start; see {folder / 'mosquitto.log'}")
+            await asyncio.sleep(0.05)
+        yield f"mqtt://127.0.0.1:{port}"
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()
+        log.close()
 
 
 async def _prepare_servers(found: Backend, *, separate_stores: bool) -> None:

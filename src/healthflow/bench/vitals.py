@@ -202,9 +202,12 @@ async def vitals_http(ctx: Context) -> dict[str, Any]:
 async def vitals_mqtt(ctx: Context) -> dict[str, Any]:
     p = ctx.params
     if ctx.backend.mqtt_url is None:
-        ctx.progress.note("vitals-mqtt skipped: no MQTT broker on 127.0.0.1:1883")
-        return {"skipped": "no MQTT broker on 127.0.0.1:1883"}
+        ctx.progress.note("vitals-mqtt skipped: no mosquitto binary and no broker on 1883")
+        return {"skipped": "no mosquitto binary and no MQTT broker on 127.0.0.1:1883"}
     fleet = await ensure_fleet(ctx)
+    # a broker that queues by size holds whatever the closed loop keeps unprocessed: the same
+    # window as HTTP; one with Mosquitto's default would drop beyond 1,000 queued messages
+    window = http_window(ctx) if ctx.backend.mqtt_queue_by_size else p.mqtt_window
     load = MqttLoad(
         fleet, ctx.backend.mqtt_url, ctx.backend.mqtt_prefix, p.mqtt_batch, lag_ms=PAST_MS
     )
@@ -214,7 +217,7 @@ async def vitals_mqtt(ctx: Context) -> dict[str, Any]:
             return await load.run(
                 duration_s=p.duration_s,
                 readings_per_s=p.rate,
-                window=p.mqtt_window,
+                window=window,
                 processed=lambda: watch.processed,
             )
 
@@ -222,11 +225,12 @@ async def vitals_mqtt(ctx: Context) -> dict[str, Any]:
         ctx, "vitals-mqtt", load.tally, drive, handed_over=lambda: load.tally.readings_accepted
     )
     result["mode"] = (
-        f"max (closed loop, at most {p.mqtt_window} readings unprocessed)"
+        f"max (closed loop, at most {window:,} readings unprocessed)"
         if p.rate is None
         else f"{p.rate:g} readings/s offered"
     )
     result["batch"] = p.mqtt_batch
+    result["broker"] = "own, deploy/mosquitto.conf" if ctx.backend.mqtt_queue_by_size else "shared"
     return result
 
 
