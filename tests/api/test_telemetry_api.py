@@ -392,22 +392,28 @@ async def test_relayed_messages_are_each_checked_by_their_key_and_answered_in_or
     assert [q["reason"] for q in await quarantine(client)] == ["out_of_range"]
 
 
-async def test_a_full_intake_answers_busy_for_the_message_and_its_devices_later_ones(
+async def test_a_full_intake_answers_busy_for_every_message_and_takes_none(
     stalled_app: FastAPI, stalled_client: httpx.AsyncClient
 ) -> None:
     client = stalled_client
     _, key = await admit_with_device(client)
-    answer = await relay(
+    first = await relay(
         client,
         relayed("mon-1", key, {"readings": [{"ts": at(0), **NORMAL}, {"ts": at(1), **NORMAL}]}),
+    )
+    assert [r["outcome"] for r in first.json()["results"]] == ["stored"]
+    # the backlog is at its limit: a call's messages are stored together or not at all
+    answer = await relay(
+        client,
         relayed("mon-1", key, {"ts": at(2), **NORMAL}),
-        relayed("mon-1", key, {"ts": at(3), **NORMAL}),
+        relayed("mon-1", "wrong", {"ts": at(3), **NORMAL}),
+        relayed("a?b", key, {"ts": at(3), **NORMAL}),
     )
 
     assert answer.status_code == 200
     results = answer.json()["results"]
-    assert [r["outcome"] for r in results] == ["stored", "busy", "busy"]
-    assert all(r["retry_after_s"] > 0 for r in results[1:])
+    assert [r["outcome"] for r in results] == ["busy", "busy", "invalid"]
+    assert all(r["retry_after_s"] > 0 for r in results[:2])
     assert await backlog(stalled_app) == 2  # the busy ones were not taken
 
 

@@ -145,13 +145,13 @@ async def test_a_burst_larger_than_the_subscribers_queue_is_stored_whole_while_s
     async with running(settings) as (app, client):
         patient_id, key = await admit_with_device(client)
         intake = app.state.platform.telemetry.intake._intake
-        accept = intake.accept
+        accept_many = intake.accept_many
 
-        async def slow(*args: Any) -> int:  # a slow disk: messages pile up behind each store
+        async def slow(*args: Any) -> list[int]:  # a slow disk: messages pile up behind a store
             await asyncio.sleep(0.05)
-            return int(await accept(*args))
+            return list(await accept_many(*args))
 
-        intake.accept = slow
+        intake.accept_many = slow
         topic = f"{settings.mqtt_topic_prefix}devices/mon-1/messages/events/"
         async with aiomqtt.Client(*BROKER, identifier=f"hf-test-flood-{uuid.uuid4().hex[:8]}") as c:
             for second in range(60):
@@ -317,12 +317,12 @@ async def test_a_message_not_yet_stored_when_the_process_stops_is_delivered_agai
         intake = app.state.platform.telemetry.intake._intake
         arrived = asyncio.Event()
 
-        async def stuck(*args: object) -> int:
+        async def stuck(*args: object) -> list[int]:
             arrived.set()
             await asyncio.Event().wait()  # the process "dies" while storing: no PUBACK
-            return 0
+            return []
 
-        intake.accept = stuck
+        intake.accept_many = stuck
         await publish(mqtt_settings, "mon-1", {"device_key": key, "ts": at(0), **NORMAL})
         async with asyncio.timeout(10):
             await arrived.wait()

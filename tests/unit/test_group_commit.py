@@ -99,3 +99,21 @@ async def test_a_caller_that_stops_waiting_does_not_stop_the_others() -> None:
     with pytest.raises(asyncio.CancelledError):
         await impatient
     assert log.commits == [["a", "b"]]
+
+
+async def test_writes_submitted_at_once_commit_together_each_with_its_own_outcome() -> None:
+    log = Log()
+    group = committer(log, max_batch=3)
+    log.gate.clear()
+    alone = asyncio.create_task(group.submit("x"))  # committing while the others are handed in
+    await asyncio.sleep(0)
+    many = asyncio.create_task(group.submit_many(["a", "b", "c", "bad", "d"]))
+    await asyncio.sleep(0)
+    log.gate.set()
+    results = await many
+    assert await alone == "x in commit 1"
+    # in order and within the bound; the batch holding the bad write was replayed one by one
+    assert log.commits == [["x"], ["a", "b", "c"], ["d"]]
+    assert results[:3] == ["a in commit 2", "b in commit 2", "c in commit 2"]
+    assert isinstance(results[3], Refused)
+    assert results[4] == "d in commit 3"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -41,11 +41,22 @@ class Batcher(Generic[T, R]):
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
+        self._start()
+        return await future
+
+    async def submit_many(self, items: Sequence[T]) -> list[R | BaseException]:
+        """`submit` for each item, waited for together: each result, or the error it raised."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
+        self._waiting.extend(zip(items, futures, strict=True))
+        self._start()
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    def _start(self) -> None:
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(
                 self._run_waiting(), name=self.name, context=contextvars.Context()
             )
-        return await future
 
     async def _run_waiting(self) -> None:
         try:

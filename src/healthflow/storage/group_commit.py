@@ -48,6 +48,11 @@ class GroupCommit(Generic[T, R]):
         """Commit `item` (with whatever else is waiting); its result, or what its write raised."""
         return await self._batches.submit(item)
 
+    async def submit_many(self, items: Sequence[T]) -> list[R | BaseException]:
+        """`submit` for each item at once (they commit together, in order); each result, or
+        what its write raised."""
+        return await self._batches.submit_many(items)
+
     async def _commit(self, batch: Batch[T, R]) -> None:
         metrics.GROUP_COMMIT_SIZE.labels(store=self.name).observe(len(batch))
         if len(batch) > 1:

@@ -14,7 +14,6 @@ MQTT subscriber retries by itself (it holds the PUBACK), so the third is a singl
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -30,6 +29,7 @@ from healthflow.vitals.ports import (
     Assessed,
     CriticalCall,
     CriticalRefused,
+    DeviceMessage,
     MessageRefused,
 )
 from healthflow.vitals.schemas import MAX_RELAYED
@@ -102,32 +102,35 @@ class IntakeUnavailable(Exception):
     """The patients service's intake could not be reached or failed: try the message again."""
 
 
-@dataclass(frozen=True)
-class _Message:
-    device_id: str
-    key: str | None
-    body: dict[str, Any]
-
-
 class HttpDeviceMessages:
     """The DeviceMessages port from a worker process: the patients service's HTTP intake.
 
-    Messages handed in while a call is in flight (the subscriber hands in one per device at a
-    time, devices side by side) go together in the next call, as many as fit in the service's
-    body limit: one HTTP exchange for a burst of messages instead of one each.
+    What the subscriber took from the broker together goes in one call (as many as fit in the
+    service's body limit), and so do messages handed in one by one while a call is in flight.
     """
 
     def __init__(self, patients: httpx.AsyncClient, *, max_body_bytes: int) -> None:
         self._patients = patients
         self._max_body_bytes = max_body_bytes
-        self._calls = Batcher[_Message, None](
+        self._calls = Batcher[DeviceMessage, None](
             "telemetry.relay", handle=self._relay, max_batch=MAX_RELAYED
         )
 
     async def submit(self, device_id: str, key: str | None, body: dict[str, Any]) -> None:
-        await self._calls.submit(_Message(device_id, key, body))
+        """One message, relayed with whatever else is handed in meanwhile; raises its refusal."""
+        await self._calls.submit(DeviceMessage(device_id, key, body))
 
-    async def _relay(self, batch: Batch[_Message, None]) -> None:
+    async def submit_many(self, messages: Sequence[DeviceMessage]) -> list[Exception | None]:
+        refusals: list[Exception | None] = []
+        for outcome in await self._calls.submit_many(messages):
+            if isinstance(outcome, TelemetryBusy | IntakeUnavailable) or (
+                outcome is not None and not isinstance(outcome, Exception)
+            ):
+                raise outcome  # all are sent again; those the intake took are repeats
+            refusals.append(outcome)
+        return refusals
+
+    async def _relay(self, batch: Batch[DeviceMessage, None]) -> None:
         try:
             encoded = [
                 orjson.dumps({"device_id": m.device_id, "device_key": m.key, "body": m.body})
@@ -144,7 +147,7 @@ class HttpDeviceMessages:
             failure = f"{type(exc).__name__}: {exc}"
             _settle(batch, lambda: IntakeUnavailable(failure))
 
-    async def _post(self, batch: Batch[_Message, None], encoded: list[bytes]) -> None:
+    async def _post(self, batch: Batch[DeviceMessage, None], encoded: list[bytes]) -> None:
         content = b'{"messages":[' + b",".join(encoded) + b"]}"
         try:
             response = await self._patients.post(RELAY_PATH, content=content, headers=JSON)
@@ -176,7 +179,7 @@ RELAY_PATH = "/api/telemetry/messages"
 _ENVELOPE = b'{"messages":[]}'
 
 
-def _settle(batch: Batch[_Message, None], error: Callable[[], Exception]) -> None:
+def _settle(batch: Batch[DeviceMessage, None], error: Callable[[], Exception]) -> None:
     for _, future in batch:
         if not future.done():
             future.set_exception(error())

@@ -4,7 +4,6 @@ process (the worker role) relays in one call."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Annotated, Any, Literal
 
@@ -21,12 +20,12 @@ from healthflow.vitals.domain import (
     TelemetryBusy,
 )
 from healthflow.vitals.ingest_mqtt import LocalIntake
+from healthflow.vitals.ports import DeviceMessage
 from healthflow.vitals.schemas import (
     BatchIn,
     IngestOut,
     ReadingIn,
     Rejection,
-    RelayedMessageIn,
     RelayedMessagesIn,
     RelayedMessagesOut,
     RelayedOutcome,
@@ -110,43 +109,41 @@ async def post_relayed_messages(
     body: RelayedMessagesIn, telemetry: Annotated[TelemetryService, Depends(_telemetry)]
 ) -> RelayedMessagesOut:
     """Device messages the worker's MQTT subscriber took from the broker (at most 500), each
-    handled as `POST /api/devices/{id}/telemetry` with its own key would handle it: one device's
-    messages in order, devices side by side, so the intake commits them together. One outcome
-    per message, in order; a message the intake is too busy for, and that device's later ones,
-    come back `busy`. Any other failure fails the call, and the caller sends them all again
-    (a reading stored twice is one reading)."""
-    intake = LocalIntake(telemetry)
+    handled as `POST /api/devices/{id}/telemetry` with its own key would handle it, and stored
+    together, in order. One outcome per message, in order; an intake too busy for them answers
+    `busy` for every message and takes none. Any other failure fails the call, and the caller
+    sends them all again (a reading stored twice is one reading)."""
     results: list[RelayedOutcome | None] = [None] * len(body.messages)
-    by_device: dict[str, list[int]] = {}
+    indexes: list[int] = []
     for index, message in enumerate(body.messages):
-        by_device.setdefault(message.device_id, []).append(index)
-
-    async def in_order(indexes: list[int]) -> None:
-        for position, index in enumerate(indexes):
-            results[index] = outcome = await _relay(intake, body.messages[index])
-            if outcome.outcome == "busy":  # the device's later messages must not overtake it
-                for later in indexes[position + 1 :]:
-                    results[later] = outcome
-                return
-
-    await asyncio.gather(*(in_order(indexes) for indexes in by_device.values()))
+        if _DEVICE_ID.match(message.device_id):
+            indexes.append(index)
+        else:
+            detail = f"device_id must match {DEVICE_ID_PATTERN}"
+            results[index] = RelayedOutcome(outcome="invalid", detail=detail)
+    messages = [body.messages[i] for i in indexes]
+    try:
+        refusals = await LocalIntake(telemetry).submit_many(
+            [DeviceMessage(m.device_id, m.device_key, m.body) for m in messages]
+        )
+    except TelemetryBusy as exc:
+        busy = RelayedOutcome(outcome="busy", retry_after_s=exc.retry_after_s)
+        return RelayedMessagesOut(results=[r or busy for r in results])
+    for index, refusal in zip(indexes, refusals, strict=True):
+        results[index] = _outcome(refusal)
     return RelayedMessagesOut(results=[r for r in results if r is not None])
 
 
 _DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 
 
-async def _relay(intake: LocalIntake, message: RelayedMessageIn) -> RelayedOutcome:
-    if not _DEVICE_ID.match(message.device_id):
-        return RelayedOutcome(outcome="invalid", detail=f"device_id must match {DEVICE_ID_PATTERN}")
-    try:
-        await intake.submit(message.device_id, message.device_key, message.body)
-    except DeviceAuthFailed:
+def _outcome(refusal: Exception | None) -> RelayedOutcome:
+    if refusal is None:
+        return RelayedOutcome(outcome="stored")
+    if isinstance(refusal, DeviceAuthFailed):
         return RelayedOutcome(outcome="auth_failed")
-    except RequestValidationError as exc:
-        return RelayedOutcome(outcome="invalid", detail=str(exc.errors())[:500])
-    except (DeviceUnbound, ReadingsRefused) as exc:  # stored in the quarantine
-        return RelayedOutcome(outcome="quarantined", detail=str(exc)[:500])
-    except TelemetryBusy as exc:
-        return RelayedOutcome(outcome="busy", retry_after_s=exc.retry_after_s)
-    return RelayedOutcome(outcome="stored")
+    if isinstance(refusal, RequestValidationError):
+        return RelayedOutcome(outcome="invalid", detail=str(refusal.errors())[:500])
+    if isinstance(refusal, DeviceUnbound | ReadingsRefused):  # stored in the quarantine
+        return RelayedOutcome(outcome="quarantined", detail=str(refusal)[:500])
+    raise refusal  # nothing else is a refusal for good: the call fails, the caller retries

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -45,12 +46,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 from healthflow.ports import Check
 from healthflow.vitals import metrics
 from healthflow.vitals.domain import (
+    Device,
     DeviceAuthFailed,
     DeviceUnbound,
+    Reading,
     ReadingsRefused,
     TelemetryBusy,
 )
-from healthflow.vitals.ports import DeviceMessages, MessageRefused
+from healthflow.vitals.ports import DeviceMessage, DeviceMessages, MessageRefused
 from healthflow.vitals.schemas import parse_readings
 from healthflow.vitals.service import TelemetryService
 
@@ -93,14 +96,40 @@ def device_of(topic: str, prefix: str) -> str | None:
 
 
 class LocalIntake:
-    """DeviceMessages in the process that holds the intake (`--role all`)."""
+    """DeviceMessages in the process that holds the intake (`--role all`, the patients service).
+
+    The messages are checked, parsed and stored together: one device read, one backlog check and
+    one commit for what the subscriber took from the broker, not one of each per message.
+    """
 
     def __init__(self, telemetry: TelemetryService) -> None:
         self._telemetry = telemetry
 
-    async def submit(self, device_id: str, key: str | None, body: dict[str, Any]) -> None:
-        device = await self._telemetry.authenticate(device_id, key, transport=TRANSPORT)
-        await self._telemetry.ingest(device, parse_readings(body), transport=TRANSPORT)
+    async def submit_many(self, messages: Sequence[DeviceMessage]) -> list[Exception | None]:
+        # a busy intake refuses the batch before its devices are read: the broker keeps it
+        await self._telemetry.admit(transport=TRANSPORT)
+        outcomes: list[Exception | None] = [None] * len(messages)
+        devices = await self._telemetry.authenticate_many(
+            [(m.device_id, m.key) for m in messages], transport=TRANSPORT
+        )
+        requests: list[tuple[Device, list[Reading]]] = []
+        indexes: list[int] = []
+        for index, (message, device) in enumerate(zip(messages, devices, strict=True)):
+            if isinstance(device, DeviceAuthFailed):
+                outcomes[index] = device
+                continue
+            try:
+                readings = parse_readings(message.body)
+            except RequestValidationError as exc:
+                outcomes[index] = exc
+                continue
+            requests.append((device, readings))
+            indexes.append(index)
+        if requests:
+            stored = await self._telemetry.ingest_many(requests, transport=TRANSPORT)
+            for index, outcome in zip(indexes, stored, strict=True):
+                outcomes[index] = outcome if isinstance(outcome, Exception) else None
+        return outcomes
 
 
 class MqttIngest:
@@ -188,22 +217,46 @@ class MqttIngest:
                         client._client.ack(stored.mid, stored.qos)
 
     async def _store_all(self, batch: list[aiomqtt.Message]) -> None:
-        """Devices side by side, each device's messages in the order they came."""
-        by_device: dict[str | None, list[aiomqtt.Message]] = {}
-        for message in batch:
-            by_device.setdefault(device_of(str(message.topic), self._prefix), []).append(message)
-        await asyncio.gather(*(self._store_in_order(messages) for messages in by_device.values()))
+        """Store the batch's usable messages together, in arrival order, until stored."""
+        topics: list[str] = []
+        messages: list[DeviceMessage] = []
+        for received in batch:
+            topic = str(received.topic)
+            if (message := self._parse(topic, _payload(received.payload))) is not None:
+                topics.append(topic)
+                messages.append(message)
+        if not messages:
+            return
+        outcomes = await self._submit_until_stored(messages)
+        for topic, message, outcome in zip(topics, messages, outcomes, strict=True):
+            if outcome is not None:
+                self._report(topic, message.device_id, outcome)
 
-    async def _store_in_order(self, messages: list[aiomqtt.Message]) -> None:
-        for message in messages:
-            await self._handle_until_stored(str(message.topic), _payload(message.payload))
+    def _parse(self, topic: str, payload: bytes) -> DeviceMessage | None:
+        """The message a device sent, or None (refused, counted and logged)."""
+        device_id = device_of(topic, self._prefix)
+        if device_id is None:
+            self._refuse("bad_topic", topic)
+            return None
+        if len(payload) > self._max_bytes:
+            self._refuse("too_large", topic, size=len(payload))
+            return None
+        try:
+            body = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self._refuse("malformed", topic)
+            return None
+        if not isinstance(body, dict):
+            self._refuse("malformed", topic)
+            return None
+        key = body.pop("device_key", None)
+        return DeviceMessage(device_id, key if isinstance(key, str) else None, body)
 
-    async def _handle_until_stored(self, topic: str, payload: bytes) -> None:
+    async def _submit_until_stored(self, messages: list[DeviceMessage]) -> list[Exception | None]:
         attempt = 0
         while True:
             try:
-                await self.handle(topic, payload)
-                return
+                return await self._messages.submit_many(messages)
             except TelemetryBusy as exc:
                 # unacknowledged messages are the broker's backpressure: wait, then try again
                 await asyncio.sleep(exc.retry_after_s)
@@ -212,38 +265,23 @@ class MqttIngest:
             except Exception:
                 attempt += 1
                 metrics.MQTT_STORE_FAILURES.inc()
-                log.exception("mqtt_store_failed", topic=topic, attempt=attempt)
+                log.exception("mqtt_store_failed", messages=len(messages), attempt=attempt)
                 await asyncio.sleep(min(self._reconnect_max, 0.1 * 2 ** min(attempt, 8)))
 
-    async def handle(self, topic: str, payload: bytes) -> None:
-        """Store one message's readings; refusals are counted and logged, never raised."""
-        device_id = device_of(topic, self._prefix)
-        if device_id is None:
-            return self._refuse("bad_topic", topic)
-        if len(payload) > self._max_bytes:
-            return self._refuse("too_large", topic, size=len(payload))
-        try:
-            body = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return self._refuse("malformed", topic)
-        if not isinstance(body, dict):
-            return self._refuse("malformed", topic)
-        key = body.pop("device_key", None)
-        try:
-            await self._messages.submit(device_id, key if isinstance(key, str) else None, body)
-        except DeviceAuthFailed:
-            # counted where the key is checked (the intake), logged here
+    def _report(self, topic: str, device_id: str, refusal: Exception) -> None:
+        """A message refused for good: counted where it was decided, logged here."""
+        if isinstance(refusal, DeviceAuthFailed):
             log.warning("mqtt_refused", reason="auth_failed", topic=topic)
-        except RequestValidationError as exc:
-            self._refuse("invalid", topic, errors=str(exc.errors())[:500])
-        except (DeviceUnbound, ReadingsRefused) as exc:
-            log.info("mqtt_readings_quarantined", device_id=device_id, detail=str(exc)[:500])
-        except MessageRefused as exc:  # the intake in another process said why, over HTTP
-            if exc.reason == "quarantined":
-                log.info("mqtt_readings_quarantined", device_id=device_id, detail=str(exc)[:500])
-            else:
-                self._refuse(exc.reason, topic, detail=str(exc)[:500])
-        return None
+        elif isinstance(refusal, RequestValidationError):
+            self._refuse("invalid", topic, errors=str(refusal.errors())[:500])
+        elif isinstance(refusal, DeviceUnbound | ReadingsRefused) or (
+            isinstance(refusal, MessageRefused) and refusal.reason == "quarantined"
+        ):
+            log.info("mqtt_readings_quarantined", device_id=device_id, detail=str(refusal)[:500])
+        elif isinstance(refusal, MessageRefused):  # the intake in another process said why
+            self._refuse(refusal.reason, topic, detail=str(refusal)[:500])
+        else:
+            log.warning("mqtt_refused", reason=type(refusal).__name__, topic=topic)
 
     def _refuse(self, reason: str, topic: str, **detail: object) -> None:
         metrics.REFUSED.labels(TRANSPORT, reason).inc()

@@ -120,7 +120,7 @@ class SqlDeviceRegistry:
         self._db = db
         # devices checked at the same time (a burst of MQTT messages from many monitors) are
         # read in one query; every check still reads the table, so a rebinding is seen at once
-        self._lookups = GroupRead("devices", read_many=self._get_many)
+        self._lookups = GroupRead("devices", read_many=self.get_many)
 
     async def add(self, device: Device, key_hash: str) -> None:
         try:
@@ -140,7 +140,7 @@ class SqlDeviceRegistry:
     async def get(self, device_id: str) -> tuple[Device, str] | None:
         return await self._lookups.get(device_id)
 
-    async def _get_many(self, device_ids: Sequence[str]) -> dict[str, tuple[Device, str]]:
+    async def get_many(self, device_ids: Sequence[str]) -> dict[str, tuple[Device, str]]:
         async with self._db.reader.connect() as conn:
             rows = await conn.execute(_DEVICES_BY_ID, {"ids": list(device_ids)})
             return {row.device_id: (_device(row), row.key_hash) for row in rows}
@@ -269,6 +269,17 @@ class SqlTelemetryIntake:
             entries.sort(key=lambda entry: entry.seq)
             self._on_commit(entries)
         return [sum(r.reading_id not in stored for r in request.accepted) for request in requests]
+
+    async def accept_many(
+        self, requests: Sequence[tuple[Sequence[RecordedReading], Sequence[QuarantinedReading]]]
+    ) -> list[int]:
+        outcomes = await self._requests.submit_many(
+            [_Intake(tuple(accepted), tuple(quarantined)) for accepted, quarantined in requests]
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return outcomes  # type: ignore[return-value]  # no errors among them
 
     async def _accept_one(self, request: _Intake) -> int:
         (repeats,) = await self._accept_many([request])

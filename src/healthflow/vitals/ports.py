@@ -62,6 +62,10 @@ class DeviceRegistry(Protocol):
         """The device and its stored key hash."""
         ...
 
+    async def get_many(self, device_ids: Sequence[str]) -> dict[str, tuple[Device, str]]:
+        """`get` for several devices in one read; the unknown ones are left out."""
+        ...
+
     async def bind(self, device_id: str, patient_id: UUID | None) -> Device:
         """Bind to a patient (None unbinds); raises DeviceNotFound."""
         ...
@@ -76,6 +80,13 @@ class TelemetryIntake(Protocol):
         self, accepted: Sequence[RecordedReading], quarantined: Sequence[QuarantinedReading]
     ) -> int:
         """Store both lists together; returns how many accepted ones were duplicates."""
+        ...
+
+    async def accept_many(
+        self, requests: Sequence[tuple[Sequence[RecordedReading], Sequence[QuarantinedReading]]]
+    ) -> list[int]:
+        """`accept` for several requests, stored together in order; each one's duplicates. Any
+        error is the whole call's: the requests are then all to be sent again."""
         ...
 
     async def backlog(self) -> int:
@@ -199,14 +210,25 @@ class Assessed:
     critical: CriticalCall | None
 
 
-class DeviceMessages(Protocol):
-    """Where the MQTT subscriber hands one device message: the intake in process, or the
-    patients service's HTTP intake from a worker process."""
+@dataclass(frozen=True)
+class DeviceMessage:
+    """One device message as the MQTT subscriber took it: the device its topic names, the key
+    it carried, the rest of its JSON body."""
 
-    async def submit(self, device_id: str, key: str | None, body: dict[str, Any]) -> None:
-        """Store the message's readings durably, or raise why not: DeviceAuthFailed,
-        RequestValidationError, DeviceUnbound, ReadingsRefused, MessageRefused (refused for
-        good), TelemetryBusy (try again after its pause); any other error means try again."""
+    device_id: str
+    key: str | None
+    body: dict[str, Any]
+
+
+class DeviceMessages(Protocol):
+    """Where the MQTT subscriber hands what it took from the broker together: the intake in
+    process, or the patients service's HTTP intake from a worker process."""
+
+    async def submit_many(self, messages: Sequence[DeviceMessage]) -> list[Exception | None]:
+        """Store the messages' readings durably, in order; for each message None (stored) or
+        why it was refused for good: DeviceAuthFailed, RequestValidationError, DeviceUnbound,
+        ReadingsRefused, MessageRefused. Raises TelemetryBusy (send them all again after its
+        pause) or any other error (send them all again: a reading stored twice is one)."""
         ...
 
 

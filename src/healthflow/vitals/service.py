@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -111,10 +112,21 @@ class DeviceService:
 
     async def authenticate(self, device_id: str, key: str | None) -> Device:
         """The device whose key this is; raises DeviceAuthFailed for any mismatch."""
-        found = await self._registry.get(device_id)
-        if not keys.verify_key(key or "", found[1] if found else None) or found is None:
-            raise DeviceAuthFailed()
-        return found[0]
+        return _authenticated(key, await self._registry.get(device_id))
+
+    async def authenticate_many(
+        self, claims: Sequence[tuple[str, str | None]]
+    ) -> builtins.list[Device | DeviceAuthFailed]:  # `list` is a method here
+        """`authenticate` for each (device id, key), the devices read together; the failures
+        returned rather than raised."""
+        found = await self._registry.get_many(list(dict.fromkeys(d for d, _ in claims)))
+        outcomes: list[Device | DeviceAuthFailed] = []
+        for device_id, key in claims:
+            try:
+                outcomes.append(_authenticated(key, found.get(device_id)))
+            except DeviceAuthFailed as exc:
+                outcomes.append(exc)
+        return outcomes
 
 
 class TelemetryService:
@@ -147,6 +159,15 @@ class TelemetryService:
             metrics.REFUSED.labels(transport, "auth_failed").inc()
             raise
 
+    async def authenticate_many(
+        self, claims: Sequence[tuple[str, str | None]], *, transport: str
+    ) -> list[Device | DeviceAuthFailed]:
+        """`authenticate` for each (device id, key), the failures counted and returned."""
+        outcomes = await self._devices.authenticate_many(claims)
+        if failed := sum(isinstance(o, DeviceAuthFailed) for o in outcomes):
+            metrics.REFUSED.labels(transport, "auth_failed").inc(failed)
+        return outcomes
+
     async def admit(self, *, transport: str) -> None:
         """Raise TelemetryBusy (and count it) while the backlog is at its limit.
 
@@ -165,49 +186,51 @@ class TelemetryService:
         self, device: Device, readings: Sequence[Reading], *, transport: str
     ) -> IngestResult:
         """Store accepted and quarantined readings in one transaction; raise when none is usable."""
-        device_id = device.device_id
+        [outcome] = await self.ingest_many([(device, readings)], transport=transport)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def ingest_many(
+        self, requests: Sequence[tuple[Device, Sequence[Reading]]], *, transport: str
+    ) -> list[IngestResult | DeviceUnbound | ReadingsRefused]:
+        """`ingest` for several devices' requests at once (what an MQTT subscriber took from the
+        broker together): one backlog check, one commit, the requests stored in order. Each
+        request's outcome, in order, its refusal returned rather than raised; TelemetryBusy or
+        a failed commit is the whole call's."""
         await self.admit(transport=transport)
         now = self._clock.now()
-        accepted: list[RecordedReading] = []
-        quarantined: list[QuarantinedReading] = []
-        rejected: list[tuple[int, ReadingProblem]] = []
-        seen: set[datetime] = set()
-        duplicates_in_request = 0
-        ward = await self._devices.ward(device.patient_id) if device.patient_id else None
-        ids = uuid7_texts(now, len(readings))
-        for index, reading in enumerate(readings):
-            problems = (
-                [ReadingProblem("device_id", "device_unbound", "device is bound to no patient")]
-                if device.patient_id is None
-                else check_reading(reading, now=now)
-            )
-            if problems:
-                rejected.append((index, problems[0]))
-                quarantined.append(_quarantined(device, reading, problems, now))
-            elif reading.ts in seen:
-                duplicates_in_request += 1
+        ids = uuid7_texts(now, sum(len(readings) for _, readings in requests))
+        sorted_out: list[_Sorted] = []
+        first = 0
+        for device, readings in requests:
+            ward = await self._devices.ward(device.patient_id) if device.patient_id else None
+            own_ids = ids[first : first + len(readings)]
+            sorted_out.append(_sort(device, readings, own_ids, now, ward))
+            first += len(readings)
+        already_stored = await self._intake.accept_many(
+            [(s.accepted, s.quarantined) for s in sorted_out]
+        )
+        outcomes: list[IngestResult | DeviceUnbound | ReadingsRefused] = []
+        fresh_total = duplicates_total = quarantined_total = 0
+        for s, repeats in zip(sorted_out, already_stored, strict=True):
+            fresh = len(s.accepted) - repeats
+            duplicates = repeats + s.duplicates_in_request
+            fresh_total += fresh
+            duplicates_total += duplicates
+            quarantined_total += len(s.quarantined)
+            for q in s.quarantined:
+                metrics.QUARANTINED.labels(q.reason).inc()
+            if s.device.patient_id is None:
+                outcomes.append(DeviceUnbound(s.device.device_id, len(s.quarantined)))
+            elif s.rejected and len(s.rejected) == len(s.readings):
+                outcomes.append(ReadingsRefused(s.rejected))
             else:
-                seen.add(reading.ts)
-                patient_id = device.patient_id
-                assert patient_id is not None  # unbound devices were handled above
-                accepted.append(
-                    RecordedReading(ids[index], device_id, patient_id, reading, now, ward)
-                )
-        # a batch sent out of order is queued in time order, so none of it is scored as late
-        accepted.sort(key=lambda r: r.reading.ts)
-        already_stored = await self._intake.accept(accepted, quarantined)
-        fresh = len(accepted) - already_stored
-        duplicates = already_stored + duplicates_in_request
-        metrics.READINGS.labels(transport, "accepted").inc(fresh)
-        metrics.READINGS.labels(transport, "duplicate").inc(duplicates)
-        for q in quarantined:
-            metrics.QUARANTINED.labels(q.reason).inc()
-        metrics.READINGS.labels(transport, "quarantined").inc(len(quarantined))
-        if device.patient_id is None:
-            raise DeviceUnbound(device_id, len(quarantined))
-        if rejected and len(rejected) == len(readings):
-            raise ReadingsRefused(rejected)
-        return IngestResult(fresh, duplicates, rejected)
+                outcomes.append(IngestResult(fresh, duplicates, s.rejected))
+        metrics.READINGS.labels(transport, "accepted").inc(fresh_total)
+        metrics.READINGS.labels(transport, "duplicate").inc(duplicates_total)
+        metrics.READINGS.labels(transport, "quarantined").inc(quarantined_total)
+        return outcomes
 
     async def check(self) -> Check:
         """Readiness: the intake's backlog against its limit; down when it cannot be read."""
@@ -223,6 +246,55 @@ class TelemetryService:
         return await self._intake.quarantined(
             device_id=device_id, reason=reason, before=before, limit=limit
         )
+
+
+def _authenticated(key: str | None, found: tuple[Device, str] | None) -> Device:
+    if not keys.verify_key(key or "", found[1] if found else None) or found is None:
+        raise DeviceAuthFailed()
+    return found[0]
+
+
+@dataclass
+class _Sorted:
+    """One request's readings sorted: to store, to quarantine, refused (by index), repeated."""
+
+    device: Device
+    readings: Sequence[Reading]
+    accepted: list[RecordedReading]
+    quarantined: list[QuarantinedReading]
+    rejected: list[tuple[int, ReadingProblem]]
+    duplicates_in_request: int
+
+
+def _sort(
+    device: Device, readings: Sequence[Reading], ids: Sequence[str], now: datetime, ward: str | None
+) -> _Sorted:
+    accepted: list[RecordedReading] = []
+    quarantined: list[QuarantinedReading] = []
+    rejected: list[tuple[int, ReadingProblem]] = []
+    seen: set[datetime] = set()
+    duplicates_in_request = 0
+    for index, reading in enumerate(readings):
+        problems = (
+            [ReadingProblem("device_id", "device_unbound", "device is bound to no patient")]
+            if device.patient_id is None
+            else check_reading(reading, now=now)
+        )
+        if problems:
+            rejected.append((index, problems[0]))
+            quarantined.append(_quarantined(device, reading, problems, now))
+        elif reading.ts in seen:
+            duplicates_in_request += 1
+        else:
+            seen.add(reading.ts)
+            patient_id = device.patient_id
+            assert patient_id is not None  # unbound devices were handled above
+            accepted.append(
+                RecordedReading(ids[index], device.device_id, patient_id, reading, now, ward)
+            )
+    # a batch sent out of order is queued in time order, so none of it is scored as late
+    accepted.sort(key=lambda r: r.reading.ts)
+    return _Sorted(device, readings, accepted, quarantined, rejected, duplicates_in_request)
 
 
 def _quarantined(
