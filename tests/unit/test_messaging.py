@@ -61,6 +61,29 @@ async def test_publish_returns_once_every_group_acked(bus: MemoryBus) -> None:
     assert seen == {"a": ["e1", "e2"], "b": ["e1", "e2"]}
 
 
+async def test_publish_waits_for_the_last_ack_even_when_the_first_comes_at_once(
+    bus: MemoryBus,
+) -> None:
+    held: list[Delivery] = []
+
+    async def first_at_once(delivery: Delivery) -> None:
+        if delivery.event.id == "e1":
+            await delivery.ack()  # settled before the next one is even handed over
+            await delivery.ack()  # and twice: counted once
+        else:
+            held.append(delivery)
+
+    bus.subscribe("g", first_at_once)
+    publishing = asyncio.create_task(bus.publish([event(1), event(2), event(3)]))
+    await asyncio.sleep(0.01)
+    assert not publishing.done() and [d.event.id for d in held] == ["e2", "e3"]
+    await held[1].ack()
+    await asyncio.sleep(0.01)
+    assert not publishing.done()
+    await held[0].ack()
+    await asyncio.wait_for(publishing, 1)
+
+
 async def test_a_rejected_delivery_is_retried_then_acked(bus: MemoryBus) -> None:
     attempts: list[int] = []
 

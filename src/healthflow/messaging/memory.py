@@ -15,20 +15,49 @@ from healthflow.ports import Check, Clock, DeadLetter, DeadLetterStore, Sink
 log = structlog.get_logger(__name__)
 
 
-@dataclass
+class _Settlement:
+    """What one `publish` waits for: every delivery of its events settled.
+
+    One counter and one future per publish, not a future per delivery gathered at the end: a
+    batch of 1,000 readings made 1,000 futures and 1,000 done-callbacks for the same answer.
+    """
+
+    __slots__ = ("_left", "done")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._left = 1  # the publisher's own hold, released once every delivery is handed over
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def add(self) -> None:
+        self._left += 1
+
+    def settle(self) -> None:
+        self._left -= 1
+        if self._left == 0:
+            self.done.set_result(None)
+
+
+@dataclass(slots=True)
 class _Delivery:
+    """One event for one group, the same object through every attempt until it is settled."""
+
     bus: MemoryBus
     group: str
     event: CloudEvent
     attempt: int
-    settled: asyncio.Future[None] = field(repr=False)
+    settlement: _Settlement = field(repr=False)
+    settled: bool = False
 
     async def ack(self) -> None:
-        if not self.settled.done():
-            self.settled.set_result(None)
+        self.settle()
 
     async def reject(self, error: str) -> None:
         await self.bus._retry_or_dead_letter(self, error)
+
+    def settle(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self.settlement.settle()
 
 
 class MemoryBus:
@@ -72,17 +101,16 @@ class MemoryBus:
     async def publish(self, events: Sequence[CloudEvent]) -> None:
         if self._closed:
             raise RuntimeError("bus is closed")
-        loop = asyncio.get_running_loop()
-        settled: list[asyncio.Future[None]] = []
+        settlement = _Settlement(asyncio.get_running_loop())
         for event in events:
             for group, sink in self._groups.items():
                 wanted = self._types[group]
                 if wanted is not None and event.type not in wanted:
                     continue
-                delivery = _Delivery(self, group, event, 1, loop.create_future())
-                settled.append(delivery.settled)
-                await sink(delivery)  # a full consumer queue makes the publisher wait
-        await asyncio.gather(*settled)
+                settlement.add()
+                await sink(_Delivery(self, group, event, 1, settlement))  # a full queue waits
+        settlement.settle()  # the publisher's hold: from now on the deliveries decide
+        await settlement.done
         metrics.EVENTS_PUBLISHED.labels(bus="memory").inc(len(events))
 
     async def waiting(self, group: str) -> int:
@@ -103,7 +131,7 @@ class MemoryBus:
         )
 
     async def _retry_or_dead_letter(self, delivery: _Delivery, error: str) -> None:
-        if delivery.settled.done():
+        if delivery.settled:
             return
         if delivery.attempt <= len(self._retry_delays):
             metrics.EVENTS_RETRIED.labels(group=delivery.group).inc()
@@ -130,7 +158,7 @@ class MemoryBus:
             attempts=delivery.attempt,
             error=error,
         )
-        delivery.settled.set_result(None)
+        delivery.settle()
 
     def _schedule(self, delivery: _Delivery, delay_s: float) -> None:
         timer = asyncio.create_task(self._redeliver(delivery, delay_s))
@@ -139,7 +167,5 @@ class MemoryBus:
 
     async def _redeliver(self, delivery: _Delivery, delay_s: float) -> None:
         await asyncio.sleep(delay_s)
-        sink = self._groups[delivery.group]
-        await sink(
-            _Delivery(self, delivery.group, delivery.event, delivery.attempt + 1, delivery.settled)
-        )
+        delivery.attempt += 1  # the rejected attempt is over: nothing else holds this object
+        await self._groups[delivery.group](delivery)
