@@ -19,6 +19,7 @@ import pytest
 from healthflow.bench import PHASES
 from healthflow.bench.context import Params, RecordedProgress
 from healthflow.bench.pipeline import run
+from healthflow.bench.server import mosquitto_binary
 from tests.integration.conftest import PG_HOST, PG_PORT, require_server
 
 pytestmark = pytest.mark.e2e
@@ -101,6 +102,8 @@ def test_mqtt_readings_acknowledged_are_the_readings_processed(
         pytest.skip(mqtt["skipped"])
     accepted_all_processed(mqtt)
     assert mqtt["offered"]["readings_accepted"] == mqtt["processed"]
+    if mosquitto_binary() is not None:  # the run's own broker, configured as deployments are
+        assert mqtt["broker"] == "own, deploy/mosquitto.conf"
 
 
 def test_overload_counts_pushback_and_loses_nothing_accepted(

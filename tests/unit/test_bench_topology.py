@@ -8,7 +8,7 @@ from pathlib import Path
 import uvicorn
 from typer.testing import CliRunner
 
-from healthflow.bench.server import Backend, ServerProcess
+from healthflow.bench.server import DEPLOY_MOSQUITTO_CONF, Backend, ServerProcess, mosquitto_conf
 from healthflow.cli import app as cli
 from healthflow.composition.adapters import _service_client
 from healthflow.settings import Settings
@@ -80,3 +80,16 @@ def test_service_clients_drop_idle_connections_before_the_service_closes_them(
     expiry = client._transport.limits.keepalive_expiry  # type: ignore[attr-defined]
 
     assert expiry < uvicorn.Config(app=None).timeout_keep_alive
+
+
+def test_the_runs_own_broker_is_deploy_mosquitto_conf_on_its_own_port_and_folder(
+    tmp_path: Path,
+) -> None:
+    template = DEPLOY_MOSQUITTO_CONF.read_text()
+    conf = mosquitto_conf(template, 18999, tmp_path)
+    assert "listener 18999 127.0.0.1" in conf.splitlines()
+    assert f"persistence_location {tmp_path}/" in conf.splitlines()
+    # everything else as deployments get it: the queue by size, the in-flight window
+    kept = [line for line in template.splitlines() if not line.startswith(("listener ", "persis"))]
+    assert all(line in conf.splitlines() for line in kept)
+    assert "max_queued_messages 0" in kept and "max_inflight_messages 1000" in kept
