@@ -128,7 +128,7 @@ async def post_relayed_messages(
         )
     except TelemetryBusy as exc:
         busy = RelayedOutcome(outcome="busy", retry_after_s=exc.retry_after_s)
-        return RelayedMessagesOut(results=[r or busy for r in results])
+        return RelayedMessagesOut(results=[busy if r is None else r for r in results])
     for index, refusal in zip(indexes, refusals, strict=True):
         results[index] = _outcome(refusal)
     return RelayedMessagesOut(results=[r for r in results if r is not None])

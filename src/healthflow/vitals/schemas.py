@@ -204,9 +204,8 @@ class RelayedMessagesIn(_Body):
 
 class RelayedOutcome(BaseModel):
     """What became of one relayed message: `stored` (durably, as a 202 would say), refused for
-    good (`auth_failed`, `invalid`, `quarantined`), or `busy`: the intake is full, so this
-    message and that device's later ones were not taken; send them again after
-    `retry_after_s`."""
+    good (`auth_failed`, `invalid`, `quarantined`), or `busy`: the intake is full, so none of
+    the call's messages was taken; send them again after `retry_after_s`."""
 
     outcome: Literal["stored", "auth_failed", "invalid", "quarantined", "busy"]
     detail: str | None = None

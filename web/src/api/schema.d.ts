@@ -473,11 +473,10 @@ export interface paths {
         /**
          * Post Relayed Messages
          * @description Device messages the worker's MQTT subscriber took from the broker (at most 500), each
-         *     handled as `POST /api/devices/{id}/telemetry` with its own key would handle it: one device's
-         *     messages in order, devices side by side, so the intake commits them together. One outcome
-         *     per message, in order; a message the intake is too busy for, and that device's later ones,
-         *     come back `busy`. Any other failure fails the call, and the caller sends them all again
-         *     (a reading stored twice is one reading).
+         *     handled as `POST /api/devices/{id}/telemetry` with its own key would handle it, and stored
+         *     together, in order. One outcome per message, in order; an intake too busy for them answers
+         *     `busy` for every message and takes none. Any other failure fails the call, and the caller
+         *     sends them all again (a reading stored twice is one reading).
          */
         post: operations["post_relayed_messages_api_telemetry_messages_post"];
         delete?: never;
@@ -1129,9 +1128,8 @@ export interface components {
         /**
          * RelayedOutcome
          * @description What became of one relayed message: `stored` (durably, as a 202 would say), refused for
-         *     good (`auth_failed`, `invalid`, `quarantined`), or `busy`: the intake is full, so this
-         *     message and that device's later ones were not taken; send them again after
-         *     `retry_after_s`.
+         *     good (`auth_failed`, `invalid`, `quarantined`), or `busy`: the intake is full, so none of
+         *     the call's messages was taken; send them again after `retry_after_s`.
          */
         RelayedOutcome: {
             /** Detail */
