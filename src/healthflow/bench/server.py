@@ -88,9 +88,12 @@ async def backend(
     run_id = f"hf_bench_{uuid.uuid4().hex[:10]}"
     env = {"HEALTHFLOW_DATA_DIR": str(data_dir)}
     async with contextlib.AsyncExitStack() as stack:
-        own = MQTT_URL is None and mosquitto_binary() is not None
-        if own:
-            mqtt_url: str | None = await stack.enter_async_context(own_mosquitto(data_dir))
+        # a broker of the run's own where it can be started and configured as deployments are
+        own_possible = MQTT_URL is None and DEPLOY_MOSQUITTO_CONF.exists()
+        binary = mosquitto_binary() if own_possible else None
+        own = binary is not None
+        if binary is not None:
+            mqtt_url: str | None = await stack.enter_async_context(own_mosquitto(binary, data_dir))
         else:
             mqtt_url = MQTT_URL or (SHARED_MQTT_URL if reachable("127.0.0.1", 1883) else None)
         if mqtt_url:
@@ -128,15 +131,13 @@ def mosquitto_conf(template: str, port: int, folder: Path) -> str:
 
 
 @contextlib.asynccontextmanager
-async def own_mosquitto(data_dir: Path) -> AsyncIterator[str]:
+async def own_mosquitto(binary: str, data_dir: Path) -> AsyncIterator[str]:
     """A Mosquitto for this run alone, configured as deploy/mosquitto.conf; its URL.
 
     The shared broker keeps Mosquitto's defaults, which drop what is queued for a subscriber
     beyond 1,000 messages: the MQTT phase had to keep its closed loop under that, and measured
     the window more than the pipeline (BENCHMARKS.md).
     """
-    binary = mosquitto_binary()
-    assert binary is not None
     folder = data_dir / "mosquitto"
     folder.mkdir(parents=True, exist_ok=True)
     port = cluster.free_port_block(1)

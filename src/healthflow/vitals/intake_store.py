@@ -273,13 +273,14 @@ class SqlTelemetryIntake:
     async def accept_many(
         self, requests: Sequence[tuple[Sequence[RecordedReading], Sequence[QuarantinedReading]]]
     ) -> list[int]:
-        outcomes = await self._requests.submit_many(
+        repeats: list[int] = []
+        for outcome in await self._requests.submit_many(
             [_Intake(tuple(accepted), tuple(quarantined)) for accepted, quarantined in requests]
-        )
-        for outcome in outcomes:
+        ):
             if isinstance(outcome, BaseException):
                 raise outcome
-        return outcomes  # type: ignore[return-value]  # no errors among them
+            repeats.append(outcome)
+        return repeats
 
     async def _accept_one(self, request: _Intake) -> int:
         (repeats,) = await self._accept_many([request])
