@@ -15,8 +15,8 @@ so the paho client underneath is put in manual-ack mode.
 
 aiomqtt discards what arrives beyond its queue, and a discarded QoS 1 message is never
 acknowledged: the broker counts it in flight until the next reconnect, and once its window is full
-of them the session stalls, those readings unstored. `_SubscriberClient` never discards a QoS 1
-message; what it holds is bounded by the broker's in-flight window (docs/telemetry.md).
+of them the session stalls, those readings unstored. `_SubscriberClient` never discards a
+message; it stops reading its socket while its queue is full instead.
 
 aiomqtt also ignores a connection the broker closes before its CONNACK (a broker restarting
 behind a load balancer, a proxy whose upstream is down): the connect then waits out the whole
@@ -39,7 +39,7 @@ import orjson
 import structlog
 from fastapi.exceptions import RequestValidationError
 from paho.mqtt.client import Client as PahoClient
-from paho.mqtt.client import DisconnectFlags, MQTTMessage
+from paho.mqtt.client import DisconnectFlags
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -194,7 +194,7 @@ class MqttIngest:
             identifier=self._client_id,
             clean_session=False,  # the broker keeps unacknowledged messages while we are away
             tls_context=ssl.create_default_context() if self._broker.tls else None,
-            qos0_limit=self._queue_size,
+            limit=self._queue_size,
         )
         # aiomqtt has no public manual-ack switch; PUBACK must wait until the reading is stored
         client._client.manual_ack_set(True)
@@ -210,6 +210,7 @@ class MqttIngest:
                 while len(client.messages) and len(batch) < self._max_batch:
                     batch.append(await anext(client.messages))
                 self.most_waiting = max(self.most_waiting, len(batch) + len(client.messages))
+                client.read_on()  # what waited is taken: let more in while this batch is stored
                 metrics.MQTT_BATCH.observe(len(batch))
                 await self._store_all(batch)
                 for stored in batch:
@@ -295,21 +296,55 @@ def _payload(raw: object) -> bytes:
 
 
 class _SubscriberClient(aiomqtt.Client):
-    """aiomqtt's client, keeping every QoS 1 message it is handed and failing a connection the
-    broker closes before CONNACK at once."""
+    """aiomqtt's client that never discards a message it was handed, stops reading its socket
+    while `limit` messages wait to be taken (TCP then holds the rest back at the broker), and
+    fails a connection the broker closes before CONNACK at once.
 
-    def __init__(self, *args: Any, qos0_limit: int, **kwargs: Any) -> None:
-        # unbounded for QoS 1 messages, which must all be kept and acknowledged (the broker's
-        # in-flight window bounds them); QoS 0 ones, at most once by definition, are dropped
-        # past the limit
+    aiomqtt reads whatever arrives and discards what its queue has no room for; a discarded
+    QoS 1 message is never acknowledged and stalls the session. Receive Maximum (MQTT 5) or the
+    broker's in-flight window would bound what arrives, but this machine's Mosquitto keeps to
+    either only for the first window (docs/telemetry.md), so the bound is taken here instead.
+    """
+
+    def __init__(self, *args: Any, limit: int, **kwargs: Any) -> None:
         super().__init__(*args, max_queued_incoming_messages=0, **kwargs)
-        self._qos0_limit = qos0_limit
+        self._limit = limit
+        self._fd = -1
+        self.paused = False
 
-    def _on_message(self, client: PahoClient, userdata: Any, message: MQTTMessage) -> None:
-        if message.qos == 0 and self._queue.qsize() >= self._qos0_limit:
-            metrics.REFUSED.labels(TRANSPORT, "qos0_overflow").inc()
+    def _on_socket_open(self, client: PahoClient, userdata: Any, sock: Any) -> None:
+        super()._on_socket_open(client, userdata, sock)
+        # scheduled after aiomqtt's own reader, so ours replaces it on the descriptor
+        self._loop.call_soon_threadsafe(self._read_from, sock.fileno())
+
+    def _on_socket_close(self, client: PahoClient, userdata: Any, sock: Any) -> None:
+        self._fd = -1
+        super()._on_socket_close(client, userdata, sock)
+
+    def _read_from(self, fd: int) -> None:
+        self._fd, self.paused = fd, False
+        self._loop.add_reader(fd, self._read)
+
+    def _read(self) -> None:
+        """aiomqtt's reader (one packet a call, and what TLS holds decoded), then the bound."""
+        try:
+            while True:
+                self._client.loop_read()
+                pending = getattr(self._client._sock, "pending", None)
+                if pending is None or pending() <= 0:
+                    break
+        except Exception as exc:  # a broken connection: the session ends and reconnects
+            if not self._disconnected.done():
+                self._disconnected.set_exception(exc)
             return
-        super()._on_message(client, userdata, message)
+        if self._queue.qsize() >= self._limit and self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            self.paused = True
+
+    def read_on(self) -> None:
+        """Read the socket again if it was paused and the queue has room (a batch was taken)."""
+        if self.paused and self._fd >= 0 and self._queue.qsize() < self._limit:
+            self._read_from(self._fd)
 
     def _on_disconnect(
         self,
