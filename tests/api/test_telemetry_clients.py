@@ -27,7 +27,7 @@ from healthflow.vitals.clients import (
 )
 from healthflow.vitals.domain import DeviceAuthFailed
 from healthflow.vitals.events import RecordedReading, reading_from_dict
-from healthflow.vitals.ports import CriticalRefused, MessageRefused
+from healthflow.vitals.ports import CriticalRefused, DeviceMessage, MessageRefused
 from tests.conftest import auth_headers, patient_body
 from tests.telemetry_support import CRITICAL, NORMAL, admit_with_device, at, wait_for_vitals
 
@@ -196,6 +196,43 @@ async def test_messages_handed_in_together_are_relayed_in_one_call_each_with_its
     assert [path for path, _ in sent] == ["/api/telemetry/messages"]
     for patient_id, _ in devices:
         await wait_for_vitals(client, patient_id, 1)
+
+
+async def test_a_subscribers_batch_goes_in_one_call_its_refusals_returned_in_order(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    devices = [await admit_with_device(client, f"mon-{i}") for i in range(3)]
+    relay, sent = intake(app)
+    batch = [
+        DeviceMessage(f"mon-{i}", key, {"ts": at(0), **NORMAL})
+        for i, (_, key) in enumerate(devices)
+    ]
+    batch.insert(1, DeviceMessage("mon-0", "wrong", {"ts": at(1), **NORMAL}))
+
+    refusals = await relay.submit_many(batch)
+
+    assert [type(r).__name__ for r in refusals] == [
+        "NoneType",
+        "DeviceAuthFailed",
+        "NoneType",
+        "NoneType",
+    ]
+    assert [path for path, _ in sent] == ["/api/telemetry/messages"]
+    for patient_id, _ in devices:
+        await wait_for_vitals(client, patient_id, 1)
+
+
+async def test_a_batch_the_intake_refuses_as_a_whole_raises_for_all_of_it(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    patient_id, key = await admit_with_device(client, "mon-1")
+    relay, _ = intake(app, role=None)  # no service token: 401 for the call
+
+    with pytest.raises(IntakeUnavailable):
+        await relay.submit_many(
+            [DeviceMessage("mon-1", key, {"ts": at(k), **NORMAL}) for k in range(3)]
+        )
+    assert (await client.get(f"/api/patients/{patient_id}/vitals")).json()["items"] == []
 
 
 async def test_messages_beyond_the_body_limit_are_relayed_in_several_calls(
