@@ -176,63 +176,36 @@ async def test_a_relayed_device_message_is_stored_with_the_devices_own_key(
     await wait_for_vitals(client, patient_id, 1)
 
 
-async def test_messages_handed_in_together_are_relayed_in_one_call_each_with_its_outcome(
-    app: FastAPI, client: httpx.AsyncClient
-) -> None:
-    devices = [await admit_with_device(client, f"mon-{i}") for i in range(3)]
-    relay, sent = intake(app)
-
-    outcomes = await asyncio.gather(
-        *(
-            relay.submit(f"mon-{i}", key, {"ts": at(0), **NORMAL})
-            for i, (_, key) in enumerate(devices)
-        ),
-        relay.submit("mon-0", "wrong", {"ts": at(1), **NORMAL}),
-        return_exceptions=True,
+async def relay_all(
+    relay: HttpDeviceMessages, messages: list[DeviceMessage], form: str
+) -> list[object]:
+    """The messages handed in as the subscriber does (one batch) or one by one, concurrently."""
+    if form == "batch":
+        return list(await relay.submit_many(messages))
+    return await asyncio.gather(
+        *(relay.submit(m.device_id, m.key, m.body) for m in messages), return_exceptions=True
     )
 
-    assert outcomes[:3] == [None, None, None]
-    assert isinstance(outcomes[3], DeviceAuthFailed)
-    assert [path for path, _ in sent] == ["/api/telemetry/messages"]
-    for patient_id, _ in devices:
-        await wait_for_vitals(client, patient_id, 1)
 
-
-async def test_a_subscribers_batch_goes_in_one_call_its_refusals_returned_in_order(
-    app: FastAPI, client: httpx.AsyncClient
+@pytest.mark.parametrize("form", ["batch", "one by one"])
+async def test_messages_handed_in_together_are_relayed_in_one_call_each_with_its_outcome(
+    app: FastAPI, client: httpx.AsyncClient, form: str
 ) -> None:
     devices = [await admit_with_device(client, f"mon-{i}") for i in range(3)]
     relay, sent = intake(app)
-    batch = [
+    messages = [
         DeviceMessage(f"mon-{i}", key, {"ts": at(0), **NORMAL})
         for i, (_, key) in enumerate(devices)
     ]
-    batch.insert(1, DeviceMessage("mon-0", "wrong", {"ts": at(1), **NORMAL}))
+    messages.insert(1, DeviceMessage("mon-0", "wrong", {"ts": at(1), **NORMAL}))
 
-    refusals = await relay.submit_many(batch)
+    outcomes = await relay_all(relay, messages, form)
 
-    assert [type(r).__name__ for r in refusals] == [
-        "NoneType",
-        "DeviceAuthFailed",
-        "NoneType",
-        "NoneType",
-    ]
+    assert [outcomes[0], outcomes[2], outcomes[3]] == [None, None, None]
+    assert isinstance(outcomes[1], DeviceAuthFailed)
     assert [path for path, _ in sent] == ["/api/telemetry/messages"]
     for patient_id, _ in devices:
         await wait_for_vitals(client, patient_id, 1)
-
-
-async def test_a_batch_the_intake_refuses_as_a_whole_raises_for_all_of_it(
-    app: FastAPI, client: httpx.AsyncClient
-) -> None:
-    patient_id, key = await admit_with_device(client, "mon-1")
-    relay, _ = intake(app, role=None)  # no service token: 401 for the call
-
-    with pytest.raises(IntakeUnavailable):
-        await relay.submit_many(
-            [DeviceMessage("mon-1", key, {"ts": at(k), **NORMAL}) for k in range(3)]
-        )
-    assert (await client.get(f"/api/patients/{patient_id}/vitals")).json()["items"] == []
 
 
 async def test_messages_beyond_the_body_limit_are_relayed_in_several_calls(
@@ -248,14 +221,20 @@ async def test_messages_beyond_the_body_limit_are_relayed_in_several_calls(
     assert len(await wait_for_vitals(client, patient_id, 6)) == 6
 
 
+@pytest.mark.parametrize("form", ["batch", "one by one"])
 async def test_a_relay_the_intake_refuses_as_a_whole_is_tried_again_not_dropped(
-    app: FastAPI, client: httpx.AsyncClient
+    app: FastAPI, client: httpx.AsyncClient, form: str
 ) -> None:
     patient_id, key = await admit_with_device(client, "mon-1")
     relay, _ = intake(app, role=None)  # no service token: 401 for the call, not the message
+    messages = [DeviceMessage("mon-1", key, {"ts": at(k), **NORMAL}) for k in range(3)]
 
-    with pytest.raises(IntakeUnavailable):
-        await relay.submit("mon-1", key, {"ts": at(0), **NORMAL})
+    if form == "batch":
+        with pytest.raises(IntakeUnavailable):
+            await relay.submit_many(messages)
+    else:
+        outcomes = await relay_all(relay, messages, form)
+        assert all(isinstance(o, IntakeUnavailable) for o in outcomes)
     assert (await client.get(f"/api/patients/{patient_id}/vitals")).json()["items"] == []
 
 
