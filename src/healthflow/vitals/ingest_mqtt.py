@@ -310,7 +310,7 @@ class _SubscriberClient(aiomqtt.Client):
         super().__init__(*args, max_queued_incoming_messages=0, **kwargs)
         self._limit = limit
         self._fd = -1
-        self.paused = False
+        self._paused = False
 
     def _on_socket_open(self, client: PahoClient, userdata: Any, sock: Any) -> None:
         super()._on_socket_open(client, userdata, sock)
@@ -322,7 +322,7 @@ class _SubscriberClient(aiomqtt.Client):
         super()._on_socket_close(client, userdata, sock)
 
     def _read_from(self, fd: int) -> None:
-        self._fd, self.paused = fd, False
+        self._fd, self._paused = fd, False
         self._loop.add_reader(fd, self._read)
 
     def _read(self) -> None:
@@ -339,11 +339,11 @@ class _SubscriberClient(aiomqtt.Client):
             return
         if self._queue.qsize() >= self._limit and self._fd >= 0:
             self._loop.remove_reader(self._fd)
-            self.paused = True
+            self._paused = True
 
     def read_on(self) -> None:
         """Read the socket again if it was paused and the queue has room (a batch was taken)."""
-        if self.paused and self._fd >= 0 and self._queue.qsize() < self._limit:
+        if self._paused and self._fd >= 0 and self._queue.qsize() < self._limit:
             self._read_from(self._fd)
 
     def _on_disconnect(
