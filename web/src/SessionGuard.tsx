@@ -6,6 +6,7 @@ import { checkSession, getSignInConfig } from "./api/client";
 import { renewOidcToken } from "./api/oidc";
 import { SessionWatch } from "./api/session";
 import { useLive, useResync } from "./live/LiveProvider";
+import { reload } from "./reload";
 
 /** A new access token from the identity provider without the user, where it offers one. */
 async function renew(): Promise<string | null> {
@@ -34,7 +35,7 @@ export function SessionGuard({ onEnded }: { onEnded: (message: string) => void }
       onRenewed: (token) => {
         setAccessToken(token);
         // what failed with the old token loads again with the new one
-        void queries.invalidateQueries();
+        void reload(queries);
         resync("sign-in renewed");
       },
       onEnded: (message) => {

@@ -5,6 +5,7 @@ import { listAlerts } from "../api/client";
 import { dateTime } from "../format";
 import { useLive } from "../live/LiveProvider";
 import { News2Badge, SeverityBadge } from "../news2";
+import { reload } from "../reload";
 import { AckButton } from "./AckButton";
 import { useAlerts } from "./AlertsProvider";
 import { alertsOfPatient } from "./alertsState";
@@ -21,7 +22,7 @@ export function PatientAlerts({ patientId, name }: { patientId: string; name: st
   });
   useLive({
     onResync: () => {
-      void queries.invalidateQueries({ queryKey: ["alerts", patientId] });
+      void reload(queries, ["alerts", patientId]);
     },
   });
   const alerts = alertsOfPatient(state, patientId, history.data ?? []);

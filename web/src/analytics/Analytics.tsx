@@ -17,6 +17,7 @@ import { STATUSES } from "../api/types";
 import { dateTime } from "../format";
 import { useLive, useLiveTopics } from "../live/LiveProvider";
 import { METRICS } from "../live/topics";
+import { reload } from "../reload";
 import { STATUS_LABEL } from "../status";
 
 const RANGES = [7, 14, 30, 90];
@@ -42,7 +43,7 @@ export function Analytics() {
     refetchInterval: live ? false : POLL_MS,
   });
   useRefreshOnEvents(() => {
-    void queries.invalidateQueries({ queryKey: ["dashboard"] });
+    void reload(queries, ["dashboard"]);
   });
 
   const data = summary.data;

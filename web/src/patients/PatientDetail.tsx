@@ -8,6 +8,7 @@ import { ApiError, changeStatus, getHistory, getPatient } from "../api/client";
 import { STATUSES, type Status } from "../api/types";
 import { age, dateTime, duration } from "../format";
 import { useLive } from "../live/LiveProvider";
+import { reload } from "../reload";
 import { STATUS_LABEL, StatusBadge } from "../status";
 import { useNow } from "../useNow";
 import { VitalsPanel } from "../vitals/VitalsPanel";
@@ -22,8 +23,8 @@ export function PatientDetail() {
   const { may } = useAccess();
 
   const refresh = () => {
-    void queries.invalidateQueries({ queryKey: ["patient", id] });
-    void queries.invalidateQueries({ queryKey: ["history", id] });
+    void reload(queries, ["patient", id]);
+    void reload(queries, ["history", id]);
   };
   useLive({
     onMessage: (m) => {
