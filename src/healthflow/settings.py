@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         "FULL",
         description="SQLite durability: FULL survives power loss, NORMAL only process crashes.",
     )
+    sqlite_checkpoint_pages: int = Field(
+        16_384,
+        ge=100,
+        le=1_000_000,
+        description="SQLite WAL pages (4 KiB) written before a checkpoint copies them back.",
+    )
     worker_count: int = Field(4, ge=1, le=256, description="Parallel background workers.")
     worker_queue_size: int = Field(
         1000, ge=1, le=1_000_000, description="Capacity of the worker queues, all workers together."

@@ -94,3 +94,31 @@ async def test_a_failed_statement_raises_sqlalchemys_error_and_its_transaction_r
     async with db.writer.begin() as conn:  # the one pooled writer is still good
         await conn.execute(insert(items), [{"name": "y"}])
         assert (await conn.execute(select(items.c.name))).scalars().all() == ["y"]
+
+
+@pytest.mark.parametrize(("checkpoint_pages", "most_wal_pages"), [(100, 150), (2000, None)])
+async def test_the_wal_is_copied_back_every_checkpoint_pages(
+    tmp_path: Path, checkpoint_pages: int, most_wal_pages: int | None
+) -> None:
+    database = open_database(
+        f"sqlite+aiosqlite:///{tmp_path / 'wal.db'}", sqlite_checkpoint_pages=checkpoint_pages
+    )
+    await database.create_schema(metadata)
+    try:
+        for conn_engine in (database.writer, database.reader):
+            async with conn_engine.connect() as conn:
+                assert (await conn.execute(text("PRAGMA wal_autocheckpoint"))).scalar() == (
+                    checkpoint_pages
+                )
+        for n in range(180):  # ~8 pages a commit: ~1,450 WAL pages in all
+            async with database.writer.begin() as conn:
+                await conn.execute(
+                    insert(items), [{"name": f"{n}-{k}-" + "x" * 40} for k in range(60)]
+                )
+        wal_pages = (tmp_path / "wal.db-wal").stat().st_size // 4096
+        if most_wal_pages is None:  # never reached: all is still in the WAL (SQLite's 1,000 was)
+            assert wal_pages > 1200
+        else:  # checkpointed, and the WAL written again from its start
+            assert wal_pages <= most_wal_pages
+    finally:
+        await database.dispose()

@@ -223,12 +223,18 @@ def _build_hub(settings: Settings, *, serves_clients: bool = True) -> LiveHub:
 # --- issue 3: adapters chosen by URL, migrations, and the roles of the multi-process topology ---
 
 
-def _patients_database(settings: Settings) -> Database:
+def database(settings: Settings, url: str, *, read_url: str | None = None) -> Database:
+    """A database at `url`, tuned as the settings say when it is SQLite."""
     return open_database(
-        settings.database_url,
-        read_url=settings.database_read_url or None,
+        url,
+        read_url=read_url,
         sqlite_synchronous=settings.sqlite_synchronous,
+        sqlite_checkpoint_pages=settings.sqlite_checkpoint_pages,
     )
+
+
+def _patients_database(settings: Settings) -> Database:
+    return database(settings, settings.database_url, read_url=settings.database_read_url or None)
 
 
 def _event_bus(
@@ -318,7 +324,7 @@ async def migrate_databases(settings: Settings) -> dict[str, str]:
         ("patients", settings.database_url, migrations.PATIENTS),
         ("analytics", settings.analytics_url, migrations.ANALYTICS),
     ):
-        db = open_database(url, sqlite_synchronous=settings.sqlite_synchronous)
+        db = database(settings, url)
         try:
             done[name] = await migrations.upgrade(db, schema)
         finally:

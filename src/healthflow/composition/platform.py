@@ -28,6 +28,7 @@ from healthflow.composition.adapters import (
     _migrate,
     _patients_database,
     build_security,
+    database,
     mqtt_ingest,
     outbox_relay,
     telemetry_intake,
@@ -45,7 +46,7 @@ from healthflow.realtime.hub import LiveHub
 from healthflow.realtime.metrics_feed import MetricsFeed, MetricsSources
 from healthflow.settings import Settings
 from healthflow.storage import migrations
-from healthflow.storage.engine import Database, open_database
+from healthflow.storage.engine import Database
 from healthflow.tasks import cancel_and_wait
 from healthflow.vitals import store as vitals_store
 from healthflow.vitals.escalation import Escalation
@@ -173,9 +174,7 @@ def build_platform(settings: Settings, clock: Clock | None = None) -> Platform:
     _check_supported(settings)
     clock = clock or SystemClock()
     patients_db = _patients_database(settings)
-    analytics_db = open_database(
-        settings.analytics_url, sqlite_synchronous=settings.sqlite_synchronous
-    )
+    analytics_db = database(settings, settings.analytics_url)
     hub = _build_hub(settings)
     cache = _cache(settings)
     bus = _event_bus(settings, clock, patients_db)

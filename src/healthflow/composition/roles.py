@@ -31,6 +31,7 @@ from healthflow.composition.adapters import (
     _patients_database,
     _service_client,
     build_security,
+    database,
     dev_tokens,
     mqtt_ingest,
     outbox_relay,
@@ -65,7 +66,6 @@ from healthflow.security.rbac import gateway_permissions
 from healthflow.service_calls import ServiceCaller
 from healthflow.settings import Settings
 from healthflow.storage import migrations
-from healthflow.storage.engine import open_database
 from healthflow.vitals import api as vitals_api
 from healthflow.vitals import ingest_http
 from healthflow.vitals.clients import HttpAssessor, HttpCriticalStatus, HttpDeviceMessages
@@ -149,7 +149,7 @@ def _patients_role(settings: Settings, clock: Clock) -> FastAPI:
 
 def _analytics_role(settings: Settings, clock: Clock) -> FastAPI:
     life = Lifecycle()
-    db = open_database(settings.analytics_url, sqlite_synchronous=settings.sqlite_synchronous)
+    db = database(settings, settings.analytics_url)
     # publishes only: with a backplane the gateway's clients get its pushes (the gateway alone
     # serves /ws and /api/stream, so this process never tails the stream for clients of its own)
     hub = _build_hub(settings, serves_clients=False)

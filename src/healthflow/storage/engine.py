@@ -104,7 +104,11 @@ class Database:
 
 
 def open_database(
-    url: str, *, read_url: str | None = None, sqlite_synchronous: str = "FULL"
+    url: str,
+    *,
+    read_url: str | None = None,
+    sqlite_synchronous: str = "FULL",
+    sqlite_checkpoint_pages: int = 16_384,
 ) -> Database:
     if make_url(url).get_backend_name() == "sqlite":
         path = make_url(url).database
@@ -116,14 +120,14 @@ def open_database(
         writer = create_async_engine(url, pool_size=1, max_overflow=0, module=driver)
         reader = create_async_engine(read_url or url, pool_size=4, max_overflow=4, module=driver)
         for engine in (writer, reader):
-            _tune_sqlite(engine, sqlite_synchronous)
+            _tune_sqlite(engine, sqlite_synchronous, sqlite_checkpoint_pages)
         return Database(writer, reader, replica=bool(read_url) and read_url != url)
     writer = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
     reader = create_async_engine(read_url, pool_size=10, pool_pre_ping=True) if read_url else writer
     return Database(writer, reader, replica=reader is not writer)
 
 
-def _tune_sqlite(engine: AsyncEngine, synchronous: str) -> None:
+def _tune_sqlite(engine: AsyncEngine, synchronous: str, checkpoint_pages: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -131,4 +135,9 @@ def _tune_sqlite(engine: AsyncEngine, synchronous: str) -> None:
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # SQLite's default checkpoints every 1,000 WAL pages (4 MB), in the committing writer. A
+        # reading lands on its device's and its patient's index pages, so a batch of monitors'
+        # readings rewrites a page per reading and index: checkpoints came every few commits
+        # and copied each page again. Fewer, larger ones copy a page once for many commits.
+        cursor.execute(f"PRAGMA wal_autocheckpoint={checkpoint_pages}")
         cursor.close()
