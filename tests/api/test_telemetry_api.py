@@ -459,3 +459,28 @@ async def test_a_malformed_relay_gets_a_problem_and_changes_nothing(
     assert answer.headers["content-type"] == PROBLEM
     assert await vitals_count(client, patient_id) == 0
     assert await backlog(app) == 0
+
+
+async def test_readings_relayed_in_several_batches_at_once_are_scored_in_order(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # batches of 3 readings, up to 4 in flight, into a worker queue of 2: the relay's batches
+    # wait for room side by side, and the patient's readings must still be handled in order
+    settings = make_settings(
+        outbox_batch_size=3, outbox_max_in_flight=4, worker_queue_size=2, worker_count=1
+    )
+    app = build_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {mint_token(app, 'admin')}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=headers
+        ) as client:
+            patient_id, key = await admit_with_device(client)
+            sent = await post_readings(
+                client, "mon-1", key, [{"ts": at(i), **NORMAL} for i in range(60)]
+            )
+            assert sent.json()["accepted"] == 60
+            stored = await wait_for_vitals(client, patient_id, 60)
+    # a reading handled after a later one of its patient is stored but not scored
+    assert [item["news2"] is not None for item in stored] == [True] * 60

@@ -84,6 +84,25 @@ async def test_publish_waits_for_the_last_ack_even_when_the_first_comes_at_once(
     await asyncio.wait_for(publishing, 1)
 
 
+async def test_publishes_at_once_reach_a_full_queue_in_the_order_they_were_made(
+    bus: MemoryBus,
+) -> None:
+    queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=1)  # a worker's queue, full at once
+    bus.subscribe("g", queue.put)
+    first = asyncio.create_task(bus.publish([event(1), event(2), event(3)]))
+    await asyncio.sleep(0)  # e1 queued, e2 waits for room
+    second = asyncio.create_task(bus.publish([event(4), event(5), event(6)]))
+    await asyncio.sleep(0)
+    seen: list[str] = []
+    while len(seen) < 6:
+        delivery = await queue.get()
+        seen.append(delivery.event.id)
+        await delivery.ack()
+    await asyncio.wait_for(asyncio.gather(first, second), 1)
+    # handed over side by side, a waiting put queues up again behind the other publish: mixed
+    assert seen == ["e1", "e2", "e3", "e4", "e5", "e6"]
+
+
 async def test_a_rejected_delivery_is_retried_then_acked(bus: MemoryBus) -> None:
     attempts: list[int] = []
 

@@ -396,14 +396,17 @@ def telemetry_intake(
     settings: Settings, clock: Clock, patients_db: Database, bus: EventBus, patients: Patients
 ) -> tuple[DeviceService, TelemetryService, OutboxRelay]:
     """Devices, the durable intake and its outbox relay: `--role all` and `--role patients`."""
-    # one batch at a time keeps each patient's readings in order
+    # A broker's batches wait for its confirmation one at a time: one that failed and went out
+    # again after the next would put a patient's readings out of order. The in-process bus hands
+    # concurrent batches to the workers in the order they were published, and its publish
+    # returns once they were handled: several in flight keep the workers busy between batches.
     relay = outbox_relay(
         settings,
         intake_store.SqlTelemetryOutbox(patients_db),
         bus,
         clock,
         patients_db,
-        max_in_flight=1,
+        max_in_flight=None if bus.backend == "memory" else 1,
     )
     devices = DeviceService(intake_store.SqlDeviceRegistry(patients_db), patients, clock)
     intake = TelemetryService(

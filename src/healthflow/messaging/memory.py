@@ -66,6 +66,8 @@ class MemoryBus:
     `publish` returns once every subscribed group has settled the event (acked, or dead-lettered
     after its retries). The outbox marks a row published only then, so a crash at any point
     leaves unsettled events in the outbox to be published again: nothing accepted is lost.
+    Publishes made at once reach each group in the order they were made, so a relay may keep
+    several batches in flight without mixing a partition's events.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class MemoryBus:
     ) -> None:
         self._groups: dict[str, Sink] = {}
         self._types: dict[str, frozenset[str] | None] = {}
+        self._handing_over: dict[str, asyncio.Lock] = {}
         self._dead_letters = dead_letters
         self._clock = clock
         self._retry_delays = tuple(retry_delays_s)
@@ -97,18 +100,24 @@ class MemoryBus:
             raise ValueError(f"consumer group {group!r} already has a subscriber")
         self._groups[group] = sink
         self._types[group] = frozenset(types) if types is not None else None
+        self._handing_over[group] = asyncio.Lock()
 
     async def publish(self, events: Sequence[CloudEvent]) -> None:
         if self._closed:
             raise RuntimeError("bus is closed")
         settlement = _Settlement(asyncio.get_running_loop())
-        for event in events:
-            for group, sink in self._groups.items():
-                wanted = self._types[group]
-                if wanted is not None and event.type not in wanted:
-                    continue
-                settlement.add()
-                await sink(_Delivery(self, group, event, 1, settlement))  # a full queue waits
+        for group, sink in self._groups.items():
+            wanted = self._types[group]
+            chosen = [e for e in events if wanted is None or e.type in wanted]
+            if not chosen:
+                continue
+            # Publishes at once hand a group their events whole, in the order they were made: a
+            # full queue makes each waiting put queue up again, so events handed over side by
+            # side would interleave, and a partition's events of two batches mix.
+            async with self._handing_over[group]:
+                for event in chosen:
+                    settlement.add()
+                    await sink(_Delivery(self, group, event, 1, settlement))  # a full queue waits
         settlement.settle()  # the publisher's hold: from now on the deliveries decide
         await settlement.done
         metrics.EVENTS_PUBLISHED.labels(bus="memory").inc(len(events))
