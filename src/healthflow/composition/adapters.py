@@ -406,7 +406,7 @@ def telemetry_intake(
         bus,
         clock,
         patients_db,
-        max_in_flight=None if bus.backend == "memory" else 1,
+        max_in_flight=None if isinstance(bus, MemoryBus) else 1,
     )
     devices = DeviceService(intake_store.SqlDeviceRegistry(patients_db), patients, clock)
     intake = TelemetryService(
