@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import event
 
 from healthflow.patients.domain import PatientNotFound
@@ -260,6 +261,89 @@ async def test_a_batch_with_repeats_applies_each_reading_once(
     assert alert.readings == 3
     # the repeat answers with the alert it touched the first time, as it stands now
     assert results[0][0].alert is not None and results[0][0].alert.id == alert.id
+
+
+def _series_lookups(db: Database) -> tuple[list[str], Callable[[], None]]:
+    """The writer's reads of the vitals series (the lookup of readings stored before)."""
+    lookups: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if " ".join(statement.split()).startswith("SELECT vitals.device_id, vitals.ts FROM"):
+            lookups.append(statement)
+
+    event.listen(db.writer.sync_engine, "before_cursor_execute", seen)
+    return lookups, lambda: event.remove(db.writer.sync_engine, "before_cursor_execute", seen)
+
+
+def _rewritten() -> float:
+    return REGISTRY.get_sample_value("healthflow_vitals_batches_rewritten_total") or 0.0
+
+
+async def test_new_readings_are_written_without_asking_which_were_stored_before(
+    parts: tuple[VitalsMonitor, FakeWards, FakeHub], patient_id: UUID, db: Database
+) -> None:
+    monitor, _, _ = parts
+    first = recorded(patient_id, 0, **CRITICAL)
+    lookups, stop = _series_lookups(db)
+    rewritten = _rewritten()
+    try:
+        await monitor.record_many([first, recorded(patient_id, 1, heart_rate=70.0)])
+        assert (lookups, _rewritten() - rewritten) == ([], 0)
+        # a redelivery: the insert finds it, the batch is undone and written again, looking up
+        results = await monitor.record_many([first, recorded(patient_id, 2, heart_rate=71.0)])
+    finally:
+        stop()
+    assert (len(lookups), _rewritten() - rewritten) == (1, 1)
+    assert [fresh for _, fresh in results] == [False, True]
+    assert len(await schema.SqlVitalsStore(db).series(patient_id, since=None, limit=10)) == 3
+    [alert] = await monitor.alerts(
+        status=None, severity=None, ward=None, patient_id=patient_id, limit=10
+    )
+    assert alert.readings == 3  # the undone first try left nothing behind
+
+
+async def test_a_state_another_writer_changed_is_read_from_the_table(db: Database) -> None:
+    # two stores on one database, as two worker processes: each remembers what it wrote
+    here, there = schema.SqlVitalsStore(db), schema.SqlVitalsStore(db)
+    patient = uuid4()
+    wards = {patient: "ICU"}
+    await here.record_many([recorded(patient, 0, heart_rate=70.0)], scored, wards=wards)
+    await there.record_many([recorded(patient, 1, resp_rate=30.0)], scored, wards=wards)
+    [(outcome, _)] = await here.record_many([recorded(patient, 2, spo2=97.0)], scored, wards=wards)
+    # the respiration rate `there` stored is carried forward: `here` did not use its own copy
+    assert outcome.assessment is not None
+    assert outcome.assessment.sub_scores["resp_rate"] == 3
+    state = await here.state(patient)
+    assert state is not None
+    assert set(state.latest) == {"heart_rate", "resp_rate", "spo2"}
+
+
+async def test_a_state_of_an_undone_batch_is_not_taken_for_the_stored_one(db: Database) -> None:
+    store = schema.SqlVitalsStore(db)
+    patient = uuid4()
+    wards = {patient: "ICU"}
+    first = recorded(patient, 0, heart_rate=70.0)
+    await store.record_many([first], scored, wards=wards)
+    # the batch with a repeat is first written as all new (and the state after it remembered),
+    # then undone: the state read next is the table's, without the undone try's readings
+    with_repeat = [first, recorded(patient, 1, resp_rate=30.0)]
+
+    def refuse_the_new_one(
+        reading: RecordedReading, state: PatientVitals | None, active: Alert | None
+    ) -> tuple[PatientVitals, Outcome]:
+        if reading.reading.resp_rate is not None and reading.reading_id in seen:
+            raise RuntimeError("refused on the second try")
+        seen.add(reading.reading_id)
+        return scored(reading, state, active)
+
+    seen: set[str] = set()
+    with pytest.raises(RuntimeError):
+        await store.record_many(with_repeat, refuse_the_new_one, wards=wards)
+    [(outcome, _)] = await store.record_many([recorded(patient, 2, spo2=97.0)], scored, wards=wards)
+    state = await store.state(patient)
+    assert state is not None
+    assert set(state.latest) == {"heart_rate", "spo2"}
+    assert outcome.assessment is not None and "resp_rate" not in outcome.assessment.carried_forward
 
 
 def scored(

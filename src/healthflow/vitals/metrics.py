@@ -36,6 +36,11 @@ CRITICAL_REFUSED = Counter(
     "healthflow_alert_critical_refused_total",
     "Critical alerts whose patient could not be moved to critical (e.g. discharged)",
 )
+BATCHES_REWRITTEN = Counter(
+    "healthflow_vitals_batches_rewritten_total",
+    "Vitals batches undone and written again because a reading in them was stored before "
+    "(a redelivery)",
+)
 MQTT_RECONNECTS = Counter("healthflow_mqtt_reconnects_total", "MQTT subscriber reconnect attempts")
 MQTT_STORE_FAILURES = Counter(
     "healthflow_mqtt_store_failures_total",
