@@ -249,7 +249,7 @@ class SqlVitalsStore:
         A reading stored before is a redelivery, which is rare: a batch is first written as if
         all of it were new, and the insert itself tells whether it was. Only then is the batch
         undone and written again, asking first which readings were stored. The common batch
-        saves that query (a fifth of the writer's time per batch, BENCHMARKS.md).
+        saves that query, and a round trip on PostgreSQL.
         """
         try:
             return await self._record(batch, decide, wards, look_up_repeats=False)
