@@ -25,7 +25,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from healthflow.storage.engine import open_database
+from healthflow.storage.engine import Database, open_database
 from healthflow.vitals import store as schema
 from healthflow.vitals.alerts import Alert
 from healthflow.vitals.assessment import PatientVitals, assess
@@ -43,12 +43,12 @@ def scored(
     return new_state, Outcome(assessment, None, None)
 
 
-def _store(db: object, remembered: int | None) -> schema.SqlVitalsStore:
+def _store(db: Database, remembered: int | None) -> schema.SqlVitalsStore:
     if remembered is None:
-        return schema.SqlVitalsStore(db)  # type: ignore[arg-type]
+        return schema.SqlVitalsStore(db)
     if "remembered_states" not in inspect.signature(schema.SqlVitalsStore).parameters:
         raise SystemExit("this code's SqlVitalsStore keeps no copy of states")
-    return schema.SqlVitalsStore(db, remembered_states=remembered)  # type: ignore[arg-type]
+    return schema.SqlVitalsStore(db, remembered_states=remembered)
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -327,6 +327,7 @@ async def test_a_state_of_an_undone_batch_is_not_taken_for_the_stored_one(db: Da
     # the batch with a repeat is first written as all new (and the state after it remembered),
     # then undone: the state read next is the table's, without the undone try's readings
     with_repeat = [first, recorded(patient, 1, resp_rate=30.0)]
+    seen: set[str] = set()
 
     def refuse_the_new_one(
         reading: RecordedReading, state: PatientVitals | None, active: Alert | None
@@ -336,7 +337,6 @@ async def test_a_state_of_an_undone_batch_is_not_taken_for_the_stored_one(db: Da
         seen.add(reading.reading_id)
         return scored(reading, state, active)
 
-    seen: set[str] = set()
     with pytest.raises(RuntimeError):
         await store.record_many(with_repeat, refuse_the_new_one, wards=wards)
     [(outcome, _)] = await store.record_many([recorded(patient, 2, spo2=97.0)], scored, wards=wards)
