@@ -12,6 +12,7 @@ from uuid import uuid4
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from prometheus_client import REGISTRY
 from sqlalchemy import Connection, MetaData, func, select, text
 
 from healthflow.analytics import store as analytics_schema
@@ -240,6 +241,23 @@ async def test_concurrent_saves_of_one_patient_let_exactly_one_win(db: Database)
 
     assert sum(r is None for r in results) == 1
     assert all(isinstance(r, PatientChanged) for r in results if r is not None)
+
+
+async def test_audit_records_that_arrive_together_commit_together_in_order(db: Database) -> None:
+    trail = await audit_trail(db)
+    actors = [audit_schema.Actor(f"reader-{i}", "nurse", request_id=f"r{i}") for i in range(20)]
+    entry = audit_schema.AuditEntry("GET /api/patients", "patient", None, audit_schema.SUCCESS)
+    groups = REGISTRY.get_sample_value("healthflow_group_commit_size_count", {"store": "audit"})
+
+    records = await asyncio.gather(*(trail.record(entry, actor) for actor in actors))
+
+    # one transaction for the twenty, their records chained in the order they were asked for
+    after = REGISTRY.get_sample_value("healthflow_group_commit_size_count", {"store": "audit"})
+    assert after == (groups or 0) + 1
+    assert [r.subject for r in records] == [a.subject for a in actors]
+    assert [r.seq for r in records] == list(range(1, 21))
+    assert [r.request_id for r in await trail.search()] == [f"r{i}" for i in range(20)]
+    assert (await trail.verify()).ok
 
 
 async def test_analytics_records_an_event_once(db: Database) -> None:

@@ -56,6 +56,32 @@ async def test_a_statement_crosses_to_the_sqlite_thread_once(
         assert trips == ["_run"]
 
 
+async def test_commit_and_rollback_cross_only_inside_a_transaction(
+    db: Database, trips: list[str]
+) -> None:
+    async with db.reader.connect(), db.writer.connect():
+        trips.clear()  # the connections are open (opening one crosses several times)
+    async with db.reader.connect() as conn:  # a read, and the connection back to the pool
+        await conn.execute(select(items))
+    assert trips == ["_run"]  # sqlite3 would have done nothing for the rollback
+    trips.clear()
+    async with db.writer.begin() as conn:
+        await conn.execute(insert(items), [{"name": "kept"}])
+    assert trips == ["_run", "commit"]  # and no rollback after it
+    trips.clear()
+
+    async def failing_change() -> None:
+        async with db.writer.begin() as conn:
+            await conn.execute(insert(items), [{"name": "undone"}])
+            raise RuntimeError("the change fails")
+
+    with pytest.raises(RuntimeError):
+        await failing_change()
+    assert trips == ["_run", "rollback"]
+    async with db.reader.connect() as conn:
+        assert (await conn.execute(select(items.c.name))).scalars().all() == ["kept"]
+
+
 async def test_writes_reads_and_counts_are_what_sqlite_says(db: Database) -> None:
     async with db.writer.begin() as conn:
         result = await conn.execute(insert(items).values(name="a"))

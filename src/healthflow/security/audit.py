@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from healthflow.ids import uuid7
 from healthflow.ports import Clock
 from healthflow.storage.engine import Database, UtcDateTime
+from healthflow.storage.group_commit import GroupCommit
 
 GENESIS = "0" * 64
 SUCCESS = "success"
@@ -171,17 +172,29 @@ def _record(row: Any) -> AuditRecord:
 
 
 class SqlAuditTrail:
-    """The audit trail in the patient database, so a change and its record commit together."""
+    """The audit trail in the patient database, so a change and its record commit together.
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    Records of their own (`record`: reads, refusals, admin actions) that arrive while one is
+    committing wait for it and then commit together (`storage/group_commit.py`): one
+    transaction, one head read and write, one fsync for all of them, in arrival order.
+    """
+
+    def __init__(self, db: Database, clock: Clock, *, max_group_commit: int = 256) -> None:
         self._db = db
         self._clock = clock
         # built once, bound per call: compiled and cached by SQLAlchemy, not per record
+        self._read_head = select(audit_head).where(audit_head.c.id == 1).with_for_update()
         self._insert_record = insert(audit_records)
         self._move_head = (
             update(audit_head)
             .where(audit_head.c.id == 1)
             .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+        )
+        self._own_records = GroupCommit[tuple[AuditEntry, Actor], AuditRecord](
+            "audit",
+            write_batch=self._write_records,
+            write_one=self._write_record,
+            max_batch=max_group_commit,
         )
 
     async def prepare(self) -> None:
@@ -205,9 +218,7 @@ class SqlAuditTrail:
         self, conn: AsyncConnection, entries: Sequence[tuple[AuditEntry, Actor]]
     ) -> list[AuditRecord]:
         """Add records in order inside the caller's transaction: one head read, one head write."""
-        head = (
-            await conn.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update())
-        ).one()
+        head = (await conn.execute(self._read_head)).one()
         seq, prev_hash = head.seq, head.hash
         records: list[AuditRecord] = []
         for entry, actor in entries:
@@ -236,9 +247,20 @@ class SqlAuditTrail:
         return records
 
     async def record(self, entry: AuditEntry, actor: Actor | None = None) -> AuditRecord:
-        """Add a record in a transaction of its own (reads, refusals, admin actions)."""
+        """Add a record in a transaction of its own (reads, refusals, admin actions), shared
+        with the records that arrive while one commits; returns once it is durable."""
+        # the actor is read here: the group's transaction runs outside the caller's context
+        return await self._own_records.submit((entry, actor or current_actor()))
+
+    async def _write_records(
+        self, entries: Sequence[tuple[AuditEntry, Actor]]
+    ) -> list[AuditRecord]:
         async with self._db.writer.begin() as conn:
-            return await self.append(conn, entry, actor)
+            return await self.append_many(conn, entries)
+
+    async def _write_record(self, entry: tuple[AuditEntry, Actor]) -> AuditRecord:
+        (record,) = await self._write_records([entry])
+        return record
 
     async def search(
         self,

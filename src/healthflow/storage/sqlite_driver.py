@@ -120,8 +120,29 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class _Connection(AsyncAdapt_aiosqlite_connection):
+    """A connection whose commit and rollback cross to the thread only inside a transaction.
+
+    SQLAlchemy rolls a connection back each time it goes back to the pool, after a commit and
+    after every read alike. Outside a transaction `sqlite3` does nothing for either call (it
+    checks `sqlite3_get_autocommit` first), yet the call crossed to the thread and back to
+    find that out: the same flag is read here (`in_transaction`), and only a transaction that
+    is open crosses.
+    """
+
     __slots__ = ()
     _cursor_cls = OneTripCursor
+
+    def _in_transaction(self) -> bool:
+        sqlite = self._connection._connection  # None once closed: let aiosqlite say so
+        return sqlite is None or sqlite.in_transaction
+
+    def rollback(self) -> None:
+        if self._in_transaction():
+            super().rollback()
+
+    def commit(self) -> None:
+        if self._in_transaction():
+            super().commit()
 
 
 class OneTripAiosqlite(AsyncAdapt_aiosqlite_dbapi):
