@@ -81,6 +81,21 @@ def test_a_second_process_sees_a_rotation_by_another(tmp_path: Path) -> None:
     assert FieldCipher(server).active_key_id == kid
 
 
+def test_a_value_under_a_known_key_opens_without_reading_the_key_file(
+    ring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cipher = FieldCipher(ring)
+    sealed = cipher.encrypt("Ada", context="c")
+    looked_at: list[object] = []
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **kw: looked_at.append(p) or real_stat(p))
+
+    assert cipher.decrypt(sealed, context="c") == "Ada"  # every read of PHI does this
+    assert looked_at == []  # a key id names one key for good: memory is enough
+    cipher.encrypt("Ada", context="c")
+    assert looked_at == [ring.path]  # sealing checks for a rotation by another process
+
+
 def test_the_blind_index_is_stable_keyed_and_purpose_bound(tmp_path: Path) -> None:
     one = FieldCipher(KeyRing(tmp_path / "a.json"))
     other = FieldCipher(KeyRing(tmp_path / "b.json"))

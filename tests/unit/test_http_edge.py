@@ -4,6 +4,7 @@ limits, each answer it makes itself carrying the same headers as any other."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -65,8 +66,10 @@ async def test_a_request_id_is_taken_from_the_caller_or_made_and_sent_back() -> 
     _, made, _ = await call(answer_ok)
     _, too_long, _ = await call(answer_ok, headers=[(b"x-request-id", b"x" * 129)])
     assert given[b"x-request-id"] == b"abc-123"
-    assert len(made[b"x-request-id"]) == 32
-    assert len(too_long[b"x-request-id"]) == 32
+    made_ids = {made[b"x-request-id"], too_long[b"x-request-id"]}
+    made_ids |= {(await call(answer_ok))[1][b"x-request-id"] for _ in range(100)}
+    assert len(made_ids) == 102  # each request its own
+    assert all(re.fullmatch(rb"[0-9a-f]{32}", made_id) for made_id in made_ids)
 
 
 async def test_the_request_id_is_known_while_serving_and_forgotten_after() -> None:

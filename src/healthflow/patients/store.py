@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    bindparam,
     func,
     insert,
     or_,
@@ -92,6 +93,9 @@ patient_events = Table(
 
 
 _INSERT_EVENT = insert(patient_events).returning(patient_events.c.seq, patient_events.c.id)
+# per request (every audited read of a patient, the access guard's ward check): built once
+_PATIENT_BY_ID = select(patients).where(patients.c.id == bindparam("id"))
+_WARD_BY_ID = select(patients.c.ward).where(patients.c.id == bindparam("id"))
 
 
 def _context(column: str, patient_id: UUID) -> str:
@@ -277,7 +281,7 @@ class SqlPatientStore:
         # one patient is read where the last change committed, never from a lagging replica:
         # a read after a status change sees it, and a change starts from the current version
         async with self._db.current.connect() as conn:
-            row = (await conn.execute(select(patients).where(patients.c.id == patient_id))).first()
+            row = (await conn.execute(_PATIENT_BY_ID, {"id": patient_id})).first()
         return _patient(row, self._cipher) if row else None
 
     async def find_by_mrn(self, mrn: str) -> Patient | None:
@@ -290,7 +294,7 @@ class SqlPatientStore:
     async def ward_of(self, patient_id: UUID) -> str | None:
         """The patient's ward (not PHI, not encrypted): what a ward-limited role is checked on."""
         async with self._db.reader.connect() as conn:
-            ward = await conn.scalar(select(patients.c.ward).where(patients.c.id == patient_id))
+            ward = await conn.scalar(_WARD_BY_ID, {"id": patient_id})
         return str(ward) if ward is not None else None
 
     async def reencrypt(self, *, limit: int) -> int:

@@ -99,7 +99,9 @@ class KeyRing:
         return ring.active, ring.keys[ring.active]
 
     def key(self, kid: str) -> bytes:
-        ring = self._fresh()
+        # a key id names one key for good (ids are random, a rotation adds a new one): what is
+        # in memory opens what it names, and only an id not seen yet makes the file be read
+        ring = self._ring
         if kid not in ring.keys:
             ring = self._reload()  # a rotation may have written the file since the last check
         if kid not in ring.keys:
