@@ -215,15 +215,24 @@ class FieldCipher:
 
     def __init__(self, keys: KeyRing) -> None:
         self._keys = keys
+        # one AES-GCM context per key id (a page of patients opens over a hundred values)
+        self._aeads: dict[str, AESGCM] = {}
 
     @property
     def active_key_id(self) -> str:
         return self._keys.active()[0]
 
+    def _aead(self, kid: str, key: bytes | None = None) -> AESGCM:
+        """The context of key `kid` (`key`, if the caller has it; else from the ring)."""
+        aead = self._aeads.get(kid)
+        if aead is None:
+            aead = self._aeads[kid] = AESGCM(key if key is not None else self._keys.key(kid))
+        return aead
+
     def encrypt(self, value: str, *, context: str) -> str:
         kid, key = self._keys.active()
         nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = AESGCM(key).encrypt(nonce, value.encode(), context.encode())
+        sealed = self._aead(kid, key).encrypt(nonce, value.encode(), context.encode())
         return f"{kid}:{base64.urlsafe_b64encode(nonce + sealed).decode()}"
 
     def decrypt(self, stored: str, *, context: str) -> str:
@@ -232,9 +241,7 @@ class FieldCipher:
             raise UndecryptableValue("stored value has no key id")
         try:
             raw = base64.urlsafe_b64decode(body)
-            plain = AESGCM(self._keys.key(kid)).decrypt(
-                raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode()
-            )
+            plain = self._aead(kid).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode())
         except (InvalidTag, binascii.Error, ValueError) as exc:
             raise UndecryptableValue(f"value under key {kid} does not decrypt") from exc
         return plain.decode()
