@@ -2,13 +2,14 @@
 wrapped in uvicorn's proxy-headers middleware as uvicorn wraps it) driven through ASGI directly,
 without sockets, so what is measured is the app's own cost and not the load generator's.
 
-    .venv/bin/python benchmarks/http_stack.py health|register|telemetry|read [N] [CONCURRENCY]
+    .venv/bin/python benchmarks/http_stack.py health|register|telemetry|read|ward [N] [CONCURRENCY]
     PYTHONPATH=<other worktree>/src .venv/bin/python benchmarks/http_stack.py ...   # other code
 
 Prints one JSON line: CPU microseconds per request of the whole process (`proc_us`, with the
 SQLite thread) and of the event loop's thread (`loop_us`), and requests/s. `health` is the floor
 (a public route answering from memory); `register` is `POST /api/patients`; `telemetry` posts
-5 readings to `POST /api/devices/{id}/telemetry`; `read` is an audited `GET /api/patients/{id}`.
+5 readings to `POST /api/devices/{id}/telemetry`; `read` is an audited `GET /api/patients/{id}`;
+`ward` is a nurse's audited `GET /api/patients?ward=` of her ward's 20 patients (a ward board).
 The background pipeline (outbox, workers, live push) runs as in the server and is included.
 Compare code versions interleaved, several rounds each (BENCHMARKS.md).
 """
@@ -75,20 +76,23 @@ async def main(mode: str, n: int, concurrency: int) -> dict[str, Any]:
     outer = ProxyHeadersMiddleware(app, trusted_hosts=settings.forwarded_allow_ips)
     minter = dev_tokens(settings)
     assert minter is not None
-    token = minter.mint("bench", "admin", now=datetime.now(UTC), ttl=timedelta(hours=1))
+    hour = timedelta(hours=1)
+    token = minter.mint("bench", "admin", now=datetime.now(UTC), ttl=hour)
     auth = (b"authorization", b"Bearer " + token.encode())
+    nurse = minter.mint("nurse", "nurse", now=datetime.now(UTC), ttl=hour, ward="BENCH")
+    nurse_auth = (b"authorization", b"Bearer " + nurse.encode())
     json_type = (b"content-type", b"application/json")
     stamp = [int(time.time() * 1000) - 10**7]
     async with app.router.lifespan_context(app):
         devices: list[tuple[str, str, str]] = []
-        if mode in ("telemetry", "read"):
+        if mode in ("telemetry", "read", "ward"):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(
                 transport=transport,
                 base_url="http://bench",
                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
             ) as http:
-                devices = await fleet(http, concurrency)
+                devices = await fleet(http, max(concurrency, 20) if mode == "ward" else concurrency)
         gc.freeze()  # as `healthflow serve` does
         statuses: dict[int, int] = {}
 
@@ -97,6 +101,8 @@ async def main(mode: str, n: int, concurrency: int) -> dict[str, Any]:
                 return "GET", "/health", [], b""
             if mode == "register":
                 return "POST", "/api/patients", [auth, json_type], PATIENT
+            if mode == "ward":
+                return "GET", "/api/patients?ward=BENCH&limit=50", [nurse_auth], b""
             key, device, patient = devices[i % len(devices)]
             if mode == "read":
                 return "GET", f"/api/patients/{patient}", [auth], b""
@@ -110,7 +116,8 @@ async def main(mode: str, n: int, concurrency: int) -> dict[str, Any]:
             return "POST", f"/api/devices/{device}/telemetry", headers, body
 
         async def one(i: int) -> None:
-            method, path, headers, body = request(i)
+            method, target, headers, body = request(i)
+            path, _, query = target.partition("?")
             scope = {
                 "type": "http",
                 "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -122,7 +129,7 @@ async def main(mode: str, n: int, concurrency: int) -> dict[str, Any]:
                 "root_path": "",
                 "path": path,
                 "raw_path": path.encode(),
-                "query_string": b"",
+                "query_string": query.encode(),
                 "headers": [
                     (b"host", b"127.0.0.1:8000"),
                     (b"content-length", str(len(body)).encode()),
@@ -175,6 +182,6 @@ if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "register"
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
     parallel = int(sys.argv[3]) if len(sys.argv) > 3 else 16
-    if mode not in ("health", "register", "telemetry", "read"):
-        raise SystemExit(f"unknown mode {mode!r}: health, register, telemetry or read")
+    if mode not in ("health", "register", "telemetry", "read", "ward"):
+        raise SystemExit(f"unknown mode {mode!r}: health, register, telemetry, read or ward")
     print(json.dumps(uvloop.run(main(mode, count, parallel))))
