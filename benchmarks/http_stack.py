@@ -2,14 +2,15 @@
 wrapped in uvicorn's proxy-headers middleware as uvicorn wraps it) driven through ASGI directly,
 without sockets, so what is measured is the app's own cost and not the load generator's.
 
-    .venv/bin/python benchmarks/http_stack.py health|register|telemetry|read|ward [N] [CONCURRENCY]
+    .venv/bin/python benchmarks/http_stack.py health|register|telemetry|read|ward|news2 [N] [C]
     PYTHONPATH=<other worktree>/src .venv/bin/python benchmarks/http_stack.py ...   # other code
 
 Prints one JSON line: CPU microseconds per request of the whole process (`proc_us`, with the
 SQLite thread) and of the event loop's thread (`loop_us`), and requests/s. `health` is the floor
 (a public route answering from memory); `register` is `POST /api/patients`; `telemetry` posts
 5 readings to `POST /api/devices/{id}/telemetry`; `read` is an audited `GET /api/patients/{id}`;
-`ward` is a nurse's audited `GET /api/patients?ward=` of her ward's 20 patients (a ward board).
+`ward` is a nurse's audited `GET /api/patients?ward=` of her ward's 20 patients (a ward board),
+`news2` her audited `GET /api/news2?ward=` of their current scores (one reading each first).
 The background pipeline (outbox, workers, live push) runs as in the server and is included.
 Compare code versions interleaved, several rounds each (BENCHMARKS.md).
 """
@@ -68,6 +69,22 @@ async def fleet(http: httpx.AsyncClient, count: int) -> list[tuple[str, str, str
     return found
 
 
+async def scored_once(http: httpx.AsyncClient, devices: list[tuple[str, str, str]]) -> None:
+    """One reading from each monitor, waited for until every patient has a NEWS2."""
+    ts = datetime.now(UTC).isoformat(timespec="milliseconds")
+    for key, device, _ in devices:
+        await http.post(
+            f"/api/devices/{device}/telemetry",
+            content=READING.format(ts=ts),
+            headers={"X-Device-Key": key},
+        )
+    for _ in range(100):
+        if len((await http.get("/api/news2?ward=BENCH")).json()["items"]) == len(devices):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the readings were not scored within 10 s")
+
+
 async def main(mode: str, n: int, concurrency: int) -> dict[str, Any]:
     os.environ.update(ENVIRONMENT)
     settings = Settings(data_dir=tempfile.mkdtemp(prefix="hf-http-stack-"))  # type: ignore[call-arg]
@@ -85,14 +102,17 @@ async def main(mode: str, n: int, concurrency: int) -> dict[str, Any]:
     stamp = [int(time.time() * 1000) - 10**7]
     async with app.router.lifespan_context(app):
         devices: list[tuple[str, str, str]] = []
-        if mode in ("telemetry", "read", "ward"):
+        if mode in ("telemetry", "read", "ward", "news2"):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(
                 transport=transport,
                 base_url="http://bench",
                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
             ) as http:
-                devices = await fleet(http, max(concurrency, 20) if mode == "ward" else concurrency)
+                wide = mode in ("ward", "news2")
+                devices = await fleet(http, max(concurrency, 20) if wide else concurrency)
+                if mode == "news2":
+                    await scored_once(http, devices)
         gc.freeze()  # as `healthflow serve` does
         statuses: dict[int, int] = {}
 
@@ -103,6 +123,8 @@ async def main(mode: str, n: int, concurrency: int) -> dict[str, Any]:
                 return "POST", "/api/patients", [auth, json_type], PATIENT
             if mode == "ward":
                 return "GET", "/api/patients?ward=BENCH&limit=50", [nurse_auth], b""
+            if mode == "news2":
+                return "GET", "/api/news2?ward=BENCH", [nurse_auth], b""
             key, device, patient = devices[i % len(devices)]
             if mode == "read":
                 return "GET", f"/api/patients/{patient}", [auth], b""
@@ -182,6 +204,7 @@ if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "register"
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
     parallel = int(sys.argv[3]) if len(sys.argv) > 3 else 16
-    if mode not in ("health", "register", "telemetry", "read", "ward"):
-        raise SystemExit(f"unknown mode {mode!r}: health, register, telemetry, read or ward")
+    modes = ("health", "register", "telemetry", "read", "ward", "news2")
+    if mode not in modes:
+        raise SystemExit(f"unknown mode {mode!r}: one of {', '.join(modes)}")
     print(json.dumps(uvloop.run(main(mode, count, parallel))))

@@ -318,6 +318,24 @@ async def test_a_state_another_writer_changed_is_read_from_the_table(db: Databas
     assert set(state.latest) == {"heart_rate", "resp_rate", "spo2"}
 
 
+async def test_reads_of_states_use_the_copy_only_while_the_table_holds_it(db: Database) -> None:
+    # NEWS2 reads (a ward's board, one patient) parse what the table holds, unless it is the
+    # text this store last wrote: then its parsed copy is the answer
+    here, there = schema.SqlVitalsStore(db), schema.SqlVitalsStore(db)
+    patient = uuid4()
+    wards = {patient: "ICU"}
+    await here.record_many([recorded(patient, 0, heart_rate=70.0)], scored, wards=wards)
+    assert await here.state(patient) is await here.state(patient)  # the copy, not parsed
+    [(written, _)] = await there.record_many(
+        [recorded(patient, 1, resp_rate=30.0)], scored, wards=wards
+    )
+
+    [latest] = await here.latest(ward="ICU", after=None, limit=10)
+    state = await here.state(patient)
+    assert latest.assessment == written.assessment  # the other writer's, from the table
+    assert state is not None and set(state.latest) == {"heart_rate", "resp_rate"}
+
+
 async def test_a_state_of_an_undone_batch_is_not_taken_for_the_stored_one(db: Database) -> None:
     store = schema.SqlVitalsStore(db)
     patient = uuid4()

@@ -200,9 +200,10 @@ class SqlVitalsStore:
     def __init__(self, db: Database, *, remembered_states: int = 10_000) -> None:
         self._db = db
         # each patient's state as this store last wrote it, with the text written: a state read
-        # back as that same text is not parsed again. The table stays the truth (any other text,
-        # from another writer or a transaction that rolled back, is parsed), so this holds in
-        # every topology; oldest written first out past `remembered_states` patients
+        # back as that same text (by the worker, or a NEWS2 read) is not parsed again. The
+        # table stays the truth (any other text, from another writer or a transaction that
+        # rolled back, is parsed), so this holds in every topology; oldest written first out
+        # past `remembered_states` patients
         self._written: dict[UUID, tuple[str, PatientVitals]] = {}
         self._remembered_states = remembered_states
         dialect_insert = _dialect_insert(db)
@@ -466,7 +467,7 @@ class SqlVitalsStore:
         for row in rows:
             if not row.state:  # never committed empty (see _decide_all); be safe
                 continue
-            state = _state_from_json(row.state)
+            state = self._state(row.patient_id, row.state)
             # a state is only stored with the assessment of its first reading, never without
             if state.assessment is not None:
                 found.append(LatestNews2(row.patient_id, row.ward, state.assessment))
@@ -518,7 +519,7 @@ class SqlVitalsStore:
             text = await conn.scalar(
                 select(patient_vitals.c.state).where(patient_vitals.c.patient_id == patient_id)
             )
-        return _state_from_json(text) if text else None
+        return self._state(patient_id, text) if text else None
 
     async def alert(self, alert_id: UUID) -> Alert | None:
         async with self._db.reader.connect() as conn:
