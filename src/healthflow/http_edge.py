@@ -117,7 +117,7 @@ class HttpEdge:
         if not request_id or len(request_id) > _MAX_REQUEST_ID:
             # 32 random hex digits, like uuid4().hex. A correlation id, not a secret: the
             # process's seeded generator, not os.urandom, which gives up the interpreter lock
-            # and so waits behind the SQLite threads to take it back (~60 µs a request, busy)
+            # and then waits behind the SQLite threads to take it back
             request_id = f"{random.getrandbits(128):032x}"
         structlog.contextvars.bind_contextvars(request_id=request_id)
         token = REQUEST_ID.set(request_id)
