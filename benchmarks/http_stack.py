@@ -2,7 +2,7 @@
 wrapped in uvicorn's proxy-headers middleware as uvicorn wraps it) driven through ASGI directly,
 without sockets, so what is measured is the app's own cost and not the load generator's.
 
-    .venv/bin/python benchmarks/http_stack.py health|register|telemetry|read|ward|news2 [N] [C]
+    .venv/bin/python benchmarks/http_stack.py MODE [N] [CONCURRENCY]
     PYTHONPATH=<other worktree>/src .venv/bin/python benchmarks/http_stack.py ...   # other code
 
 Prints one JSON line: CPU microseconds per request of the whole process (`proc_us`, with the
@@ -10,7 +10,8 @@ SQLite thread) and of the event loop's thread (`loop_us`), and requests/s. `heal
 (a public route answering from memory); `register` is `POST /api/patients`; `telemetry` posts
 5 readings to `POST /api/devices/{id}/telemetry`; `read` is an audited `GET /api/patients/{id}`;
 `ward` is a nurse's audited `GET /api/patients?ward=` of her ward's 20 patients (a ward board),
-`news2` her audited `GET /api/news2?ward=` of their current scores (one reading each first).
+`news2` her audited `GET /api/news2?ward=` of their current scores (one reading each first),
+`vitals` her audited `GET /api/patients/{id}/vitals` of one of them.
 The background pipeline (outbox, workers, live push) runs as in the server and is included.
 Compare code versions interleaved, several rounds each (BENCHMARKS.md).
 """
@@ -102,16 +103,16 @@ async def main(mode: str, n: int, concurrency: int) -> dict[str, Any]:
     stamp = [int(time.time() * 1000) - 10**7]
     async with app.router.lifespan_context(app):
         devices: list[tuple[str, str, str]] = []
-        if mode in ("telemetry", "read", "ward", "news2"):
+        if mode in ("telemetry", "read", "ward", "news2", "vitals"):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(
                 transport=transport,
                 base_url="http://bench",
                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
             ) as http:
-                wide = mode in ("ward", "news2")
+                wide = mode in ("ward", "news2", "vitals")
                 devices = await fleet(http, max(concurrency, 20) if wide else concurrency)
-                if mode == "news2":
+                if mode in ("news2", "vitals"):
                     await scored_once(http, devices)
         gc.freeze()  # as `healthflow serve` does
         statuses: dict[int, int] = {}
@@ -126,6 +127,8 @@ async def main(mode: str, n: int, concurrency: int) -> dict[str, Any]:
             if mode == "news2":
                 return "GET", "/api/news2?ward=BENCH", [nurse_auth], b""
             key, device, patient = devices[i % len(devices)]
+            if mode == "vitals":
+                return "GET", f"/api/patients/{patient}/vitals", [nurse_auth], b""
             if mode == "read":
                 return "GET", f"/api/patients/{patient}", [auth], b""
             readings = []
@@ -204,7 +207,7 @@ if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "register"
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
     parallel = int(sys.argv[3]) if len(sys.argv) > 3 else 16
-    modes = ("health", "register", "telemetry", "read", "ward", "news2")
+    modes = ("health", "register", "telemetry", "read", "ward", "news2", "vitals")
     if mode not in modes:
         raise SystemExit(f"unknown mode {mode!r}: one of {', '.join(modes)}")
     print(json.dumps(uvloop.run(main(mode, count, parallel))))

@@ -122,6 +122,18 @@ async def test_news2_is_404_before_the_first_reading(client: httpx.AsyncClient) 
     assert response.json()["type"] == "/problems/no-assessment"
 
 
+async def test_a_patient_without_readings_is_told_apart_from_an_unknown_one(
+    client: httpx.AsyncClient,
+) -> None:
+    patient_id, _ = await admit_with_device(client)
+    unknown = uuid4()
+    assert (await client.get(f"/api/patients/{patient_id}/vitals")).json()["items"] == []
+    for path in (f"/api/patients/{unknown}/vitals", f"/api/patients/{unknown}/news2"):
+        response = await client.get(path)
+        assert response.status_code == 404
+        assert response.json()["type"] == "/problems/patient-not-found"
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [

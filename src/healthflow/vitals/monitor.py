@@ -159,8 +159,12 @@ class VitalsMonitor:
     async def vitals(
         self, patient_id: UUID, *, since: datetime | None, limit: int, every_s: int | None = None
     ) -> list[StoredReading]:
-        await self._patients.ward(patient_id)  # PatientNotFound: 404, not an empty list
-        return await self._store.series(patient_id, since=since, limit=limit, every_s=every_s)
+        series = await self._store.series(patient_id, since=since, limit=limit, every_s=every_s)
+        if not series:
+            # readings exist only of a patient that exists (patients are never deleted): only
+            # an empty series asks whether the patient is unknown (PatientNotFound: 404)
+            await self._patients.ward(patient_id)
+        return series
 
     async def latest_news2(
         self, *, ward: str | None, after: UUID | None, limit: int
@@ -172,9 +176,9 @@ class VitalsMonitor:
         return await self._store.open_alerts_by_severity()
 
     async def news2(self, patient_id: UUID) -> Assessment:
-        await self._patients.ward(patient_id)
         state = await self._store.state(patient_id)
         if state is None or state.assessment is None:
+            await self._patients.ward(patient_id)  # an unknown patient: 404, not "no score yet"
             raise NoAssessment(patient_id)
         return state.assessment
 
