@@ -92,6 +92,9 @@ def test_http_readings_accepted_are_the_readings_processed(phases: dict[str, Any
     assert http["accepted_by_client"] == http["accepted"]
     assert http["readings_per_s"] > 0
     assert http["per_second_while_busy"]["seconds"] >= 1
+    batch = http["mean_batch"]
+    assert batch["mqtt"] is None  # no MQTT in this phase
+    assert batch["intake"] >= 1 and batch["worker"] >= 1
 
 
 def test_mqtt_readings_acknowledged_are_the_readings_processed(
@@ -102,6 +105,7 @@ def test_mqtt_readings_acknowledged_are_the_readings_processed(
         pytest.skip(mqtt["skipped"])
     accepted_all_processed(mqtt)
     assert mqtt["offered"]["readings_accepted"] == mqtt["processed"]
+    assert mqtt["mean_batch"]["mqtt"] >= 1
     if mosquitto_binary() is not None:  # the run's own broker, configured as deployments are
         assert mqtt["broker"] == "own, deploy/mosquitto.conf"
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from healthflow.messaging import dead_letters as dead_letter_schema
 from healthflow.messaging.dead_letters import SqlDeadLetterStore
@@ -307,7 +308,7 @@ async def test_a_worker_hands_waiting_events_over_as_one_batch() -> None:
     async def many(events: Sequence[CloudEvent]) -> None:
         batches.append([e.id for e in events])
 
-    pool = WorkerPool("t", one, workers=1, capacity=10, batch_handler=many, max_batch=3)
+    pool = WorkerPool("t-batches", one, workers=1, capacity=10, batch_handler=many, max_batch=3)
     pool.start()
     acked: list[str] = []
     for n in range(7):  # queued before the worker first runs
@@ -315,6 +316,10 @@ async def test_a_worker_hands_waiting_events_over_as_one_batch() -> None:
     await pool.stop(grace_s=5)
     assert batches == [["e0", "e1", "e2"], ["e3", "e4", "e5"], ["e6"]]
     assert acked == [f"e{n}" for n in range(7)]
+    # what /metrics says of them (the benchmark reports the mean)
+    sizes = {"pool": "t-batches"}
+    assert REGISTRY.get_sample_value("healthflow_worker_batch_size_sum", sizes) == 7
+    assert REGISTRY.get_sample_value("healthflow_worker_batch_size_count", sizes) == 3
 
 
 async def test_a_failed_batch_is_retried_singly_so_only_the_bad_event_fails() -> None:

@@ -22,6 +22,13 @@ import httpx
 
 ACCEPTED = "healthflow_telemetry_readings_total"
 PROCESSED = ("healthflow_news2_assessments_total", "healthflow_telemetry_late_readings_total")
+# how many readings each stage handles at once, from its batch-size histogram (sum, count):
+# what a stage's fixed costs are shared by (docs/telemetry.md)
+BATCHES: dict[str, tuple[str, dict[str, str]]] = {
+    "mqtt": ("healthflow_mqtt_batch_messages", {}),
+    "intake": ("healthflow_group_commit_size", {"store": "telemetry.intake"}),
+    "worker": ("healthflow_worker_batch_size", {"pool": "vitals"}),
+}
 
 
 @dataclass(frozen=True)
@@ -29,9 +36,17 @@ class Counters:
     accepted: dict[str, float]  # by transport
     processed: float
     busy_refusals: dict[str, float]  # by transport: 503 answers / unacknowledged MQTT retries
+    batches: dict[str, tuple[float, float]]  # by stage (BATCHES): items and batches handled
 
     def accepted_total(self) -> float:
         return sum(self.accepted.values())
+
+    def mean_batches(self) -> dict[str, float | None]:
+        """Items per batch by stage; None for a stage that handled nothing."""
+        return {
+            stage: round(items / count, 1) if count else None
+            for stage, (items, count) in self.batches.items()
+        }
 
     def minus(self, before: Counters) -> Counters:
         transports = set(self.accepted) | set(before.accepted)
@@ -40,6 +55,10 @@ class Counters:
             {t: self.accepted.get(t, 0) - before.accepted.get(t, 0) for t in transports},
             self.processed - before.processed,
             {t: self.busy_refusals.get(t, 0) - before.busy_refusals.get(t, 0) for t in refusals},
+            {
+                stage: (items - before.batches[stage][0], count - before.batches[stage][1])
+                for stage, (items, count) in self.batches.items()
+            },
         )
 
 
@@ -58,7 +77,11 @@ def parse(text: str) -> Counters:
             name = line.split("{", 1)[0].split(" ", 1)[0]
             if name in PROCESSED:
                 processed += float(line.rsplit(" ", 1)[1])
-    return Counters(accepted, processed, refusals)
+    batches = {
+        stage: (total(text, f"{name}_sum", **labels), total(text, f"{name}_count", **labels))
+        for stage, (name, labels) in BATCHES.items()
+    }
+    return Counters(accepted, processed, refusals, batches)
 
 
 def total(text: str, name: str, **labels: str) -> float:

@@ -58,6 +58,11 @@ def _ms(p: dict[str, Any] | None) -> str:
     return f"p50 {p['p50']} / p95 {p['p95']} / p99 {p['p99']} (n={p['n']:,})"
 
 
+def _batches(means: dict[str, float | None]) -> str:
+    """Items per batch of each stage, as `counters.BATCHES` names them ("-": none handled)."""
+    return " / ".join(_n(means.get(stage)) for stage in ("mqtt", "intake", "worker"))
+
+
 def _n(value: Any) -> str:
     if value is None:
         return "-"
@@ -132,6 +137,7 @@ def tables(result: dict[str, Any]) -> list[Table]:
             ("accepted / processed", f"{r['accepted']:,} / {r['processed']:,}"),
             ("every accepted reading processed", "yes" if r["all_accepted_processed"] else "NO"),
             ("drain after load (s)", r["drain_after_load_s"]),
+            ("mean batch: MQTT / intake / worker", _batches(r.get("mean_batch", {}))),
         ]
         offered = r["offered"]
         if offered["pushed_back"] or name == "overload":

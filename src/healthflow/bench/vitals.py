@@ -90,6 +90,7 @@ async def _measure(
             await ticker
     client_cpu = cpu.result()
     server = ctx.server.close_window(window)
+    batches = (await counters.read(ctx.metrics)).minus(before).mean_batches()
     processed = int(drain.processed)
     caught_up = drain.caught_up_after_s
     # MQTT: what the broker acknowledged to the devices is what must come out processed
@@ -109,6 +110,9 @@ async def _measure(
         "accepted_per_s": round(drain.accepted / load_s, 1) if load_s else None,
         "server": server,
         "load_generator": client_cpu,
+        # what each stage's fixed costs were shared by: MQTT messages stored together,
+        # requests or messages per intake transaction, readings per vitals worker batch
+        "mean_batch": batches,
     }
 
 

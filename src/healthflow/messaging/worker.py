@@ -62,6 +62,7 @@ class WorkerPool:
         # share of a small batch
         self._depth_gauge = metrics.WORKER_QUEUE_DEPTH.labels(pool=name)
         self._handle_seconds = metrics.HANDLE_SECONDS.labels(pool=name)
+        self._batch_size = metrics.WORKER_BATCH_SIZE.labels(pool=name)
 
     @property
     def depth(self) -> int:
@@ -126,6 +127,7 @@ class WorkerPool:
             batch = [await queue.get()]
             while len(batch) < self._max_batch and not queue.empty():
                 batch.append(queue.get_nowait())
+            self._batch_size.observe(len(batch))
             self._busy += len(batch)
             try:
                 if len(batch) > 1 and await self._handle_batch(batch):

@@ -35,6 +35,12 @@ HANDLE_SECONDS = Histogram("healthflow_event_handle_seconds", "Time to handle on
 WORKER_QUEUE_DEPTH = Gauge(
     "healthflow_worker_queue_depth", "Deliveries waiting in a worker pool", ["pool"]
 )
+WORKER_BATCH_SIZE = Histogram(
+    "healthflow_worker_batch_size",
+    "Deliveries a worker took from its queue and handled together",
+    ["pool"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
+)
 GROUP_COMMIT_SIZE = Histogram(
     "healthflow_group_commit_size",
     "Writes committed together in one transaction",
