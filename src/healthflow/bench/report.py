@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from healthflow.bench.counters import BATCHES
+
 
 class RichProgress:
     """The `Progress` of a run drawn with Rich: a bar per phase, notes printed above it."""
@@ -59,8 +61,8 @@ def _ms(p: dict[str, Any] | None) -> str:
 
 
 def _batches(means: dict[str, float | None]) -> str:
-    """Items per batch of each stage, as `counters.BATCHES` names them ("-": none handled)."""
-    return " / ".join(_n(means.get(stage)) for stage in ("mqtt", "intake", "worker"))
+    """Items per batch of each stage, in `BATCHES` order ("-": none handled)."""
+    return " / ".join(_n(means.get(stage)) for stage in BATCHES)
 
 
 def _n(value: Any) -> str:
@@ -137,7 +139,7 @@ def tables(result: dict[str, Any]) -> list[Table]:
             ("accepted / processed", f"{r['accepted']:,} / {r['processed']:,}"),
             ("every accepted reading processed", "yes" if r["all_accepted_processed"] else "NO"),
             ("drain after load (s)", r["drain_after_load_s"]),
-            ("mean batch: MQTT / intake / worker", _batches(r.get("mean_batch", {}))),
+            (f"mean batch: {' / '.join(BATCHES)}", _batches(r.get("mean_batch", {}))),
         ]
         offered = r["offered"]
         if offered["pushed_back"] or name == "overload":
