@@ -211,6 +211,27 @@ async def test_messages_sent_while_the_subscriber_is_down_arrive_after_it_return
         assert len(stored) == 2
 
 
+async def test_a_backlog_read_in_one_go_is_stored_whole_through_a_small_queue(
+    mqtt_settings: Settings, forget_session: None
+) -> None:
+    # a backlog arrives at once: one read takes in more messages than the queue holds, so the
+    # subscriber pauses with messages read ahead that the socket will not signal again; they
+    # must still be taken once the queue has room, not wait for the broker's next packet
+    settings = mqtt_settings.model_copy(update={"worker_queue_size": 4})
+    async with running(settings) as (_, client):
+        patient_id, key = await admit_with_device(client)
+    topic = f"{settings.mqtt_topic_prefix}devices/mon-1/messages/events/"
+    async with aiomqtt.Client(*BROKER, identifier=f"hf-test-backlog-{uuid.uuid4().hex[:8]}") as c:
+        for second in range(30):
+            body = {"device_key": key, "ts": at(second), **NORMAL}
+            await c.publish(topic, orjson.dumps(body), qos=1)
+    async with running(settings) as (app, client):
+        stored = await wait_for_vitals(client, patient_id, 30)
+        assert [s["ts"][:19] for s in stored] == [at(i)[:19] for i in range(30)]
+        held = (await app.state.platform.telemetry.mqtt.check()).detail["most_unacknowledged"]
+        assert held <= 2 * 4 + 1
+
+
 class FlakyLink:
     """A TCP proxy to the broker that can cut every connection and refuse new ones."""
 

@@ -27,7 +27,9 @@ a connect at once instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -199,23 +201,34 @@ class MqttIngest:
         # aiomqtt has no public manual-ack switch; PUBACK must wait until the reading is stored
         client._client.manual_ack_set(True)
         async with client:
-            await client.subscribe(self._prefix + TOPIC, qos=1)
-            self._failures = 0
-            self.subscribed.set()
-            log.info("mqtt_subscribed", topic=self._prefix + TOPIC, broker=self._broker.hostname)
-            async for message in client.messages:
-                # what has arrived meanwhile is stored together (the intake commits concurrent
-                # messages as one transaction), then acknowledged in arrival order, as MQTT wants
-                batch = [message]
-                while len(client.messages) and len(batch) < self._max_batch:
-                    batch.append(await anext(client.messages))
-                self.most_waiting = max(self.most_waiting, len(batch) + len(client.messages))
-                client.read_on()  # what waited is taken: let more in while this batch is stored
-                metrics.MQTT_BATCH.observe(len(batch))
-                await self._store_all(batch)
-                for stored in batch:
-                    if stored.qos > 0:
-                        client._client.ack(stored.mid, stored.qos)
+            # a persistent session's backlog arrives before the SUBACK: taken meanwhile, or a
+            # backlog larger than the queue pauses the socket and the SUBACK is never read
+            consuming = asyncio.create_task(self._consume(client))
+            try:
+                await client.subscribe(self._prefix + TOPIC, qos=1)
+                self._failures = 0
+                self.subscribed.set()
+                log.info(
+                    "mqtt_subscribed", topic=self._prefix + TOPIC, broker=self._broker.hostname
+                )
+                await consuming
+            finally:
+                consuming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await consuming
+
+    async def _consume(self, client: _SubscriberClient) -> None:
+        async for message in client.messages:
+            # what has arrived meanwhile is stored together (the intake commits concurrent
+            # messages as one transaction), then acknowledged in arrival order, as MQTT wants
+            batch = [message, *client.take_waiting(self._max_batch - 1)]
+            self.most_waiting = max(self.most_waiting, len(batch) + len(client.messages))
+            client.read_on()  # what waited is taken: let more in while this batch is stored
+            metrics.MQTT_BATCH.observe(len(batch))
+            await self._store_all(batch)
+            for stored in batch:
+                if stored.qos > 0:
+                    client._client.ack(stored.mid, stored.qos)
 
     async def _store_all(self, batch: list[aiomqtt.Message]) -> None:
         """Store the batch's usable messages together, in arrival order, until stored."""
@@ -295,10 +308,52 @@ def _payload(raw: object) -> bytes:
     return str(raw).encode() if raw is not None else b""
 
 
+READ_AHEAD = 65536
+
+
+class _ReadAhead:
+    """The broker's socket as paho reads it: one `recv` of up to 64 KiB, handed out in the
+    pieces paho asks for. paho reads a packet's fixed header a byte at a time, three or four
+    `recv` calls a message; `pending` tells the subscriber what is read but not yet taken, as
+    an SSL socket's does (paho's own loop and aiomqtt's reader already ask it). Everything else
+    is the socket's."""
+
+    __slots__ = ("_data", "_pos", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:  # an ssl.SSLSocket with TLS
+        self._sock = sock
+        self._data = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        data, pos = self._data, self._pos
+        if pos >= len(data):
+            data = self._sock.recv(max(size, READ_AHEAD))  # BlockingIOError when there is none
+            if len(data) <= size:  # b"" too: the broker closed the connection
+                return data
+            self._data, pos = data, 0
+        end = min(pos + size, len(data))
+        self._pos = end
+        return data[pos:end]
+
+    def pending(self) -> int:
+        decoded = self._sock.pending() if isinstance(self._sock, ssl.SSLSocket) else 0
+        return len(self._data) - self._pos + decoded
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class _SubscriberClient(aiomqtt.Client):
     """aiomqtt's client that never discards a message it was handed, stops reading its socket
     while `limit` messages wait to be taken (TCP then holds the rest back at the broker), and
     fails a connection the broker closes before CONNACK at once.
+
+    It also reads the socket ahead (`_ReadAhead`) and takes every whole packet read in one
+    wake-up of the event loop, and hands over the messages waiting without a task each:
+    aiomqtt's reader takes one packet a wake-up and its message iterator makes a task and an
+    `asyncio.wait` per message, together about half of what a message cost the subscriber
+    (benchmarks/mqtt_transport.py, BENCHMARKS.md).
 
     aiomqtt reads whatever arrives and discards what its queue has no room for; a discarded
     QoS 1 message is never acknowledged and stalls the session. Receive Maximum (MQTT 5) or the
@@ -313,6 +368,8 @@ class _SubscriberClient(aiomqtt.Client):
         self._paused = False
 
     def _on_socket_open(self, client: PahoClient, userdata: Any, sock: Any) -> None:
+        # called inside paho's connect, before it sends CONNECT: nothing has been read yet
+        client._sock = _ReadAhead(sock)
         super()._on_socket_open(client, userdata, sock)
         # scheduled after aiomqtt's own reader, so ours replaces it on the descriptor
         self._loop.call_soon_threadsafe(self._read_from, sock.fileno())
@@ -326,25 +383,39 @@ class _SubscriberClient(aiomqtt.Client):
         self._loop.add_reader(fd, self._read)
 
     def _read(self) -> None:
-        """aiomqtt's reader (one packet a call, and what TLS holds decoded), then the bound."""
+        """Every whole packet read so far (paho takes one a call), until the queue is full."""
         try:
             while True:
                 self._client.loop_read()
-                pending = getattr(self._client._sock, "pending", None)
-                if pending is None or pending() <= 0:
-                    break
+                if self._queue.qsize() >= self._limit:
+                    if self._fd >= 0:
+                        self._loop.remove_reader(self._fd)
+                        self._paused = True
+                    return
+                if self._unread() <= 0:
+                    return
         except Exception as exc:  # a broken connection: the session ends and reconnects
             if not self._disconnected.done():
                 self._disconnected.set_exception(exc)
-            return
-        if self._queue.qsize() >= self._limit and self._fd >= 0:
-            self._loop.remove_reader(self._fd)
-            self._paused = True
+
+    def _unread(self) -> int:
+        sock = self._client._sock
+        return sock.pending() if isinstance(sock, _ReadAhead) else 0
 
     def read_on(self) -> None:
-        """Read the socket again if it was paused and the queue has room (a batch was taken)."""
+        """Read again if paused and the queue has room (a batch was taken): the socket, and
+        what was read ahead before the pause, which the socket will not signal again."""
         if self._paused and self._fd >= 0 and self._queue.qsize() < self._limit:
             self._read_from(self._fd)
+            if self._unread() > 0:
+                self._loop.call_soon(self._read)
+
+    def take_waiting(self, most: int) -> list[aiomqtt.Message]:
+        """Up to `most` messages that have arrived, without waiting for more."""
+        taken: list[aiomqtt.Message] = []
+        while len(taken) < most and not self._queue.empty():
+            taken.append(self._queue.get_nowait())
+        return taken
 
     def _on_disconnect(
         self,
