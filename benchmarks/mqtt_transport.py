@@ -5,7 +5,8 @@ production subscriber (`MqttIngest`) in this process with an intake that stores 
 refuses nothing, and has a publisher in another process send N one-reading messages at QoS 1,
 as bedside monitors do. Reports this process's CPU per message (paho's reads, aiomqtt's
 queue, the batching, the PUBACKs) and the messages/s it took them at; the publisher's CPU is
-not counted. The intake's own cost per message is `benchmarks/stages.py`'s mqtt stage.
+not counted. Runs on uvloop, as `healthflow serve` does. The intake's own cost per message is
+`benchmarks/stages.py`'s mqtt stage.
 
     .venv/bin/python benchmarks/mqtt_transport.py [--messages 50000] [--rounds 3]
 """
@@ -22,6 +23,8 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+
+import uvloop
 
 from healthflow.bench.server import mosquitto_binary, own_mosquitto
 from healthflow.vitals.ingest_mqtt import Broker, MqttIngest
@@ -135,4 +138,4 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main(parser.parse_args()))
+        uvloop.run(main(parser.parse_args()))  # the loop `healthflow serve` runs on
