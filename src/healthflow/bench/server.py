@@ -131,8 +131,9 @@ def mosquitto_conf(template: str, port: int, folder: Path) -> str:
 
 
 @contextlib.asynccontextmanager
-async def own_mosquitto(binary: str, data_dir: Path) -> AsyncIterator[str]:
-    """A Mosquitto for this run alone, configured as deploy/mosquitto.conf; its URL.
+async def own_mosquitto(binary: str, data_dir: Path, *, extra_conf: str = "") -> AsyncIterator[str]:
+    """A Mosquitto for this run alone, configured as deploy/mosquitto.conf (plus `extra_conf`,
+    for the listener: TLS files, say); its URL (mqtt://, whatever the listener speaks).
 
     The shared broker keeps Mosquitto's defaults, which drop what is queued for a subscriber
     beyond 1,000 messages: the MQTT phase had to keep its closed loop under that, and measured
@@ -142,7 +143,7 @@ async def own_mosquitto(binary: str, data_dir: Path) -> AsyncIterator[str]:
     folder.mkdir(parents=True, exist_ok=True)
     port = cluster.free_port_block(1)
     conf = folder / "mosquitto.conf"
-    conf.write_text(mosquitto_conf(DEPLOY_MOSQUITTO_CONF.read_text(), port, folder))
+    conf.write_text(mosquitto_conf(DEPLOY_MOSQUITTO_CONF.read_text(), port, folder) + extra_conf)
     log = (folder / "mosquitto.log").open("wb")
     process = await asyncio.create_subprocess_exec(
         binary, "-c", str(conf), stdout=log, stderr=asyncio.subprocess.STDOUT
