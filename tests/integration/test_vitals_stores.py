@@ -670,3 +670,56 @@ async def test_a_relay_far_behind_reads_the_table_until_it_catches_up(db: Databa
     table = await intake_store.SqlTelemetryOutbox(db).pending(after_seq=0, limit=100)
     assert _same(handed) == _same(table)
     assert len(table) == 8
+
+
+async def test_rows_a_bulk_insert_stores_read_back_as_core_stores_them(db: Database) -> None:
+    # on SQLite the vitals insert passes its values through the column types' processors and
+    # runs the driver's executemany; what it stores must be what SQLAlchemy Core stores (the
+    # same text on disk: queries bind their values Core's way) and conflicts must be told
+    from sqlalchemy import insert, select, text
+
+    from healthflow.storage.bulk_insert import BulkInsert
+
+    patient, alert = uuid4(), uuid4()
+
+    def row(n: int, device: str) -> tuple[Any, ...]:
+        at = T0 + timedelta(seconds=n, microseconds=123_456)
+        return (str(uuid4()), patient, device, at, '{"spo2":97}', None, alert, "raised", at)
+
+    bulk = BulkInsert(schema.vitals, skip_conflicts=True)
+    columns = bulk.columns
+    async with db.writer.begin() as conn:
+        ours = [row(n, "bulk") for n in range(3)]
+        assert await bulk.run(conn, ours) == 3
+        core = [dict(zip(columns, row(n, "core"), strict=True)) for n in range(3)]
+        await conn.execute(insert(schema.vitals), core)
+        # two repeats of (device, ts) among five: three new
+        again = [row(n, "bulk") for n in range(1, 6)]
+        assert await bulk.run(conn, again) == 3
+        assert await bulk.run(conn, []) == 0
+    async with db.reader.connect() as conn:
+        found = (
+            await conn.execute(
+                select(schema.vitals)
+                .where(schema.vitals.c.patient_id == patient, schema.vitals.c.alert_id == alert)
+                .order_by(schema.vitals.c.device_id, schema.vitals.c.ts)
+            )
+        ).all()
+        if db.backend == "sqlite":  # the stored text itself, of the columns it converts
+            raw = (
+                await conn.execute(
+                    text(
+                        "SELECT device_id, patient_id, ts, alert_id, received_at FROM vitals"
+                        " ORDER BY device_id, ts"
+                    )
+                )
+            ).all()
+            assert [r[1:] for r in raw if r[0] == "bulk"][:3] == [
+                r[1:] for r in raw if r[0] == "core"
+            ]
+    stored = [r for r in found if r.device_id == "bulk"]
+    assert [r.ts for r in stored] == [
+        T0 + timedelta(seconds=n, microseconds=123_456) for n in range(6)
+    ]
+    assert all(r.received_at == r.ts and r.alert_change == "raised" for r in stored)
+    assert [r.ts for r in found if r.device_id == "core"] == [r.ts for r in stored[:3]]

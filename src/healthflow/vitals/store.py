@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from healthflow.ports import Check
+from healthflow.storage.bulk_insert import BulkInsert
 from healthflow.storage.engine import Database, UtcDateTime
 from healthflow.vitals import metrics
 from healthflow.vitals.alerts import Alert, AlertChange, AlertChanged, AlertStatus, Severity
@@ -136,19 +137,20 @@ def _alert_row(alert: Alert) -> dict[str, Any]:
     }
 
 
-def _reading_row(recorded: RecordedReading, outcome: Outcome) -> dict[str, Any]:
-    return {
-        "id": recorded.reading_id,
-        "patient_id": recorded.patient_id,
-        "device_id": recorded.device_id,
-        "ts": recorded.reading.ts,
-        "measurements": orjson.dumps(recorded.reading.measurements()).decode(),
+def _reading_row(recorded: RecordedReading, outcome: Outcome) -> tuple[Any, ...]:
+    """The `vitals` row of a reading, in the table's column order (`_insert_reading`)."""
+    return (
+        recorded.reading_id,
+        recorded.patient_id,
+        recorded.device_id,
+        recorded.reading.ts,
+        orjson.dumps(recorded.reading.measurements()).decode(),
         # the dataclass as orjson writes it is `Assessment.to_dict()`'s JSON (see _state_to_json)
-        "assessment": orjson.dumps(outcome.assessment).decode() if outcome.assessment else None,
-        "alert_id": outcome.alert.id if outcome.alert else None,
-        "alert_change": outcome.change.value if outcome.change else None,
-        "received_at": recorded.received_at,
-    }
+        orjson.dumps(outcome.assessment).decode() if outcome.assessment else None,
+        outcome.alert.id if outcome.alert else None,
+        outcome.change.value if outcome.change else None,
+        recorded.received_at,
+    )
 
 
 class _StoredBefore(Exception):
@@ -208,9 +210,7 @@ class SqlVitalsStore:
         self._remembered_states = remembered_states
         dialect_insert = _dialect_insert(db)
         # built once, bound per call: SQLAlchemy compiles each statement once, not per reading
-        self._insert_reading = (
-            dialect_insert(vitals).on_conflict_do_nothing().returning(vitals.c.id)
-        )
+        self._insert_reading = BulkInsert(vitals, skip_conflicts=True)
         self._state_if_missing = dialect_insert(patient_vitals).on_conflict_do_nothing()
         upsert = dialect_insert(patient_vitals)
         self._upsert_state = upsert.on_conflict_do_update(
@@ -275,10 +275,10 @@ class SqlVitalsStore:
                     fresh.append(r)
             outcomes = await self._decide_all(conn, fresh, decide, wards)
             if fresh:
-                inserted = await conn.execute(
-                    self._insert_reading, [_reading_row(r, outcomes[r.reading_id]) for r in fresh]
+                inserted = await self._insert_reading.run(
+                    conn, [_reading_row(r, outcomes[r.reading_id]) for r in fresh]
                 )
-                if len(inserted.scalars().all()) != len(fresh):
+                if inserted != len(fresh):
                     # undo all: stored before (look them up), or by another writer meanwhile
                     # (the worker's retry sees them)
                     if look_up_repeats:
