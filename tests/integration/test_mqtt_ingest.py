@@ -81,6 +81,26 @@ async def publish(settings: Settings, device_id: str, payload: bytes | dict[str,
         await c.publish(topic, body, qos=1)
 
 
+async def publish_seconds(settings: Settings, key: str, count: int) -> None:
+    """`count` normal readings of monitor mon-1, one a second from `at(0)`, over one connection."""
+    topic = f"{settings.mqtt_topic_prefix}devices/mon-1/messages/events/"
+    async with aiomqtt.Client(*BROKER, identifier=f"hf-test-series-{uuid.uuid4().hex[:8]}") as c:
+        for second in range(count):
+            body = {"device_key": key, "ts": at(second), **NORMAL}
+            await c.publish(topic, orjson.dumps(body), qos=1)
+
+
+async def stored_whole_within_the_queue_bound(
+    app: FastAPI, client: httpx.AsyncClient, patient_id: str, count: int, *, queue: int
+) -> None:
+    """All `count` readings stored in order, the subscriber never holding more than one batch
+    being stored and a full queue behind it."""
+    stored = await wait_for_vitals(client, patient_id, count)
+    assert [s["ts"][:19] for s in stored] == [at(i)[:19] for i in range(count)]
+    held = (await app.state.platform.telemetry.mqtt.check()).detail["most_unacknowledged"]
+    assert held <= 2 * queue + 1
+
+
 async def test_a_reading_published_over_mqtt_is_stored_and_scored(
     mqtt_settings: Settings, forget_session: None
 ) -> None:
@@ -153,16 +173,8 @@ async def test_a_burst_larger_than_the_subscribers_queue_is_stored_whole_while_s
             return list(await accept_many(*args))
 
         intake.accept_many = slow
-        topic = f"{settings.mqtt_topic_prefix}devices/mon-1/messages/events/"
-        async with aiomqtt.Client(*BROKER, identifier=f"hf-test-flood-{uuid.uuid4().hex[:8]}") as c:
-            for second in range(60):
-                body = {"device_key": key, "ts": at(second), **NORMAL}
-                await c.publish(topic, orjson.dumps(body), qos=1)
-        stored = await wait_for_vitals(client, patient_id, 60)
-        assert [s["ts"][:19] for s in stored] == [at(i)[:19] for i in range(60)]
-        # one batch being stored and a full queue behind it, never the whole burst
-        held = (await app.state.platform.telemetry.mqtt.check()).detail["most_unacknowledged"]
-        assert held <= 2 * 8 + 1
+        await publish_seconds(settings, key, 60)
+        await stored_whole_within_the_queue_bound(app, client, patient_id, 60, queue=8)
 
 
 async def test_deterioration_over_mqtt_gives_one_critical_alert_and_recovery_resolves_it(
@@ -220,16 +232,9 @@ async def test_a_backlog_read_in_one_go_is_stored_whole_through_a_small_queue(
     settings = mqtt_settings.model_copy(update={"worker_queue_size": 4})
     async with running(settings) as (_, client):
         patient_id, key = await admit_with_device(client)
-    topic = f"{settings.mqtt_topic_prefix}devices/mon-1/messages/events/"
-    async with aiomqtt.Client(*BROKER, identifier=f"hf-test-backlog-{uuid.uuid4().hex[:8]}") as c:
-        for second in range(30):
-            body = {"device_key": key, "ts": at(second), **NORMAL}
-            await c.publish(topic, orjson.dumps(body), qos=1)
+    await publish_seconds(settings, key, 30)
     async with running(settings) as (app, client):
-        stored = await wait_for_vitals(client, patient_id, 30)
-        assert [s["ts"][:19] for s in stored] == [at(i)[:19] for i in range(30)]
-        held = (await app.state.platform.telemetry.mqtt.check()).detail["most_unacknowledged"]
-        assert held <= 2 * 4 + 1
+        await stored_whole_within_the_queue_bound(app, client, patient_id, 30, queue=4)
 
 
 class FlakyLink:

@@ -9,7 +9,7 @@ On SQLite a row here is a tuple in the table's column order; each value goes thr
 bind processor of its column's type, the one Core would have called (so the stored text is
 the type's own conversion, not a copy of it), and the driver's `executemany` runs a `?`
 statement in one trip. Rows skipped as conflicts are told by the driver's count of changes.
-PostgreSQL keeps Core's statement, which asyncpg runs as one prepared statement.
+PostgreSQL keeps Core's statement, RETURNING the inserted rows.
 """
 
 from __future__ import annotations
