@@ -52,6 +52,22 @@ async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:
     assert 'route="/health"' in response.text
 
 
+async def test_metrics_can_be_asked_for_by_sample_name(client: httpx.AsyncClient) -> None:
+    # Prometheus's `name[]` filter: a poller asking for two samples gets those families alone
+    await client.get("/health")
+    names = ["healthflow_http_requests_total", "python_gc_collections_total"]
+    text = (await client.get("/metrics", params={"name[]": names})).text
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert families == {"healthflow_http_requests_total", "python_gc_collections_total"}
+    assert 'route="/health"' in text
+    # the same collector's other samples, not asked for, are left out
+    assert "python_gc_objects_collected_total" not in text
+    unknown = await client.get("/metrics", params={"name[]": "no_such_metric"})
+    assert unknown.status_code == 200 and unknown.text == ""
+    everything = (await client.get("/metrics")).text
+    assert everything.count("# TYPE") > 10 * len(families)
+
+
 async def test_readiness_is_503_not_500_when_the_outbox_cannot_be_read(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:

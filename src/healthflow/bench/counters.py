@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -29,6 +30,16 @@ BATCHES: dict[str, tuple[str, dict[str, str]]] = {
     "intake": ("healthflow_group_commit_size", {"store": "telemetry.intake"}),
     "worker": ("healthflow_worker_batch_size", {"pool": "vitals"}),
 }
+
+
+# the samples `parse` reads: `read` asks the server for these alone (`/metrics?name[]=`), as
+# the closed loops poll four times a second and a full scrape cost the server ~3 % of its CPU
+COUNTED = (
+    ACCEPTED,
+    "healthflow_telemetry_refused_total",
+    *PROCESSED,
+    *(f"{name}_{part}" for name, _ in BATCHES.values() for part in ("sum", "count")),
+)
 
 
 @dataclass(frozen=True)
@@ -109,15 +120,19 @@ class Scraper:
     http: httpx.AsyncClient
     urls: tuple[str, ...]
 
-    async def text(self) -> str:
-        responses = await asyncio.gather(*(self.http.get(f"{url}/metrics") for url in self.urls))
+    async def text(self, names: Sequence[str] = ()) -> str:
+        """The metrics text, or only the samples `names` (all when empty)."""
+        params = {"name[]": list(names)}
+        responses = await asyncio.gather(
+            *(self.http.get(f"{url}/metrics", params=params) for url in self.urls)
+        )
         for response in responses:
             response.raise_for_status()
         return "\n".join(response.text for response in responses)
 
 
 async def read(metrics: Scraper) -> Counters:
-    return parse(await metrics.text())
+    return parse(await metrics.text(COUNTED))
 
 
 @dataclass(frozen=True)

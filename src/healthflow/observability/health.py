@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from healthflow.ports import Check, Clock, Outbox
 
@@ -80,5 +80,10 @@ async def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    """Every metric, or only the samples named by `name[]` (Prometheus's own filter, as
+    prometheus_client's exporters read it): only their collectors are asked, so a poller that
+    wants two counters does not pay for rendering every route's histogram."""
+    names = request.query_params.getlist("name[]")
+    registry = REGISTRY.restricted_registry(names) if names else REGISTRY
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
