@@ -37,7 +37,7 @@ pytestmark = [
 
 
 def _certificate(
-    subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None = None, **kw: object
+    subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None = None
 ) -> x509.CertificateBuilder:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     now = dt.datetime.now(dt.UTC)
