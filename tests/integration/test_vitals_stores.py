@@ -723,3 +723,37 @@ async def test_rows_a_bulk_insert_stores_read_back_as_core_stores_them(db: Datab
     ]
     assert all(r.received_at == r.ts and r.alert_change == "raised" for r in stored)
     assert [r.ts for r in found if r.device_id == "core"] == [r.ts for r in stored[:3]]
+
+
+async def test_a_bulk_insert_returning_answers_for_the_new_rows_of_every_page(db: Database) -> None:
+    # the telemetry intake's insert: it must learn the sequence number of every reading it
+    # stored, and only of those, however many pages of rows a commit writes on SQLite
+    from sqlalchemy import select
+
+    from healthflow.storage.bulk_insert import PAGE_ROWS, BulkInsert
+
+    outbox = intake_store.telemetry_outbox
+    bulk = BulkInsert(
+        outbox,
+        skip_conflicts=True,
+        columns=("event_id", "device_id", "ts", "payload", "created_at"),
+        returning=("event_id", "seq"),
+    )
+
+    def row(n: int) -> tuple[Any, ...]:
+        return (f"reading-{n}", "monitor-1", T0 + timedelta(seconds=n), "{}", T0)
+
+    total = PAGE_ROWS + PAGE_ROWS // 2  # a full page and part of another
+    async with db.writer.begin() as conn:
+        first = await bulk.run_returning(conn, [row(n) for n in range(total)])
+        # the last 100 again, with 100 new: only the new come back
+        again = await bulk.run_returning(conn, [row(n) for n in range(total - 100, total + 100)])
+        assert await bulk.run_returning(conn, []) == []
+    assert sorted(event_id for event_id, _ in first) == sorted(f"reading-{n}" for n in range(total))
+    assert sorted(event_id for event_id, _ in again) == sorted(
+        f"reading-{n}" for n in range(total, total + 100)
+    )
+    async with db.reader.connect() as conn:
+        stored = dict((await conn.execute(select(outbox.c.event_id, outbox.c.seq))).all())
+    assert stored == dict(first + again)
+    assert len(set(stored.values())) == total + 100

@@ -31,6 +31,11 @@ class CloudEvent:
     data: dict[str, Any] = field(default_factory=dict)
     datacontenttype: str = JSON
     specversion: str = SPEC_VERSION
+    # the object `data` was made from, for a consumer in the producer's process: the in-process
+    # bus hands this very event over, and decoding `data` back into what it was made from cost
+    # the vitals worker a twentieth of its time (BENCHMARKS.md, session 14). Never serialized,
+    # not compared; None for an event read from bytes
+    origin: Any = field(default=None, compare=False, repr=False)
 
     @property
     def partition_key(self) -> str:

@@ -74,6 +74,7 @@ def vital_signs_recorded(recorded: RecordedReading) -> CloudEvent:
         time=recorded.received_at,
         subject=str(recorded.patient_id),
         data=data,
+        origin=recorded,
     )
 
 
@@ -84,6 +85,8 @@ def _patient_id(text: str) -> UUID:
 
 
 def recorded_from_event(event: CloudEvent) -> RecordedReading:
+    if isinstance(event.origin, RecordedReading):  # made in this process: `data` came from it
+        return event.origin
     return RecordedReading(
         reading_id=event.id,
         device_id=str(event.data["device_id"]),

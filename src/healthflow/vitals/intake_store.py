@@ -33,12 +33,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from healthflow.messaging.events import CloudEvent
 from healthflow.messaging.outbox import CommittedCopy
 from healthflow.ports import OutboxEntry, OutboxStats
+from healthflow.storage.bulk_insert import BulkInsert
 from healthflow.storage.engine import Database, UtcDateTime
 from healthflow.storage.group_commit import GroupCommit
 from healthflow.storage.group_read import GroupRead
@@ -87,10 +87,6 @@ quarantine = Table(
     Column("payload", Text, nullable=False),
     Column("received_at", UtcDateTime, nullable=False),
 )
-
-
-def _dialect_insert(db: Database) -> Any:
-    return postgresql.insert if db.backend == "postgresql" else sqlite.insert
 
 
 def _device(row: Any) -> Device:
@@ -209,10 +205,13 @@ class SqlTelemetryIntake:
             .subquery()
         )
         self._count_backlog = select(func.count()).select_from(unpublished)
-        self._insert_reading = (
-            _dialect_insert(db)(telemetry_outbox)
-            .on_conflict_do_nothing()
-            .returning(telemetry_outbox.c.seq, telemetry_outbox.c.event_id)
+        # a reading stored before (same device and instant) is skipped by the insert itself,
+        # so one statement both stores the new ones and tells the repeats
+        self._insert_reading = BulkInsert(
+            telemetry_outbox,
+            skip_conflicts=True,
+            columns=("event_id", "device_id", "ts", "payload", "created_at"),
+            returning=("event_id", "seq"),
         )
         self._on_commit = on_commit
 
@@ -229,22 +228,11 @@ class SqlTelemetryIntake:
         async with self._db.writer.begin() as conn:
             stored: dict[str, int] = {}  # event id -> seq of the readings this commit stores
             if accepted:
-                # a reading stored before (same device and instant) is skipped by the insert
-                # itself, so one statement both stores the new ones and tells the repeats
-                result = await conn.execute(
-                    self._insert_reading,
-                    [
-                        {
-                            "event_id": event.id,
-                            "device_id": r.device_id,
-                            "ts": r.reading.ts,
-                            "payload": event.to_json().decode(),
-                            "created_at": r.received_at,
-                        }
-                        for r, event in zip(accepted, events, strict=True)
-                    ],
-                )
-                stored = {row.event_id: row.seq for row in result}
+                rows = [
+                    (event.id, r.device_id, r.reading.ts, event.to_json().decode(), r.received_at)
+                    for r, event in zip(accepted, events, strict=True)
+                ]
+                stored = dict(await self._insert_reading.run_returning(conn, rows))
             if quarantined:
                 await conn.execute(
                     insert(quarantine),

@@ -1,13 +1,23 @@
-"""Physiological ranges, device naming rules and device keys."""
+"""Physiological ranges, device naming rules, device keys, and a reading's way onto the bus."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import pytest
 
+from healthflow.messaging.events import CloudEvent
 from healthflow.vitals import keys
-from healthflow.vitals.domain import DeviceInvalid, Reading, check_device, check_reading
+from healthflow.vitals.domain import (
+    Consciousness,
+    DeviceInvalid,
+    Reading,
+    check_device,
+    check_reading,
+)
+from healthflow.vitals.events import RecordedReading, recorded_from_event, vital_signs_recorded
+from healthflow.vitals.schemas import parse_readings_json
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -96,3 +106,32 @@ def test_nothing_verifies_against_a_missing_or_broken_hash(stored: str | None) -
 def test_keys_carry_256_random_bits() -> None:
     assert len(keys.new_key()) == 43
     assert keys.new_key() != keys.new_key()
+
+
+def test_a_reading_sent_with_any_offset_is_the_same_instant_in_utc() -> None:
+    body = b'{"readings": [{"ts": "2026-11-25T11:00:00.5+02:00", "heart_rate": 70},'
+    body += b' {"ts": "2026-11-25T09:00:00.5Z", "heart_rate": 71}]}'
+    first, second = parse_readings_json(body)
+    assert first.ts == second.ts == NOW + timedelta(milliseconds=500)
+    assert first.ts.tzinfo is UTC and second.ts.tzinfo is UTC
+
+
+def test_a_recorded_reading_comes_back_whole_from_its_event_here_and_through_bytes() -> None:
+    reading = Reading(
+        ts=NOW,
+        heart_rate=120.0,
+        spo2=91.0,
+        temperature=38.4,
+        consciousness=Consciousness.CONFUSION,
+        on_oxygen=True,
+        spo2_scale=2,
+    )
+    recorded = RecordedReading("r-1", "mon-1", uuid4(), reading, NOW, "W1")
+    event = vital_signs_recorded(recorded)
+    # in this process the consumer takes the reading the event was made from
+    assert recorded_from_event(event) is recorded
+    # from another process (the bytes a broker carried) it is decoded from the data
+    travelled = CloudEvent.from_json(event.to_json())
+    assert travelled.origin is None
+    assert travelled == event
+    assert recorded_from_event(travelled) == recorded
