@@ -52,22 +52,19 @@ class BulkInsert:
         if skip_conflicts:
             on_sqlite = on_sqlite.on_conflict_do_nothing()
             on_postgres = on_postgres.on_conflict_do_nothing()
-        if returning:
-            on_sqlite = on_sqlite.returning(*(table.c[name] for name in returning))
+        back = [table.c[name] for name in returning]
         # SQLAlchemy renders the SQLite text, `?` placeholders in `columns` order; a page of
         # rows repeats its VALUES row
-        compiled = on_sqlite.compile(dialect=aiosqlite.dialect())
+        compiled = (on_sqlite.returning(*back) if back else on_sqlite).compile(
+            dialect=aiosqlite.dialect()
+        )
         if tuple(compiled.positiontup or ()) != self.columns:
             raise ValueError(f"{table.name}: the insert's parameters are not its columns in order")
         self._row = "(" + ", ".join("?" * len(self.columns)) + ")"
         self._head, self._tail = str(compiled).split(f" VALUES {self._row}")
         self._pages: dict[int, str] = {}  # rows in a page -> its statement
-        on_postgres = postgresql.insert(table)
-        if skip_conflicts:
-            on_postgres = on_postgres.on_conflict_do_nothing()
         # PostgreSQL's count of the inserted: the rows RETURNING gives back
-        back = [table.c[name] for name in returning] or table.primary_key.columns.values()[:1]
-        self._core = on_postgres.returning(*back)
+        self._core = on_postgres.returning(*(back or table.primary_key.columns.values()[:1]))
         self._convert: list[tuple[int, Callable[[Any], Any]]] | None = None
 
     async def run(self, conn: AsyncConnection, rows: Sequence[Sequence[Any]]) -> int:
