@@ -14,10 +14,8 @@ import random
 import time
 from collections.abc import Sequence
 from contextvars import ContextVar
-from typing import Any
 
 import structlog
-from prometheus_client.metrics import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from healthflow.http import BodyTooLarge, problem, route_template
@@ -44,28 +42,6 @@ _ALWAYS = (
     (b"referrer-policy", b"no-referrer"),
 )
 _NO_STORE = (b"cache-control", b"no-store")
-# (method, route, status) label sets seen; past this many, children are looked up each time
-# (a client can make up methods, so the key space is not bounded by the route table)
-_MAX_LABEL_SETS = 4096
-
-
-class _Children:
-    """Prometheus children by label values: `.labels()` hashes and locks on every call, a dict
-    lookup does not."""
-
-    def __init__(self, metric: Counter | Histogram) -> None:
-        self._metric = metric
-        self._known: dict[tuple[str, ...], Any] = {}
-
-    def get(self, *values: str) -> Any:
-        child = self._known.get(values)
-        if child is None:
-            child = self._metric.labels(*values)
-            if len(self._known) < _MAX_LABEL_SETS:
-                self._known[values] = child
-        return child
-
-
 def security_headers(
     connect_origins: Sequence[str] = (),
 ) -> tuple[tuple[tuple[bytes, bytes], ...], ...]:
@@ -97,8 +73,8 @@ class HttpEdge:
         self.timeout_s = timeout_s
         self.max_body_bytes = max_body_bytes
         self._docs, self._api, self._other = security_headers(connect_origins)
-        self._requests = _Children(metrics.HTTP_REQUESTS)
-        self._seconds = _Children(metrics.HTTP_SECONDS)
+        self._requests = metrics.Children(metrics.HTTP_REQUESTS)
+        self._seconds = metrics.Children(metrics.HTTP_SECONDS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

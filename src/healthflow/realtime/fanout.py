@@ -208,6 +208,7 @@ class Fanout:
         self.max_clients = max_clients
         self._connections: set[Connection] = set()
         self._index: dict[str, set[Connection]] = {}
+        self._delivered = metrics.Children(metrics.HUB_MESSAGES)  # by message type
 
     @property
     def clients(self) -> int:
@@ -290,7 +291,7 @@ class Fanout:
             return
         self.head = message.seq
         self._ring.append(message)
-        metrics.HUB_MESSAGES.labels(type=message.type).inc()
+        self._delivered.get(message.type).inc()
         too_slow: list[Connection] = []
         seq = message.seq
         for topic in message.topics:

@@ -43,6 +43,7 @@ class GroupCommit(Generic[T, R]):
         self._write_batch = write_batch
         self._write_one = write_one
         self._batches = Batcher[T, R](name, handle=self._commit, max_batch=max_batch)
+        self._sizes = metrics.GROUP_COMMIT_SIZE.labels(store=name)
 
     async def submit(self, item: T) -> R:
         """Commit `item` (with whatever else is waiting); its result, or what its write raised."""
@@ -54,7 +55,7 @@ class GroupCommit(Generic[T, R]):
         return await self._batches.submit_many(items)
 
     async def _commit(self, batch: Batch[T, R]) -> None:
-        metrics.GROUP_COMMIT_SIZE.labels(store=self.name).observe(len(batch))
+        self._sizes.observe(len(batch))
         if len(batch) > 1:
             try:
                 results = await self._write_batch([item for item, _ in batch])

@@ -6,6 +6,7 @@ Plain Python: no I/O, no framework, time passed in.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -125,8 +126,13 @@ class Reading:
     spo2_scale: int | None = None
 
     def measurements(self) -> dict[str, float | str | bool]:
-        """The parameters present in this reading (ts and spo2_scale excluded)."""
-        # called several times per reading on the hot path: one comprehension, no per-field test
+        """The parameters present in this reading (ts and spo2_scale excluded), a new dict."""
+        # asked for four times a reading on the hot path (its event, its score, its row, its
+        # live push): worked out once, then copied, which costs a tenth as much
+        return dict(self._measured)
+
+    @functools.cached_property
+    def _measured(self) -> dict[str, float | str | bool]:
         out: dict[str, float | str | bool] = {
             name: value for name in MEASUREMENTS if (value := getattr(self, name)) is not None
         }
@@ -180,7 +186,7 @@ def check_reading(reading: Reading, *, now: datetime) -> list[ReadingProblem]:
         problems.append(
             ReadingProblem("ts", "in_future", f"{reading.ts.isoformat()} is ahead of the server")
         )
-    if all(getattr(reading, name) is None for name in MEASUREMENTS):
+    if not reading._measured:
         problems.append(ReadingProblem("reading", "empty", "carries no measurement"))
     return problems
 
