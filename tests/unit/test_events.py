@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import dataclasses
+from datetime import UTC, date, datetime, timedelta, timezone
 from uuid import uuid4
 
+import orjson
 import pytest
 
 from healthflow.ids import uuid7
-from healthflow.messaging.events import CloudEvent, MalformedEvent
+from healthflow.messaging.events import CloudEvent, MalformedEvent, batch_to_json
 from healthflow.patients import events
 from healthflow.patients.domain import NewPatient, Patient, Sex, Status
 
@@ -52,6 +54,25 @@ def test_a_move_into_critical_is_a_patient_critical_event() -> None:
 def test_cloudevent_round_trips_through_json() -> None:
     event = events.created(a_patient())
     assert CloudEvent.from_json(event.to_json()) == event
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        NOW,
+        datetime(2026, 11, 25, 9, 0, 0, 5, tzinfo=UTC),
+        datetime(2026, 11, 25, 9, 0, 0, 123456, tzinfo=UTC),
+        datetime(2026, 11, 25, 14, 30, 0, 250000, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        datetime(2026, 11, 25, 4, 0, tzinfo=timezone(timedelta(hours=-5))),
+    ],
+)
+def test_an_event_s_json_and_its_dict_write_its_time_alike(time: datetime) -> None:
+    # the JSON is written with the datetime itself (orjson), the dict with isoformat(): a
+    # consumer reading either must find the same text
+    event = dataclasses.replace(events.created(a_patient()), time=time)
+    assert orjson.loads(event.to_json()) == event.to_dict()
+    assert orjson.loads(batch_to_json([event, event])) == [event.to_dict()] * 2
+    assert event.to_dict()["time"] == time.isoformat()
 
 
 @pytest.mark.parametrize(

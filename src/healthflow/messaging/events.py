@@ -43,20 +43,25 @@ class CloudEvent:
         return self.subject
 
     def to_dict(self) -> dict[str, Any]:
+        return {**self._wire(), "time": self.time.isoformat()}
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self._wire())
+
+    def _wire(self) -> dict[str, Any]:
+        # `time` as the datetime itself: orjson writes it as `isoformat()` does, in a fifth of
+        # the time (every reading's event is written once)
         return {
             "specversion": self.specversion,
             "id": self.id,
             "source": self.source,
             "type": self.type,
-            "time": self.time.isoformat(),
+            "time": self.time,
             "subject": self.subject,
             "datacontenttype": self.datacontenttype,
             "partitionkey": self.partition_key,
             "data": self.data,
         }
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CloudEvent:
@@ -93,7 +98,7 @@ class CloudEvent:
 
 def batch_to_json(events: Sequence[CloudEvent]) -> bytes:
     """Events in the CloudEvents JSON batch format: a JSON array of structured events."""
-    return orjson.dumps([e.to_dict() for e in events])
+    return orjson.dumps([e._wire() for e in events])
 
 
 def batch_from_json(payload: bytes | str) -> list[CloudEvent]:

@@ -60,9 +60,10 @@ class RecordedReading:
 
 
 def vital_signs_recorded(recorded: RecordedReading) -> CloudEvent:
+    patient_id = str(recorded.patient_id)
     data: dict[str, Any] = {
         "device_id": recorded.device_id,
-        "patient_id": str(recorded.patient_id),
+        "patient_id": patient_id,
         "reading": reading_to_dict(recorded.reading),
     }
     if recorded.ward is not None:
@@ -72,7 +73,7 @@ def vital_signs_recorded(recorded: RecordedReading) -> CloudEvent:
         source=f"{SOURCE}/{recorded.device_id}",
         type=VITAL_SIGNS_RECORDED,
         time=recorded.received_at,
-        subject=str(recorded.patient_id),
+        subject=patient_id,
         data=data,
         origin=recorded,
     )
