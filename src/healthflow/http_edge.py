@@ -42,6 +42,8 @@ _ALWAYS = (
     (b"referrer-policy", b"no-referrer"),
 )
 _NO_STORE = (b"cache-control", b"no-store")
+
+
 def security_headers(
     connect_origins: Sequence[str] = (),
 ) -> tuple[tuple[tuple[bytes, bytes], ...], ...]:

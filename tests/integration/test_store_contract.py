@@ -226,6 +226,46 @@ async def test_published_outbox_rows_leave_the_pending_list(db: Database) -> Non
     assert stats.oldest_created_at == pending[1].created_at
 
 
+async def test_both_outboxes_mark_exactly_the_rows_they_are_given_in_any_order(
+    db: Database,
+) -> None:
+    # a relay marks its batch by runs of consecutive numbers: a gap or an order other than
+    # the table's must neither mark a row it was not given nor leave one it was
+    store, outbox = (
+        SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db)),
+        SqlOutbox(db, cipher=CIPHER),
+    )
+    for n in range(10):
+        patient = admitted(f"MRN-R{n}", at=T0 + timedelta(seconds=n))
+        await store.add(patient, [patient_events.created(patient)])
+    intake = intake_store.SqlTelemetryIntake(db)
+    patient_id = uuid4()
+    await intake.accept(
+        [
+            RecordedReading(
+                str(uuid4()),
+                "mon-r",
+                patient_id,
+                Reading(ts=T0 + timedelta(seconds=n), heart_rate=70.0),
+                T0,
+            )
+            for n in range(10)
+        ],
+        [],
+    )
+    readings = intake_store.SqlTelemetryOutbox(db)
+    for relayed in (outbox, readings):
+        seqs = [e.seq for e in await relayed.pending(after_seq=0, limit=100)]
+        assert len(seqs) == 10
+        chosen = [seqs[k] for k in (8, 9, 0, 1, 2, 4, 7)]  # three runs, given out of order
+
+        await relayed.mark_published(chosen, T0 + timedelta(minutes=1))
+
+        left = [e.seq for e in await relayed.pending(after_seq=0, limit=100)]
+        assert left == [seqs[k] for k in (3, 5, 6)]
+        assert (await relayed.stats()).pending == 3
+
+
 async def test_concurrent_saves_of_one_patient_let_exactly_one_win(db: Database) -> None:
     store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
     patient = admitted("MRN-C")

@@ -34,6 +34,7 @@ from healthflow.patients.domain import MrnTaken, Patient, PatientChanged, Sex, S
 from healthflow.ports import Check, OutboxEntry, OutboxStats
 from healthflow.security.audit import Actor, AuditEntry, SqlAuditTrail, current_actor
 from healthflow.security.crypto import FieldCipher
+from healthflow.storage import outbox_rows
 from healthflow.storage.engine import Database, UtcDateTime
 from healthflow.storage.group_commit import GroupCommit
 
@@ -93,6 +94,7 @@ patient_events = Table(
 
 
 _INSERT_EVENT = insert(patient_events).returning(patient_events.c.seq, patient_events.c.id)
+_MARK_PUBLISHED = outbox_rows.mark_published_statement(patient_events)
 # per request (every audited read of a patient, the access guard's ward check): built once
 _PATIENT_BY_ID = select(patients).where(patients.c.id == bindparam("id"))
 _WARD_BY_ID = select(patients.c.ward).where(patients.c.id == bindparam("id"))
@@ -438,11 +440,7 @@ class SqlOutbox:
         if not seqs:
             return
         async with self._db.writer.begin() as conn:
-            await conn.execute(
-                update(patient_events)
-                .where(patient_events.c.seq.in_(list(seqs)))
-                .values(published_at=at)
-            )
+            await outbox_rows.mark_published(conn, _MARK_PUBLISHED, seqs, at)
 
     async def stats(self) -> OutboxStats:
         query = select(func.count(), func.min(patient_events.c.created_at)).where(

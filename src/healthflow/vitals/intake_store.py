@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from healthflow.messaging.events import CloudEvent
 from healthflow.messaging.outbox import CommittedCopy
 from healthflow.ports import OutboxEntry, OutboxStats
+from healthflow.storage import outbox_rows
 from healthflow.storage.bulk_insert import BulkInsert
 from healthflow.storage.engine import Database, UtcDateTime
 from healthflow.storage.group_commit import GroupCommit
@@ -102,11 +103,7 @@ _PENDING = (
     .order_by(telemetry_outbox.c.seq)
     .limit(bindparam("limit"))
 )
-_MARK_PUBLISHED = (
-    update(telemetry_outbox)
-    .where(telemetry_outbox.c.seq.in_(bindparam("seqs", expanding=True)))
-    .values(published_at=bindparam("at"))
-)
+_MARK_PUBLISHED = outbox_rows.mark_published_statement(telemetry_outbox)
 
 
 class SqlDeviceRegistry:
@@ -348,7 +345,7 @@ class SqlTelemetryOutbox:
         if not seqs:
             return
         async with self._db.writer.begin() as conn:
-            await conn.execute(_MARK_PUBLISHED, {"seqs": list(seqs), "at": at})
+            await outbox_rows.mark_published(conn, _MARK_PUBLISHED, seqs, at)
 
     async def stats(self) -> OutboxStats:
         t = telemetry_outbox
