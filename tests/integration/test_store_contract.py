@@ -206,14 +206,17 @@ async def test_pages_follow_registration_order_with_filters(db: Database) -> Non
     assert [p.mrn for p in icu] == ["MRN-P1", "MRN-P3"]
 
 
-async def test_published_outbox_rows_leave_the_pending_list(db: Database) -> None:
-    store, outbox = (
-        SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db)),
-        SqlOutbox(db, cipher=CIPHER),
-    )
-    for n in range(3):
+async def registered_outbox(db: Database, patients: int) -> SqlOutbox:
+    """The patient outbox after `patients` registrations, one event each."""
+    store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
+    for n in range(patients):
         patient = admitted(f"MRN-O{n}", at=T0 + timedelta(seconds=n))
         await store.add(patient, [patient_events.created(patient)])
+    return SqlOutbox(db, cipher=CIPHER)
+
+
+async def test_published_outbox_rows_leave_the_pending_list(db: Database) -> None:
+    outbox = await registered_outbox(db, 3)
     pending = await outbox.pending(after_seq=0, limit=10)
 
     await outbox.mark_published([pending[0].seq], T0 + timedelta(minutes=1))
@@ -231,13 +234,7 @@ async def test_both_outboxes_mark_exactly_the_rows_they_are_given_in_any_order(
 ) -> None:
     # a relay marks its batch by runs of consecutive numbers: a gap or an order other than
     # the table's must neither mark a row it was not given nor leave one it was
-    store, outbox = (
-        SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db)),
-        SqlOutbox(db, cipher=CIPHER),
-    )
-    for n in range(10):
-        patient = admitted(f"MRN-R{n}", at=T0 + timedelta(seconds=n))
-        await store.add(patient, [patient_events.created(patient)])
+    outbox = await registered_outbox(db, 10)
     intake = intake_store.SqlTelemetryIntake(db)
     patient_id = uuid4()
     await intake.accept(

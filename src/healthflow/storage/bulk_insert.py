@@ -68,7 +68,8 @@ class BulkInsert:
         self._convert: list[tuple[int, Callable[[Any], Any]]] | None = None
 
     async def run(self, conn: AsyncConnection, rows: Sequence[Sequence[Any]]) -> int:
-        """Insert `rows` (tuples in `columns` order) in one statement; how many were new."""
+        """Insert `rows` (tuples in `columns` order) in one statement; how many were new. For
+        an insert without `returning`."""
         if not rows:
             return 0
         if conn.dialect.name != "sqlite":
