@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import orjson
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import event
@@ -239,6 +240,40 @@ async def test_a_batch_has_exactly_the_effect_of_its_readings_one_by_one(db: Dat
     assert types.count("AlertRaised") == 1
     assert types.count("VitalsUpdated") == 1
     assert batch_hub.messages[-1][1]["reading"]["heart_rate"] == 72.0
+
+
+async def test_a_dashboard_receives_a_reading_and_its_news2_as_json_text(
+    db: Database, patient_id: UUID
+) -> None:
+    # the push hands orjson the reading's instant and the Assessment as they are: what a
+    # dashboard reads must be the reading's and the assessment's JSON dicts all the same
+    from healthflow.realtime.fanout import Fanout
+    from healthflow.realtime.hub import MemoryHub
+    from healthflow.vitals.events import reading_to_dict
+
+    hub = MemoryHub(
+        Fanout(replay_size=10, send_queue_size=10, max_clients=1), vitals_min_interval_s=0
+    )
+    dashboard = hub.fanout.connect()
+    assert dashboard is not None
+    hub.fanout.subscribe(dashboard, [f"patient:{patient_id}"])
+    monitor = VitalsMonitor(
+        schema.SqlVitalsStore(db), FakeWards(patient_id), hub, SteppingClock(T0)
+    )
+    sent = dataclasses.replace(
+        recorded(patient_id, 0, **CRITICAL),
+        reading=Reading(ts=T0 + timedelta(microseconds=250), spo2_scale=2, **CRITICAL),
+    )
+
+    [(outcome, _)] = await monitor.record_many([sent])
+
+    frames = [orjson.loads(frame) for _, frame in dashboard.take()]
+    [pushed] = [f["data"] for f in frames if f["type"] == "VitalsUpdated"]
+    assert outcome.assessment is not None
+    assert pushed["reading"] == reading_to_dict(sent.reading)
+    assert pushed["reading"]["ts"] == "2026-11-25T09:00:00.000250+00:00"
+    assert pushed["news2"] == outcome.assessment.to_dict()
+    assert pushed["patient_id"] == str(patient_id)
 
 
 async def test_a_batch_with_repeats_applies_each_reading_once(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 import string
@@ -111,7 +110,16 @@ def topics_for(type: str, data: Mapping[str, Any]) -> tuple[str, ...]:
     if ward_named is not None:
         topics.append(ward_named)
     patient_id = data.get("patient_id")
-    if patient_id is not None:
-        with contextlib.suppress(ValueError):
-            topics.append(PATIENT_PREFIX + str(UUID(str(patient_id))))
+    if patient_id is not None and (patient := _patient_topic(str(patient_id))) is not None:
+        topics.append(patient)
     return tuple(topics)
+
+
+@functools.lru_cache(maxsize=4096)
+def _patient_topic(patient_id: str) -> str | None:
+    # a patient's messages come in runs (every batch of readings pushes each patient's newest):
+    # parse and write back each id's canonical form once
+    try:
+        return PATIENT_PREFIX + str(UUID(patient_id))
+    except ValueError:
+        return None

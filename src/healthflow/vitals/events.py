@@ -20,7 +20,16 @@ ALERT_UPDATED = "AlertUpdated"
 
 
 def reading_to_dict(reading: Reading) -> dict[str, Any]:
-    out: dict[str, Any] = {"ts": reading.ts.isoformat(), **reading.measurements()}
+    """The reading as JSON values: its instant as ISO 8601 text."""
+    out = reading_for_orjson(reading)
+    out["ts"] = reading.ts.isoformat()
+    return out
+
+
+def reading_for_orjson(reading: Reading) -> dict[str, Any]:
+    """`reading_to_dict` with the instant as the datetime itself, for what orjson writes (it
+    writes the same text as `isoformat()`, in a fifth of the time): the live pushes."""
+    out: dict[str, Any] = {"ts": reading.ts, **reading.measurements()}
     if reading.spo2_scale is not None:
         out["spo2_scale"] = reading.spo2_scale
     return out
