@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -123,6 +123,11 @@ class Reading:
     consciousness: Consciousness | None = None
     on_oxygen: bool | None = None
     spo2_scale: int | None = None
+    # what `measurements` found, kept by its first call: a field (not in __init__, repr or
+    # comparisons) so every instance has the slot from the start
+    _measured_once: dict[str, float | str | bool] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def measurements(self) -> dict[str, float | str | bool]:
         """The parameters present in this reading (ts and spo2_scale excluded), a new dict."""
@@ -132,7 +137,7 @@ class Reading:
         # asked for four times a reading on the hot path (its event, its score, its row, its
         # live push): worked out once and kept on the instance (a copy costs a tenth as much).
         # Not functools.cached_property: on Python 3.11 it takes a lock on every first call
-        measured: dict[str, float | str | bool] | None = self.__dict__.get("_measured_once")
+        measured = self._measured_once
         if measured is None:
             measured = {
                 name: value for name in MEASUREMENTS if (value := getattr(self, name)) is not None
@@ -144,7 +149,9 @@ class Reading:
 
 
 # a reading's measured parameters, in field order (looked up per reading: kept as a constant)
-MEASUREMENTS = tuple(f.name for f in fields(Reading) if f.name not in ("ts", "spo2_scale"))
+MEASUREMENTS = tuple(
+    f.name for f in fields(Reading) if f.init and f.name not in ("ts", "spo2_scale")
+)
 
 
 @dataclass(frozen=True)
