@@ -153,7 +153,11 @@ class EventBus(Protocol):
 
 
 class Hub(Protocol):
-    """Live push to connected dashboards."""
+    """Live push to connected dashboards.
+
+    `data` is written as JSON by orjson, in every adapter: JSON values, or what orjson writes
+    itself (a datetime as its `isoformat()` text, a dataclass as its fields).
+    """
 
     async def broadcast(self, type: str, data: dict[str, Any], time: datetime) -> None: ...
 
