@@ -94,7 +94,7 @@ patient_events = Table(
 
 
 _INSERT_EVENT = insert(patient_events).returning(patient_events.c.seq, patient_events.c.id)
-_MARK_PUBLISHED = outbox_rows.mark_published_statement(patient_events)
+_PUBLISHED = outbox_rows.PublishedMarks(patient_events)
 # per request (every audited read of a patient, the access guard's ward check): built once
 _PATIENT_BY_ID = select(patients).where(patients.c.id == bindparam("id"))
 _WARD_BY_ID = select(patients.c.ward).where(patients.c.id == bindparam("id"))
@@ -440,7 +440,7 @@ class SqlOutbox:
         if not seqs:
             return
         async with self._db.writer.begin() as conn:
-            await outbox_rows.mark_published(conn, _MARK_PUBLISHED, seqs, at)
+            await _PUBLISHED.mark(conn, seqs, at)
 
     async def stats(self) -> OutboxStats:
         query = select(func.count(), func.min(patient_events.c.created_at)).where(

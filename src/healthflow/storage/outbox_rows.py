@@ -14,16 +14,25 @@ from datetime import datetime
 
 from sqlalchemy import Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import Update
 
 
-def mark_published_statement(table: Table) -> Update:
-    """`UPDATE table SET published_at = :at WHERE seq BETWEEN :first AND :last`."""
-    return (
-        update(table)
-        .where(table.c.seq.between(bindparam("first"), bindparam("last")))
-        .values(published_at=bindparam("at"))
-    )
+class PublishedMarks:
+    """Marks rows of an outbox table (`seq`, `published_at`) published, by runs."""
+
+    def __init__(self, table: Table) -> None:
+        # built once, bound per run
+        self._statement = (
+            update(table)
+            .where(table.c.seq.between(bindparam("first"), bindparam("last")))
+            .values(published_at=bindparam("at"))
+        )
+
+    async def mark(self, conn: AsyncConnection, seqs: Sequence[int], at: datetime) -> None:
+        """Mark exactly the rows `seqs` names as published `at`."""
+        await conn.execute(
+            self._statement,
+            [{"first": first, "last": last, "at": at} for first, last in runs(seqs)],
+        )
 
 
 def runs(seqs: Sequence[int]) -> list[tuple[int, int]]:
@@ -35,13 +44,3 @@ def runs(seqs: Sequence[int]) -> list[tuple[int, int]]:
         else:
             found.append([seq, seq])
     return [(first, last) for first, last in found]
-
-
-async def mark_published(
-    conn: AsyncConnection, statement: Update, seqs: Sequence[int], at: datetime
-) -> None:
-    """Mark exactly the rows `seqs` names as published `at` (`statement` from
-    `mark_published_statement`)."""
-    await conn.execute(
-        statement, [{"first": first, "last": last, "at": at} for first, last in runs(seqs)]
-    )

@@ -103,7 +103,7 @@ _PENDING = (
     .order_by(telemetry_outbox.c.seq)
     .limit(bindparam("limit"))
 )
-_MARK_PUBLISHED = outbox_rows.mark_published_statement(telemetry_outbox)
+_PUBLISHED = outbox_rows.PublishedMarks(telemetry_outbox)
 
 
 class SqlDeviceRegistry:
@@ -345,7 +345,7 @@ class SqlTelemetryOutbox:
         if not seqs:
             return
         async with self._db.writer.begin() as conn:
-            await outbox_rows.mark_published(conn, _MARK_PUBLISHED, seqs, at)
+            await _PUBLISHED.mark(conn, seqs, at)
 
     async def stats(self) -> OutboxStats:
         t = telemetry_outbox
