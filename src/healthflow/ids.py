@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from uuid import UUID
+
+from healthflow.randomness import token_bytes
 
 _MILLIS = (1 << 48) - 1
 # the 80 bits after the timestamp: version 7 in bits 76-79, the RFC 9562 variant in bits 62-63,
@@ -19,7 +20,7 @@ def _millis(at: datetime) -> int:
 
 def uuid7(at: datetime) -> UUID:
     """A UUIDv7 whose first 48 bits are `at` in Unix milliseconds and the rest random."""
-    tail = (int.from_bytes(os.urandom(10), "big") & _RANDOM_BITS) | _VERSION_VARIANT
+    tail = (int.from_bytes(token_bytes(10), "big") & _RANDOM_BITS) | _VERSION_VARIANT
     return UUID(int=(_millis(at) << 80) | tail)
 
 
@@ -27,13 +28,11 @@ def uuid7_texts(at: datetime, count: int) -> list[str]:
     """`count` UUIDv7s of the instant `at`, as the canonical text `str(uuid7(at))` gives.
 
     The telemetry intake names every reading of a request: one clock conversion and one
-    call for randomness for all of them, and no `UUID` object each. `os.urandom` gives up the
-    interpreter lock, so one call per reading also queued the event loop behind the database
-    threads once per reading.
+    draw of randomness for all of them, and no `UUID` object each.
     """
     millis = _millis(at)
     head = f"{millis >> 16:08x}-{millis & 0xFFFF:04x}-"
-    pool = os.urandom(10 * count)
+    pool = token_bytes(10 * count)
     texts = []
     for start in range(0, 10 * count, 10):
         bits = (int.from_bytes(pool[start : start + 10], "big") & _RANDOM_BITS) | _VERSION_VARIANT

@@ -22,6 +22,8 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from healthflow import randomness
+
 KEY_BYTES = 32
 NONCE_BYTES = 12
 
@@ -231,7 +233,7 @@ class FieldCipher:
 
     def encrypt(self, value: str, *, context: str) -> str:
         kid, key = self._keys.active()
-        nonce = secrets.token_bytes(NONCE_BYTES)
+        nonce = randomness.token_bytes(NONCE_BYTES)
         sealed = self._aead(kid, key).encrypt(nonce, value.encode(), context.encode())
         return f"{kid}:{base64.urlsafe_b64encode(nonce + sealed).decode()}"
 
