@@ -14,7 +14,7 @@ def test_draws_have_the_length_asked_for_and_never_repeat() -> None:
     draws = [randomness.token_bytes(12) for _ in range(2_000)]  # spans several blocks
     assert {len(d) for d in draws} == {12}
     assert len(set(draws)) == len(draws)
-    big = randomness.token_bytes(randomness.BLOCK_BYTES + 1)  # more than a block: straight from the OS
+    big = randomness.token_bytes(randomness.BLOCK_BYTES + 1)  # more than a block: from the OS
     assert len(big) == randomness.BLOCK_BYTES + 1
 
 
