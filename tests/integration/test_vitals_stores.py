@@ -24,7 +24,13 @@ from healthflow.vitals import intake_store
 from healthflow.vitals import store as schema
 from healthflow.vitals.alerts import Alert, AlertChanged, AlertStatus, Severity
 from healthflow.vitals.assessment import PatientVitals, assess
-from healthflow.vitals.domain import Consciousness, Device, QuarantinedReading, Reading
+from healthflow.vitals.domain import (
+    Consciousness,
+    Device,
+    QuarantinedReading,
+    Reading,
+    ReadingsRefused,
+)
 from healthflow.vitals.events import RecordedReading
 from healthflow.vitals.monitor import VitalsMonitor, critical_call
 from healthflow.vitals.ports import Outcome, StoredReading
@@ -155,6 +161,22 @@ async def test_the_same_device_and_instant_under_a_new_id_is_a_duplicate(
     await monitor.record(recorded(patient_id, 0, heart_rate=150.0))
     [stored] = await schema.SqlVitalsStore(db).series(patient_id, since=None, limit=10)
     assert stored.values == {"heart_rate": 70.0}
+
+
+async def test_a_reading_the_intake_did_not_check_is_checked_before_anything_is_stored(
+    parts: tuple[VitalsMonitor, FakeWards, FakeHub], patient_id: UUID, db: Database
+) -> None:
+    monitor, _, hub = parts
+    good, bad = recorded(patient_id, 0, heart_rate=70.0), recorded(patient_id, 2, heart_rate=900.0)
+    with pytest.raises(ReadingsRefused):  # decoded from an event, or handed in over HTTP
+        await monitor.record_many([good, bad])
+    assert await schema.SqlVitalsStore(db).series(patient_id, since=None, limit=10) == []
+    assert hub.messages == []
+    # the intake's own readings (marked as checked as they arrived) are not checked again
+    checked = dataclasses.replace(good, checked=True)
+    assert checked == good  # the mark is no part of the reading's identity
+    [(outcome, first)] = await monitor.record_many([checked])
+    assert first and outcome.assessment is not None
 
 
 async def test_a_late_reading_is_stored_but_not_scored(

@@ -34,6 +34,20 @@ def test_the_text_is_sqlalchemys_for_the_same_utc_instant(at: datetime) -> None:
     assert ours(at) == stock(at.astimezone(UTC).replace(tzinfo=None))
 
 
+def test_instants_in_any_order_and_repeats_get_their_own_text() -> None:
+    # the processor keeps the last instant's text: repeats, alternations and equal instants
+    # that are other objects must each still get the text of the instant itself
+    ours, stock = _processors()
+    twin = datetime(2026, 12, 1, 11, 8, 4, 123_456, tzinfo=UTC)  # equal to INSTANTS[0], not it
+    order = [*INSTANTS, INSTANTS[2], INSTANTS[2], INSTANTS[0], twin, INSTANTS[3], INSTANTS[0]]
+    assert [ours(at) for at in order] == [
+        stock(at.astimezone(UTC).replace(tzinfo=None)) for at in order
+    ]
+    with pytest.raises(ValueError, match="naive"):  # a refused value is refused every time
+        ours(datetime(2026, 12, 1, 11, 8))
+    assert ours(INSTANTS[0]) == stock(INSTANTS[0].replace(tzinfo=None))
+
+
 def test_naive_datetimes_are_refused_and_none_is_null() -> None:
     ours, _ = _processors()
     with pytest.raises(ValueError, match="naive"):

@@ -40,15 +40,25 @@ class UtcDateTime(TypeDecorator[datetime]):
 
         # SQLite stores the text SQLAlchemy's DATETIME writes, "YYYY-MM-DD HH:MM:SS.ffffff" in
         # UTC: written here in one step instead of converting, then formatting through a dict
-        # of the parts (a reading binds four instants; this halves what each costs)
+        # of the parts (a reading binds four instants; this halves what each costs). The last
+        # instant's text is kept: the rows of one request share their arrival instant, the
+        # very same object, and get its text without formatting it again (one tuple, replaced
+        # whole, so a thread never sees one instant with another's text)
+        last: tuple[datetime | None, str | None] = (None, None)
+
         def to_text(value: datetime | None) -> str | None:
+            nonlocal last
             if value is None:
                 return None
+            seen = last
+            if seen[0] is value:
+                return seen[1]
+            original = value
             if value.tzinfo is not UTC:
                 if value.tzinfo is None:
                     raise ValueError("naive datetimes are refused: pass timezone-aware UTC")
                 value = value.astimezone(UTC)
-            return _SQLITE_DATETIME % (
+            text = _SQLITE_DATETIME % (
                 value.year,
                 value.month,
                 value.day,
@@ -57,6 +67,8 @@ class UtcDateTime(TypeDecorator[datetime]):
                 value.second,
                 value.microsecond,
             )
+            last = (original, text)
+            return text
 
         return to_text
 

@@ -4,7 +4,7 @@ in order on the bus, plus the live-push message types this package sends."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -57,7 +57,9 @@ class RecordedReading:
 
     `ward` is the patient's ward as the intake found it (a ward never changes after
     registration), so the analytics side can file an alert without asking the patients service;
-    None for events written before it was carried.
+    None for events written before it was carried. `checked` says this process's intake made it
+    after `check_reading` passed it at `received_at`: the monitor need not check it again (a
+    reading decoded from an event, or handed in over HTTP, is checked there).
     """
 
     reading_id: str
@@ -66,6 +68,7 @@ class RecordedReading:
     reading: Reading
     received_at: datetime
     ward: str | None = None
+    checked: bool = field(default=False, compare=False, repr=False)
 
 
 def vital_signs_recorded(recorded: RecordedReading) -> CloudEvent:

@@ -79,6 +79,8 @@ class VitalsMonitor:
     async def record_many(self, batch: Sequence[RecordedReading]) -> list[tuple[Outcome, bool]]:
         """Store, score and alert on readings in order; per reading, False if seen before."""
         for recorded in batch:
+            if recorded.checked:  # this process's intake checked it as it arrived
+                continue
             problems = check_reading(recorded.reading, now=recorded.received_at)
             if problems:  # the intake refuses these; anything handing in events directly too
                 raise ReadingsRefused([(0, p) for p in problems])

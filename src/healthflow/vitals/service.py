@@ -290,7 +290,9 @@ def _sort(
             patient_id = device.patient_id
             assert patient_id is not None  # unbound devices were handled above
             accepted.append(
-                RecordedReading(ids[index], device.device_id, patient_id, reading, now, ward)
+                RecordedReading(
+                    ids[index], device.device_id, patient_id, reading, now, ward, checked=True
+                )
             )
     # a batch sent out of order is queued in time order, so none of it is scored as late
     accepted.sort(key=lambda r: r.reading.ts)
