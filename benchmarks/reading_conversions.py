@@ -6,6 +6,8 @@
   instant text, pydantic tz   an instant's SQLite text (the column type's bind processor) for a
                               time parsed by pydantic, which carries its own zero-offset tzinfo
   instant text, UTC           the same for a time in `datetime.UTC`
+  instant text, same object   the same for the object bound just before (the rows of one
+                              request share their arrival instant)
   measurements()              a reading's measured parameters (asked for four times a reading):
                               the first call on a reading, and a later one
   event + JSON                `vital_signs_recorded` and the event's JSON (the intake's row),
@@ -27,7 +29,7 @@ import asyncio
 import statistics
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -117,9 +119,14 @@ def main(args: argparse.Namespace) -> None:
     def once() -> list[None]:
         return [None] * args.calls
 
+    def instants(first: datetime) -> Callable[[], list[datetime]]:
+        # a new object each call: the processor keeps the text of the object it bound last
+        return lambda: [first + timedelta(microseconds=n) for n in range(args.calls)]
+
     figures: dict[str, tuple[Callable[[Any], object], Callable[[], list[Any]]]] = {
-        "instant text, pydantic tz": (lambda _: to_text(parsed), once),
-        "instant text, UTC": (lambda _: to_text(in_utc), once),
+        "instant text, pydantic tz": (to_text, instants(parsed)),
+        "instant text, UTC": (to_text, instants(in_utc)),
+        "instant text, same object": (lambda _: to_text(in_utc), once),
         "measurements(), first call": (Reading.measurements, readings),
         "measurements(), again": (Reading.measurements, asked_once),
         "event + JSON": (lambda r: vital_signs_recorded(r).to_json(), recorded),
