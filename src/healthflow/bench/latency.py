@@ -161,6 +161,8 @@ async def _one_pass(ctx: Context, name: str, rate: float, deteriorating: int) ->
         "offered": load.tally.to_dict(),
         "server": ctx.server.close_window(window),
         "load_generator": cpu.result(),
+        # small requests: what each stage's fixed costs were shared by (as in the vitals phases)
+        "mean_batch": (await counters.read(ctx.metrics)).minus(before).mean_batches(),
     }
     return done
 

@@ -184,6 +184,7 @@ def tables(result: dict[str, Any]) -> list[Table]:
                     ),
                     ("VitalsUpdated delivered / ceiling", vitals),
                     ("AlertRaised delivered / expected", alerts),
+                    (f"mean batch: {' / '.join(BATCHES)}", _batches(one.get("mean_batch", {}))),
                     ("client processes CPU (cores, whole phase)", r["clients"]["cpu_cores"]),
                     *server_rows(one),
                 ],
