@@ -20,17 +20,22 @@ def test_draws_have_the_length_asked_for_and_never_repeat() -> None:
 
 def test_threads_draw_from_blocks_of_their_own() -> None:
     drawn: list[list[bytes]] = [[] for _ in range(4)]
-    start = threading.Barrier(4)
+    taken_from_own_block: list[int] = []
+    start, first_drawn = threading.Barrier(4), threading.Barrier(4)
 
     def draw(into: list[bytes]) -> None:
         start.wait()
-        into.extend(randomness.token_bytes(12) for _ in range(3_000))
+        into.append(randomness.token_bytes(12))
+        first_drawn.wait()  # all four drew once: a shared block would be 48 bytes in
+        taken_from_own_block.append(randomness._block.at)
+        into.extend(randomness.token_bytes(12) for _ in range(2_999))
 
     threads = [threading.Thread(target=draw, args=(d,)) for d in drawn]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert taken_from_own_block == [12, 12, 12, 12]
     every = [d for per_thread in drawn for d in per_thread]
     assert len(set(every)) == len(every) == 12_000
 
