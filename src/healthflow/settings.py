@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         description="SQLite WAL pages (4 KiB) written before a checkpoint copies them back.",
     )
     worker_count: int = Field(4, ge=1, le=256, description="Parallel background workers.")
+    vitals_worker_count: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Workers scoring readings beside the analytics store (role all); 0: one on "
+        "SQLite (its one writer stores one batch at a time), else HEALTHFLOW_WORKER_COUNT.",
+    )
     worker_queue_size: int = Field(
         1000, ge=1, le=1_000_000, description="Capacity of the worker queues, all workers together."
     )

@@ -263,6 +263,61 @@ async def test_both_outboxes_mark_exactly_the_rows_they_are_given_in_any_order(
         assert (await relayed.stats()).pending == 3
 
 
+async def test_confirmations_that_arrive_together_are_marked_in_one_transaction(
+    db: Database,
+) -> None:
+    # the relay confirms batches one after another: marks that wait for the one writer
+    # together commit together, each row with the instant its own batch was confirmed at
+    outbox = await registered_outbox(db, 6)
+    seqs = [e.seq for e in await outbox.pending(after_seq=0, limit=10)]
+    labels = {"store": "patients.outbox.marks"}
+    groups = REGISTRY.get_sample_value("healthflow_group_commit_size_count", labels) or 0
+    confirmed = [(seqs[0:2], T0), (seqs[2:3], T0 + timedelta(seconds=1)), (seqs[4:6], T0)]
+
+    await asyncio.gather(*(outbox.mark_published(batch, at) for batch, at in confirmed))
+
+    assert REGISTRY.get_sample_value("healthflow_group_commit_size_count", labels) == groups + 1
+    assert [e.seq for e in await outbox.pending(after_seq=0, limit=10)] == [seqs[3]]
+    table = patient_schema.patient_events
+    async with db.reader.connect() as conn:
+        marked = dict((await conn.execute(select(table.c.seq, table.c.published_at))).all())
+    assert marked == {
+        seqs[0]: T0,
+        seqs[1]: T0,
+        seqs[2]: T0 + timedelta(seconds=1),
+        seqs[3]: None,
+        seqs[4]: T0,
+        seqs[5]: T0,
+    }
+
+
+async def test_a_marking_that_fails_raises_to_every_waiting_relay_and_marks_nothing(
+    tmp_path: Path,
+) -> None:
+    # the relay sends rows whose marking failed again, so the failure must reach each caller
+    db = await migrated(f"sqlite+aiosqlite:///{tmp_path}/marks.db", migrations.PATIENTS)
+    try:
+        outbox = await registered_outbox(db, 4)
+        seqs = [e.seq for e in await outbox.pending(after_seq=0, limit=10)]
+        async with db.writer.connect() as conn:  # the one writer connection refuses writes
+            await conn.execute(text("PRAGMA query_only = ON"))
+
+        results = await asyncio.gather(
+            outbox.mark_published(seqs[:2], T0),
+            outbox.mark_published(seqs[2:], T0),
+            return_exceptions=True,
+        )
+
+        assert all(isinstance(r, Exception) and "readonly" in str(r) for r in results)
+        async with db.writer.connect() as conn:
+            await conn.execute(text("PRAGMA query_only = OFF"))
+        assert [e.seq for e in await outbox.pending(after_seq=0, limit=10)] == seqs
+        await outbox.mark_published(seqs, T0)  # and the next attempt marks them
+        assert await outbox.pending(after_seq=0, limit=10) == []
+    finally:
+        await db.dispose()
+
+
 async def test_concurrent_saves_of_one_patient_let_exactly_one_win(db: Database) -> None:
     store = SqlPatientStore(db, cipher=CIPHER, audit=await audit_trail(db))
     patient = admitted("MRN-C")

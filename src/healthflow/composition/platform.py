@@ -155,7 +155,7 @@ def _build_telemetry(
     pool = WorkerPool(
         VITALS_GROUP,
         escalation.handle,
-        workers=settings.worker_count,
+        workers=vitals_workers(settings, analytics_db),
         capacity=settings.worker_queue_size,
         batch_handler=escalation.handle_batch,
         max_batch=settings.worker_batch_size,
@@ -163,6 +163,19 @@ def _build_telemetry(
     bus.subscribe(VITALS_GROUP, pool.submit, types=GROUP_TYPES[VITALS_GROUP])
     mqtt = mqtt_ingest(settings, LocalIntake(intake))
     return Telemetry(devices, intake, monitor, pool, relay, mqtt)
+
+
+def vitals_workers(settings: Settings, analytics_db: Database) -> int:
+    """How many workers score readings in this process.
+
+    A worker's batch is one transaction on the analytics store, and SQLite has one writer: a
+    second worker's batch only waits for it, and while it waits the readings that arrive after
+    it are not in it. One worker takes them all in its next batch instead (BENCHMARKS.md,
+    session 16). A server database writes batches in parallel, so there each worker counts.
+    """
+    if settings.vitals_worker_count:
+        return settings.vitals_worker_count
+    return 1 if analytics_db.backend == "sqlite" else settings.worker_count
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

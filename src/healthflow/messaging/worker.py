@@ -65,6 +65,10 @@ class WorkerPool:
         self._batch_size = metrics.WORKER_BATCH_SIZE.labels(pool=name)
 
     @property
+    def workers(self) -> int:
+        return len(self._queues)
+
+    @property
     def depth(self) -> int:
         return sum(q.qsize() for q in self._queues)
 

@@ -94,7 +94,6 @@ patient_events = Table(
 
 
 _INSERT_EVENT = insert(patient_events).returning(patient_events.c.seq, patient_events.c.id)
-_PUBLISHED = outbox_rows.PublishedMarks(patient_events)
 # per request (every audited read of a patient, the access guard's ward check): built once
 _PATIENT_BY_ID = select(patients).where(patients.c.id == bindparam("id"))
 _WARD_BY_ID = select(patients.c.ward).where(patients.c.id == bindparam("id"))
@@ -410,6 +409,9 @@ class SqlOutbox:
         self._db = db
         self._cipher = cipher
         self._copy = CommittedCopy()
+        self._mark_published = outbox_rows.MarkPublished(
+            db, patient_events, name="patients.outbox.marks"
+        )
 
     def remember(self, entries: Sequence[OutboxEntry]) -> None:
         self._copy.remember(entries)
@@ -437,10 +439,7 @@ class SqlOutbox:
         ]
 
     async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
-        if not seqs:
-            return
-        async with self._db.writer.begin() as conn:
-            await _PUBLISHED.mark(conn, seqs, at)
+        await self._mark_published(seqs, at)
 
     async def stats(self) -> OutboxStats:
         query = select(func.count(), func.min(patient_events.c.created_at)).where(

@@ -103,7 +103,6 @@ _PENDING = (
     .order_by(telemetry_outbox.c.seq)
     .limit(bindparam("limit"))
 )
-_PUBLISHED = outbox_rows.PublishedMarks(telemetry_outbox)
 
 
 class SqlDeviceRegistry:
@@ -324,6 +323,9 @@ class SqlTelemetryOutbox:
     def __init__(self, db: Database, *, keep: int = 10_000) -> None:
         self._db = db
         self._copy = CommittedCopy(keep=keep)
+        self._mark_published = outbox_rows.MarkPublished(
+            db, telemetry_outbox, name="telemetry.outbox.marks"
+        )
 
     def remember(self, entries: Sequence[OutboxEntry]) -> None:
         self._copy.remember(entries)
@@ -342,10 +344,7 @@ class SqlTelemetryOutbox:
         return entries
 
     async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
-        if not seqs:
-            return
-        async with self._db.writer.begin() as conn:
-            await _PUBLISHED.mark(conn, seqs, at)
+        await self._mark_published(seqs, at)
 
     async def stats(self) -> OutboxStats:
         t = telemetry_outbox
