@@ -46,14 +46,20 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=256,
-        description="Workers scoring readings beside the analytics store (role all); 0: one on "
-        "SQLite (its one writer stores one batch at a time), else HEALTHFLOW_WORKER_COUNT.",
+        description="Workers scoring readings beside the analytics store (role all); 0: on "
+        "SQLite (one writer, one batch at a time) one worker taking up to "
+        "HEALTHFLOW_WORKER_BATCH_SIZE times HEALTHFLOW_WORKER_COUNT readings a batch, else "
+        "HEALTHFLOW_WORKER_COUNT.",
     )
     worker_queue_size: int = Field(
         1000, ge=1, le=1_000_000, description="Capacity of the worker queues, all workers together."
     )
     worker_batch_size: int = Field(
-        200, ge=1, le=10_000, description="Most events a worker stores in one transaction."
+        200,
+        ge=1,
+        le=10_000,
+        description="Most events a worker stores in one transaction (the one vitals worker on "
+        "SQLite: this times HEALTHFLOW_WORKER_COUNT).",
     )
     worker_shutdown_grace_s: float = Field(
         10.0, ge=0, description="On shutdown, how long queued work may take to finish."

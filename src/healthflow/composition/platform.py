@@ -152,30 +152,34 @@ def _build_telemetry(
     devices, intake, relay = telemetry_intake(settings, clock, patients_db, bus, patients)
     monitor = VitalsMonitor(vitals_store.SqlVitalsStore(analytics_db), patients, hub, clock)
     escalation = Escalation(monitor, patients)
+    workers, max_batch = vitals_workers(settings, analytics_db)
     pool = WorkerPool(
         VITALS_GROUP,
         escalation.handle,
-        workers=vitals_workers(settings, analytics_db),
+        workers=workers,
         capacity=settings.worker_queue_size,
         batch_handler=escalation.handle_batch,
-        max_batch=settings.worker_batch_size,
+        max_batch=max_batch,
     )
     bus.subscribe(VITALS_GROUP, pool.submit, types=GROUP_TYPES[VITALS_GROUP])
     mqtt = mqtt_ingest(settings, LocalIntake(intake))
     return Telemetry(devices, intake, monitor, pool, relay, mqtt)
 
 
-def vitals_workers(settings: Settings, analytics_db: Database) -> int:
-    """How many workers score readings in this process.
+def vitals_workers(settings: Settings, analytics_db: Database) -> tuple[int, int]:
+    """How many workers score readings in this process, and the most readings a batch holds.
 
     A worker's batch is one transaction on the analytics store, and SQLite has one writer: a
     second worker's batch only waits for it, and while it waits the readings that arrive after
-    it are not in it. One worker takes them all in its next batch instead (BENCHMARKS.md,
-    session 16). A server database writes batches in parallel, so there each worker counts.
+    it are not in it. One worker takes them all in its next batch instead, up to what the
+    workers would have held together, so a backlog drains as fast (BENCHMARKS.md, session 16).
+    A server database writes batches in parallel, so there each worker counts.
     """
     if settings.vitals_worker_count:
-        return settings.vitals_worker_count
-    return 1 if analytics_db.backend == "sqlite" else settings.worker_count
+        return settings.vitals_worker_count, settings.worker_batch_size
+    if analytics_db.backend == "sqlite":
+        return 1, settings.worker_batch_size * settings.worker_count
+    return settings.worker_count, settings.worker_batch_size
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

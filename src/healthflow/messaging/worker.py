@@ -69,6 +69,10 @@ class WorkerPool:
         return len(self._queues)
 
     @property
+    def max_batch(self) -> int:
+        return self._max_batch
+
+    @property
     def depth(self) -> int:
         return sum(q.qsize() for q in self._queues)
 

@@ -19,44 +19,27 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from healthflow.storage.engine import Database
 from healthflow.storage.group_commit import GroupCommit
 
 
-class PublishedMarks:
-    """Marks rows of an outbox table (`seq`, `published_at`) published, by runs."""
+class MarkPublished:
+    """An outbox's `mark_published` for a table with `seq` and `published_at`.
 
-    def __init__(self, table: Table) -> None:
+    What is confirmed while a marking commits waits for it, then all of it is marked in one
+    transaction. A caller returns once its rows are marked, or raises what the marking raised
+    (the relay then sends those rows again).
+    """
+
+    def __init__(self, db: Database, table: Table, *, name: str) -> None:
+        self._db = db
         # built once, bound per run
         self._statement = (
             update(table)
             .where(table.c.seq.between(bindparam("first"), bindparam("last")))
             .values(published_at=bindparam("at"))
         )
-
-    async def mark(
-        self, conn: AsyncConnection, confirmed: Sequence[tuple[Sequence[int], datetime]]
-    ) -> None:
-        """Mark exactly the rows each `(seqs, at)` names as published `at`: one statement."""
-        parameters: list[dict[str, Any]] = [
-            {"first": first, "last": last, "at": at}
-            for seqs, at in confirmed
-            for first, last in runs(seqs)
-        ]
-        if parameters:
-            await conn.execute(self._statement, parameters)
-
-
-class MarkPublished:
-    """An outbox's `mark_published`: what is confirmed while a marking commits waits for it,
-    then all of it is marked in one transaction. A caller returns once its rows are marked,
-    or raises what the marking raised (the relay then sends those rows again)."""
-
-    def __init__(self, db: Database, table: Table, *, name: str) -> None:
-        self._db = db
-        self._marks = PublishedMarks(table)
         self._group = GroupCommit[tuple[Sequence[int], datetime], None](
             name, write_batch=self._write_batch, write_one=self._write_one
         )
@@ -66,8 +49,14 @@ class MarkPublished:
             await self._group.submit((seqs, at))
 
     async def _write_batch(self, confirmed: Sequence[tuple[Sequence[int], datetime]]) -> list[None]:
+        """Exactly the rows each `(seqs, at)` names, published `at`: one statement, run per run."""
+        parameters: list[dict[str, Any]] = [
+            {"first": first, "last": last, "at": at}
+            for seqs, at in confirmed
+            for first, last in runs(seqs)
+        ]
         async with self._db.writer.begin() as conn:
-            await self._marks.mark(conn, confirmed)
+            await conn.execute(self._statement, parameters)
         return [None] * len(confirmed)
 
     async def _write_one(self, confirmed: tuple[Sequence[int], datetime]) -> None:
