@@ -137,6 +137,9 @@ def test_latency_deliveries_do_not_exceed_what_was_sent(phases: dict[str, Any]) 
         assert d["patient_created"] <= d["patient_created_expected"]
         assert d["unmatched"] == 0
         assert one["vitals_every_update_ms"]["n"] == d["vitals_updated"]
+        # the steady state is a part of the pass: the requests after every monitor's first
+        whole, steady = one["vitals_first_shown_ms"], one["vitals_first_shown_after_first_round_ms"]
+        assert 0 < steady["n"] < whole["n"]
         # small requests over HTTP: the intake and the workers each stored at least one batch
         assert one["mean_batch"]["mqtt"] is None
         assert one["mean_batch"]["intake"] >= 1 and one["mean_batch"]["worker"] >= 1

@@ -62,6 +62,7 @@ class _Pass:
     load: HttpLoad
     registrations: _Registrations
     deteriorating: int
+    load_interval_s: float  # each monitor posts this often
     result: dict[str, Any] = field(default_factory=dict)
 
 
@@ -146,7 +147,7 @@ async def _one_pass(ctx: Context, name: str, rate: float, deteriorating: int) ->
         await asyncio.sleep(1.5)  # the last coalesced VitalsUpdated leave ≤ 0.31 s later
     finally:
         ticker.cancel()
-    done = _Pass(name, rate, load, registrations, deteriorating)
+    done = _Pass(name, rate, load, registrations, deteriorating, p.latency_interval_s)
     done.result = {
         "offered_per_s": rate,
         "accepted": int(drain.accepted),
@@ -293,10 +294,19 @@ def _analyse(
             alert_ms.extend(samples)
     leading: list[float] = []
     from_send: list[float] = []
+    # the requests accepted once every monitor has posted once (one interval after the first
+    # 202): the first round meets cold caches (each device's key, each patient's ward and
+    # NEWS2 state read for the first time), what follows is the steady state. Reported beside
+    # the whole pass, not instead of it.
+    first_round_ends = min(accepted_at.values(), default=0.0) + one.load_interval_s
+    after_first_round: list[float] = []
     for (patient, first_ts), (_, arrivals) in first_shown.items():
         accepted = accepted_at[(patient, first_ts)]
         sent = sent_at[(patient, first_ts)]
-        leading.extend(max(0.0, (at - accepted) * 1000) for at in arrivals)
+        shown = [max(0.0, (at - accepted) * 1000) for at in arrivals]
+        leading.extend(shown)
+        if accepted >= first_round_ends:
+            after_first_round.extend(shown)
         from_send.extend((at - sent) * 1000 for at in arrivals)
     accepted_by_ward = Counter(ward_of_patient[p] for p, _ in accepted_at)
     vitals_ceiling = sum(accepted_by_ward[w] * n for w, n in clients_per_ward.items())
@@ -304,6 +314,7 @@ def _analyse(
     connected = report.subscribed
     return {
         "vitals_first_shown_ms": percentiles(leading),
+        "vitals_first_shown_after_first_round_ms": percentiles(after_first_round),
         # an upper bound: includes the request itself (the 202 may be read late by a busy bench)
         "vitals_first_shown_from_send_ms": percentiles(from_send),
         "vitals_every_update_ms": percentiles(everything),

@@ -172,6 +172,10 @@ def tables(result: dict[str, Any]) -> list[Table]:
                         _ms(one["vitals_first_shown_ms"]),
                     ),
                     (
+                        "… once every monitor has posted once",
+                        _ms(one["vitals_first_shown_after_first_round_ms"]),
+                    ),
+                    (
                         "POST sent → request's first VitalsUpdated ms",
                         _ms(one["vitals_first_shown_from_send_ms"]),
                     ),
