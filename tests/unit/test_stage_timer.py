@@ -27,15 +27,20 @@ sitecustomize._dump()
 """
 
 
-def test_the_stage_timer_times_what_a_role_all_server_runs(tmp_path: Path) -> None:
-    out = tmp_path / "stages.txt"
+def run_under_the_timer(role: str, out: Path) -> None:
     env = {
         **os.environ,
         "PYTHONPATH": f"{ROOT / 'benchmarks' / 'stage_timer'}{os.pathsep}{ROOT / 'src'}",
-        "HEALTHFLOW_ROLE": "all",
+        "HEALTHFLOW_ROLE": role,
         "HEALTHFLOW_STAGE_TIMER": str(out),
     }
     subprocess.run([sys.executable, "-c", PROGRAM], env=env, check=True, timeout=60)
+
+
+def test_the_stage_timer_times_what_a_role_all_server_runs(tmp_path: Path) -> None:
+    out = tmp_path / "stages.txt"
+
+    run_under_the_timer("all", out)
 
     lines = {line.split(" n=")[0].strip(): line for line in out.read_text().splitlines()}
     assert " n=      1 " in lines["GroupCommit._commit[probe.store]"]  # the two, in one batch
@@ -45,12 +50,7 @@ def test_the_stage_timer_times_what_a_role_all_server_runs(tmp_path: Path) -> No
 
 def test_the_stage_timer_leaves_other_processes_alone(tmp_path: Path) -> None:
     out = tmp_path / "stages.txt"
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT / 'benchmarks' / 'stage_timer'}{os.pathsep}{ROOT / 'src'}",
-        "HEALTHFLOW_ROLE": "worker",  # the bench's own process, or another role
-        "HEALTHFLOW_STAGE_TIMER": str(out),
-    }
-    subprocess.run([sys.executable, "-c", PROGRAM], env=env, check=True, timeout=60)
+
+    run_under_the_timer("worker", out)  # the bench's own process, or another role
 
     assert not out.exists()
